@@ -1,0 +1,39 @@
+"""Invitation links: sign in (or up) with the invited address, then accept."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from apps.core.errors import TansoError
+
+from .audit import Actor
+from .middleware import SESSION_ENV, SESSION_ORG
+from .services import invitation_accept, invitation_for_token
+
+
+def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
+    invitation = invitation_for_token(token)
+    if invitation is None:
+        return render(request, "accounts/invitation_invalid.html", status=404)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if request.method == "POST":
+        try:
+            membership = invitation_accept(
+                token=token,
+                user=request.user,  # type: ignore[arg-type]
+                actor=Actor.from_request(request),
+            )
+        except TansoError as exc:
+            messages.error(request, exc.message)
+            return render(
+                request, "accounts/invitation.html", {"invitation": invitation}, status=exc.status
+            )
+        request.session[SESSION_ORG] = str(membership.organization_id)
+        request.session[SESSION_ENV] = "test"
+        messages.success(request, f"Welcome to {membership.organization.name}.")
+        return redirect("dashboard:home")
+    return render(request, "accounts/invitation.html", {"invitation": invitation})

@@ -1,0 +1,167 @@
+"""API: manage keys (admin scope), introspect the calling key, programmatic signup."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.audit import Actor
+from apps.accounts.models import Environment
+from apps.core.api.pagination import paginate_newest_first
+from apps.core.tenancy import get_scoped_or_404
+from apps.customers.models import Customer
+
+from . import scopes as S
+from .models import ApiKey
+from .selectors import apikey_get, apikeys_for
+from .services import IssuedKey, apikey_budget, apikey_create, apikey_revoke, apikey_rotate
+
+
+def render_budget(key: ApiKey) -> dict[str, Any] | None:
+    if key.budget_cents is None and key.kind != ApiKey.Kind.OBSERVE:
+        return None
+    state = apikey_budget(key)
+    return {
+        "limitCents": state.limit_cents,
+        "spentCents": state.spent_usd * 100,
+        "remainingCents": state.remaining_cents,
+        "period": state.period,
+        "resetsAt": state.resets_at,
+    }
+
+
+def render_key(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.pk,
+        "kind": key.kind,
+        "name": key.name,
+        "prefix": key.prefix,
+        "hint": key.hint,
+        "environment": key.environment.kind,
+        "scopes": sorted(key.effective_scopes),
+        "customerReferenceId": key.customer.reference_id if key.customer else None,
+        "budget": render_budget(key),
+        "status": key.status,
+        "expiresAt": key.expires_at,
+        "revokedAt": key.revoked_at,
+        "lastUsedAt": key.last_used_at,
+        "createdAt": key.created_at,
+        "rotatedFromId": key.rotated_from_id,
+    }
+
+
+def render_issued(issued: IssuedKey) -> dict[str, Any]:
+    return {**render_key(issued.key), "key": issued.plaintext}
+
+
+class KeyCreateInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ApiKey.Kind.values, default=ApiKey.Kind.OBSERVE)
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    scopes = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
+    customerReferenceId = serializers.CharField(max_length=255, required=False)
+    budgetCents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    budgetPeriod = serializers.ChoiceField(
+        choices=ApiKey.BudgetPeriod.values, required=False, allow_null=True
+    )
+    expiresAt = serializers.DateTimeField(required=False, allow_null=True)
+    expiresInSeconds = serializers.IntegerField(min_value=60, required=False, allow_null=True)
+
+
+def _expiry(data: dict[str, Any]) -> dt.datetime | None:
+    if data.get("expiresInSeconds"):
+        return timezone.now() + dt.timedelta(seconds=data["expiresInSeconds"])
+    return data.get("expiresAt")
+
+
+class SdkKeyListCreate(APIView):
+    required_scopes = S.ADMIN
+
+    @extend_schema(summary="List API keys of the environment", request=None)
+    def get(self, request: Request) -> Response:
+        keys = apikeys_for(request.auth.environment)
+        if request.query_params.get("status") == "active":
+            keys = keys.filter(revoked_at__isnull=True)
+        return Response(paginate_newest_first(keys, request, render_key))
+
+    @extend_schema(
+        summary="Create an API key (the secret is in the answer, once)", request=KeyCreateInput
+    )
+    def post(self, request: Request) -> Response:
+        body = KeyCreateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        environment: Environment = request.auth.environment
+        customer = None
+        if data.get("customerReferenceId"):
+            customer = get_scoped_or_404(
+                Customer, environment, reference_id=data["customerReferenceId"]
+            )
+        issued = apikey_create(
+            environment=environment,
+            kind=data["kind"],
+            actor=Actor.from_request(request),
+            name=data.get("name", ""),
+            scopes=data.get("scopes"),
+            customer=customer,
+            budget_cents=data.get("budgetCents"),
+            budget_period=data.get("budgetPeriod"),
+            expires_at=_expiry(data),
+        )
+        return Response(render_issued(issued), status=status.HTTP_201_CREATED)
+
+
+class SdkKeyDetail(APIView):
+    required_scopes = S.ADMIN
+
+    @extend_schema(summary="Get one API key", request=None)
+    def get(self, request: Request, key_id: str) -> Response:
+        return Response(render_key(apikey_get(request.auth.environment, key_id)))
+
+    @extend_schema(summary="Revoke an API key", request=None)
+    def delete(self, request: Request, key_id: str) -> Response:
+        key = apikey_get(request.auth.environment, key_id)
+        apikey_revoke(key=key, actor=Actor.from_request(request))
+        return Response(render_key(key))
+
+
+class SdkKeyRotate(APIView):
+    required_scopes = S.ADMIN
+
+    @extend_schema(
+        summary="Rotate: a new key with the same powers; the old one works until revoked",
+        request=None,
+    )
+    def post(self, request: Request, key_id: str) -> Response:
+        key = apikey_get(request.auth.environment, key_id)
+        issued = apikey_rotate(key=key, actor=Actor.from_request(request))
+        return Response(render_issued(issued), status=status.HTTP_201_CREATED)
+
+
+class SdkKeyMe(APIView):
+    required_scopes = None  # any valid key may look at itself
+    customer_key_scope = S.CUSTOMER_READ
+
+    @extend_schema(summary="The calling key: scopes, budget and expiry", request=None)
+    def get(self, request: Request) -> Response:
+        key: ApiKey = request.auth
+        return Response(
+            {
+                "id": key.pk,
+                "kind": key.kind,
+                "prefix": key.prefix,
+                "hint": key.hint,
+                "environment": key.environment.kind,
+                "organizationId": key.environment.organization_id,
+                "scopes": sorted(key.effective_scopes),
+                "customerReferenceId": key.customer.reference_id if key.customer else None,
+                "budget": render_budget(key),
+                "expiresAt": key.expires_at,
+            }
+        )

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ApiKeysConfig(AppConfig):
+    name = "apps.apikeys"
+    label = "apikeys"
+    verbose_name = "API keys"

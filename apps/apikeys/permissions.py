@@ -1,0 +1,61 @@
+"""Scope checks. A view names what it needs:
+
+* ``required_scopes = {"GET": "usage.read", "POST": "usage.write"}`` (or one
+  string for every method); ``None`` means any valid key;
+* ``customer_key_scope = "read"`` lets customer keys (ck_) in with that scope;
+  the view then pins them to their own customer (``pinned_customer``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from apps.core.errors import Forbidden, ScopeDenied
+
+from .models import ApiKey
+
+
+def required_scope_for(view: Any, method: str) -> str | None:
+    scopes = getattr(view, "required_scopes", None)
+    if isinstance(scopes, dict):
+        return scopes.get(method) or scopes.get("*")
+    return scopes
+
+
+class HasScope(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if getattr(view, "public", False):
+            return True
+        key: ApiKey | None = request.auth
+        if key is None:
+            raise NotAuthenticated("An API key is required (Authorization: Bearer <key>).")
+        if key.kind == ApiKey.Kind.CUSTOMER:
+            needed = getattr(view, "customer_key_scope", None)
+            if needed is None:
+                raise Forbidden("Customer keys cannot call this endpoint.")
+            if needed not in key.scopes:
+                raise ScopeDenied(needed)
+            return True
+        scope = required_scope_for(view, request.method or "GET")
+        if scope is not None and not key.has_scope(scope):
+            raise ScopeDenied(scope)
+        return True
+
+
+def pinned_customer_reference(request: Request) -> str | None:
+    """The customer a ck_ key is pinned to, else None."""
+    key: ApiKey | None = request.auth
+    if key is not None and key.kind == ApiKey.Kind.CUSTOMER and key.customer is not None:
+        return key.customer.reference_id
+    return None
+
+
+def ensure_customer_access(request: Request, reference_id: str) -> None:
+    """A ck_ key may only reach its own customer (403 otherwise)."""
+    pinned = pinned_customer_reference(request)
+    if pinned is not None and pinned != reference_id:
+        raise Forbidden("This key is pinned to another customer.", code="customer_mismatch")

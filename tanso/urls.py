@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from apps.core import views as core
+
+admin.site.site_header = "Tanso administration"
+
+urlpatterns = [
+    path("", core.landing, name="landing"),
+    path("healthz", core.healthz, name="healthz"),
+    path("readyz", core.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("invitations/", include("apps.accounts.urls")),
+    path("onboarding/", include("apps.onboarding.urls")),
+    path("dashboard/", include("apps.dashboard.urls")),
+    path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("tanso.api_urls")),
+]
+
+handler404 = "apps.core.api.errorpages.not_found"
+handler500 = "apps.core.api.errorpages.server_error"

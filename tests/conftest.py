@@ -1,0 +1,100 @@
+"""Shared fixtures: personas (owner, member, viewer, outsider), both environments,
+API clients holding real keys, a clean Redis per test, and a real Celery worker."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from apps.accounts.models import Environment, Membership, Organization, Role, User
+from apps.apikeys import services as key_services
+from apps.core.redis import get_redis
+from tests.factories import UserFactory, env_of, make_key, make_org
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis_and_key_cache() -> Iterator[None]:
+    get_redis().flushdb()
+    key_services._cache.clear()
+    yield
+    key_services._cache.clear()
+
+
+@dataclasses.dataclass
+class Tenant:
+    """One organization with its people, environments and secret keys."""
+
+    org: Organization
+    owner: User
+    test: Environment
+    live: Environment
+    sk_test: str
+    sk_live: str
+
+    def api(self, key: str | None = None) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key or self.sk_test}")
+        return client
+
+    def add_member(self, role: str = Role.MEMBER) -> User:
+        user = UserFactory()
+        Membership.objects.create(organization=self.org, user=user, role=role)
+        return user
+
+
+def make_tenant(name: str = "Acme") -> Tenant:
+    owner = UserFactory()
+    org = make_org(owner, name=name)
+    test, live = env_of(org, "test"), env_of(org, "live")
+    return Tenant(
+        org=org,
+        owner=owner,
+        test=test,
+        live=live,
+        sk_test=make_key(test, "sk").plaintext,
+        sk_live=make_key(live, "sk").plaintext,
+    )
+
+
+@pytest.fixture
+def tenant(db: Any) -> Tenant:
+    return make_tenant("Acme")
+
+
+@pytest.fixture
+def outsider(db: Any) -> Tenant:
+    """Another organization: it must never see the tenant's data, nor the reverse."""
+    return make_tenant("Outsider Inc")
+
+
+@pytest.fixture
+def web(tenant: Tenant) -> Client:
+    """A browser session signed in as the tenant's owner."""
+    client = Client()
+    client.force_login(tenant.owner)
+    return client
+
+
+def web_as(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def celery_worker(transactional_db: Any) -> Iterator[Any]:
+    """A real Celery worker (threads) consuming from the real Redis broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from tanso.celery import app
+
+    app.conf.task_always_eager = False
+    with start_worker(
+        app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+    ) as worker:
+        yield worker
