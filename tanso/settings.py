@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.customers",
+    "apps.features",
     "apps.apikeys",
     "apps.onboarding",
     "apps.dashboard",
