@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db.models import Prefetch
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -19,9 +20,16 @@ from apps.core.tenancy import get_scoped_or_404
 from apps.customers.models import Customer
 
 from . import scopes as S
-from .models import ApiKey
+from .models import ApiKey, ApiKeySpend
 from .selectors import apikey_get, apikeys_for
-from .services import IssuedKey, apikey_budget, apikey_create, apikey_revoke, apikey_rotate
+from .services import (
+    IssuedKey,
+    apikey_budget,
+    apikey_create,
+    apikey_revoke,
+    apikey_rotate,
+    current_window_starts,
+)
 
 
 def render_budget(key: ApiKey) -> dict[str, Any] | None:
@@ -85,7 +93,12 @@ class SdkKeyListCreate(APIView):
 
     @extend_schema(summary="List API keys of the environment", request=None)
     def get(self, request: Request) -> Response:
-        keys = apikeys_for(request.auth.environment)
+        keys = apikeys_for(request.auth.environment).prefetch_related(
+            Prefetch(
+                "spend_windows",
+                queryset=ApiKeySpend.objects.filter(window_start__in=current_window_starts()),
+            )
+        )
         if request.query_params.get("status") == "active":
             keys = keys.filter(revoked_at__isnull=True)
         return Response(paginate_newest_first(keys, request, render_key))

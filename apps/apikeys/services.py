@@ -271,11 +271,15 @@ def budget_window(period: str | None, now: dt.datetime) -> tuple[dt.datetime, dt
 
 def apikey_budget(key: ApiKey, *, now: dt.datetime | None = None) -> BudgetState:
     start, resets = budget_window(key.budget_period, now or timezone.now())
-    spent = (
-        ApiKeySpend.objects.filter(api_key=key, window_start=start)
-        .values_list("spent_usd", flat=True)
-        .first()
-    )
+    prefetched = getattr(key, "_prefetched_objects_cache", {}).get("spend_windows")
+    if prefetched is not None:  # lists prefetch the current windows in one query
+        spent = next((w.spent_usd for w in prefetched if w.window_start == start), None)
+    else:
+        spent = (
+            ApiKeySpend.objects.filter(api_key=key, window_start=start)
+            .values_list("spent_usd", flat=True)
+            .first()
+        )
     return BudgetState(
         limit_cents=key.budget_cents,
         spent_usd=spent if spent is not None else Decimal(0),
@@ -283,6 +287,12 @@ def apikey_budget(key: ApiKey, *, now: dt.datetime | None = None) -> BudgetState
         window_start=start,
         resets_at=resets if key.budget_period else None,
     )
+
+
+def current_window_starts(now: dt.datetime | None = None) -> list[dt.datetime]:
+    """The start of today's, this month's and the lifetime window."""
+    now = now or timezone.now()
+    return [budget_window(period, now)[0] for period in (*ApiKey.BudgetPeriod.values, None)]
 
 
 def apikey_record_spend(
