@@ -115,6 +115,9 @@ class ApiKeySpend(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.api_key_id} from {self.window_start:%Y-%m-%d}: ${self.spent_usd}"
+
 
 class IdempotencyRecord(EnvironmentOwned):
     """The first answer to a mutating call made with an ``Idempotency-Key`` header."""
