@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.urls import path
 
 from apps.apikeys import api as keys
+from apps.customers import api as customers
+from apps.features import api as features
 from apps.onboarding import api as onboarding
 
 urlpatterns = [
@@ -13,4 +15,21 @@ urlpatterns = [
     path("sdk-keys/me", keys.SdkKeyMe.as_view(), name="api-sdk-keys-me"),
     path("sdk-keys/<str:key_id>", keys.SdkKeyDetail.as_view(), name="api-sdk-key"),
     path("sdk-keys/<str:key_id>/rotate", keys.SdkKeyRotate.as_view(), name="api-sdk-key-rotate"),
+    # Catalog. Path references use <str:>, so they cannot contain "/" (see apps/customers/api.py).
+    path(
+        "v1/client/customers",
+        customers.CustomerListCreate.as_view(),
+        name="api-client-customers",
+    ),
+    path(
+        "v1/client/customers/<str:reference_id>",
+        customers.CustomerDetail.as_view(),
+        name="api-client-customer",
+    ),
+    path("v1/client/features", features.FeatureListCreate.as_view(), name="api-client-features"),
+    path(
+        "v1/client/features/<str:feature_key>",
+        features.FeatureDetail.as_view(),
+        name="api-client-feature",
+    ),
 ]

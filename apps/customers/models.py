@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from apps.core.tenancy import EnvironmentOwned
@@ -33,6 +35,24 @@ class Customer(EnvironmentOwned):
             models.UniqueConstraint(
                 fields=["environment", "reference_id"], name="customer_env_ref_unique"
             )
+        ]
+        indexes = [
+            # The API list: newest first per environment, keyset-paginated on (created_at, id).
+            models.Index(
+                fields=["environment", "created_at", "id"], name="customer_env_created_idx"
+            ),
+            # Search: Django's ``icontains`` compiles to ``UPPER(col::text) LIKE UPPER(%s)``;
+            # these trigram indexes are on that same expression, so a search is an index scan
+            # (BitmapOr across the columns), not a sequential scan of every customer.
+            *(
+                GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=f"customer_{short}_trgm")
+                for column, short in (
+                    ("reference_id", "ref"),
+                    ("email", "email"),
+                    ("first_name", "first"),
+                    ("last_name", "last"),
+                )
+            ),
         ]
 
     def __str__(self) -> str:
