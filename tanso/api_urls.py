@@ -8,6 +8,7 @@ from apps.apikeys import api as keys
 from apps.customers import api as customers
 from apps.features import api as features
 from apps.onboarding import api as onboarding
+from apps.pricing import api as pricing
 
 urlpatterns = [
     path("signup", onboarding.Signup.as_view(), name="api-signup"),
@@ -31,5 +32,16 @@ urlpatterns = [
         "v1/client/features/<str:feature_key>",
         features.FeatureDetail.as_view(),
         name="api-client-feature",
+    ),
+    path("model-prices", pricing.ModelPriceList.as_view(), name="api-model-prices"),
+    path(
+        "model-price-overrides",
+        pricing.ModelPriceOverrideListCreate.as_view(),
+        name="api-model-price-overrides",
+    ),
+    path(
+        "model-price-overrides/<str:override_id>",
+        pricing.ModelPriceOverrideDetail.as_view(),
+        name="api-model-price-override",
     ),
 ]

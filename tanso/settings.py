@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "apps.customers",
     "apps.features",
     "apps.apikeys",
+    "apps.pricing",
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",
@@ -307,6 +308,11 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # process that revoked it and takes at most this long elsewhere.
 APIKEY_CACHE_SECONDS = env_int("APIKEY_CACHE_SECONDS", 2)
 
+# --- Model prices ---------------------------------------------------------------------
+# Where the price catalog is loaded from: empty = the data bundled with genai-prices;
+# else a local JSON file (path or file:// URL) in the shape genai-prices publishes.
+MODEL_PRICES_SOURCE = env_str("MODEL_PRICES_SOURCE", "")
+
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -327,6 +333,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-invitations": {
         "task": "apps.accounts.tasks.expire_invitations",
         "schedule": crontab(minute=5, hour="*/6"),
+    },
+    "sync-model-prices": {
+        "task": "apps.pricing.tasks.sync_model_prices",
+        "schedule": crontab(minute=23, hour=3),
     },
 }
 
