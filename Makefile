@@ -44,7 +44,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy
+	TANSO_ENV=development $(VENV)/bin/mypy
 
 # Re-resolve the pins in pyproject.toml into requirements.lock.
 lock: check-python

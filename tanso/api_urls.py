@@ -16,6 +16,21 @@ urlpatterns = [
     path("sdk-keys/me", keys.SdkKeyMe.as_view(), name="api-sdk-keys-me"),
     path("sdk-keys/<str:key_id>", keys.SdkKeyDetail.as_view(), name="api-sdk-key"),
     path("sdk-keys/<str:key_id>/rotate", keys.SdkKeyRotate.as_view(), name="api-sdk-key-rotate"),
+    path(
+        "v1/client/customers/<str:reference_id>/keys",
+        keys.CustomerKeys.as_view(),
+        name="api-client-customer-keys",
+    ),
+    path(
+        "v1/client/customers/<str:reference_id>/keys/<str:key_id>",
+        keys.CustomerKeyRevoke.as_view(),
+        name="api-client-customer-key",
+    ),
+    path(
+        "v1/client/customers/<str:reference_id>/keys/<str:key_id>/rotate",
+        keys.CustomerKeyRotate.as_view(),
+        name="api-client-customer-key-rotate",
+    ),
     # Catalog. Path references use <str:>, so they cannot contain "/" (see apps/customers/api.py).
     path(
         "v1/client/customers",

@@ -178,3 +178,95 @@ class SdkKeyMe(APIView):
                 "expiresAt": key.expires_at,
             }
         )
+
+
+# --- Customer keys under the customer (Platform reference paths) ---------------------------
+
+
+class CustomerKeyCreateInput(serializers.Serializer):
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=S.CUSTOMER_SCOPES), required=False, allow_empty=False
+    )
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    expiresAt = serializers.DateTimeField(required=False, allow_null=True)
+
+
+def _customer(request: Request, reference_id: str) -> Customer:
+    return get_scoped_or_404(Customer, request.auth.environment, reference_id=reference_id)
+
+
+def _customer_key(request: Request, reference_id: str, key_id: str) -> ApiKey:
+    customer = _customer(request, reference_id)
+    return get_scoped_or_404(
+        apikeys_for(request.auth.environment),
+        request.auth.environment,
+        pk=key_id,
+        customer=customer,
+    )
+
+
+def render_customer_key(key: ApiKey, plaintext: str | None = None) -> dict[str, Any]:
+    body = {
+        "id": key.pk,
+        "customerReferenceId": key.customer.reference_id if key.customer else None,
+        "keyHint": key.hint,
+        "prefix": key.prefix,
+        "scopes": list(key.scopes),
+        "active": key.status == "active",
+        "expiresAt": key.expires_at,
+        "createdAt": key.created_at,
+    }
+    if plaintext is not None:
+        body["apiKey"] = plaintext
+    return body
+
+
+class CustomerKeys(APIView):
+    required_scopes = {"GET": S.CUSTOMERS_READ, "POST": S.CUSTOMERS_WRITE}
+
+    @extend_schema(summary="List a customer's keys (hints only)", request=None)
+    def get(self, request: Request, reference_id: str) -> Response:
+        customer = _customer(request, reference_id)
+        keys = apikeys_for(request.auth.environment).filter(customer=customer)
+        return Response(paginate_newest_first(keys, request, render_customer_key))
+
+    @extend_schema(
+        summary="Issue a key pinned to this customer (shown once)", request=CustomerKeyCreateInput
+    )
+    def post(self, request: Request, reference_id: str) -> Response:
+        body = CustomerKeyCreateInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        issued = apikey_create(
+            environment=request.auth.environment,
+            kind=ApiKey.Kind.CUSTOMER,
+            actor=Actor.from_request(request),
+            name=body.validated_data.get("name", ""),
+            scopes=body.validated_data.get("scopes"),
+            customer=_customer(request, reference_id),
+            expires_at=body.validated_data.get("expiresAt"),
+        )
+        return Response(
+            render_customer_key(issued.key, issued.plaintext), status=status.HTTP_201_CREATED
+        )
+
+
+class CustomerKeyRevoke(APIView):
+    required_scopes = S.CUSTOMERS_WRITE
+
+    @extend_schema(summary="Revoke a customer key", request=None)
+    def delete(self, request: Request, reference_id: str, key_id: str) -> Response:
+        key = _customer_key(request, reference_id, key_id)
+        apikey_revoke(key=key, actor=Actor.from_request(request))
+        return Response(render_customer_key(key))
+
+
+class CustomerKeyRotate(APIView):
+    required_scopes = S.CUSTOMERS_WRITE
+
+    @extend_schema(summary="Replace this customer key with a new one (same scopes)", request=None)
+    def post(self, request: Request, reference_id: str, key_id: str) -> Response:
+        key = _customer_key(request, reference_id, key_id)
+        issued = apikey_rotate(key=key, actor=Actor.from_request(request))
+        return Response(
+            render_customer_key(issued.key, issued.plaintext), status=status.HTTP_201_CREATED
+        )
