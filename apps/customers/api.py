@@ -17,7 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
+from apps.accounts.models import Environment
 from apps.apikeys import scopes as S
+from apps.apikeys.models import ApiKey
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.renderers import dumps
@@ -84,6 +86,12 @@ def optional_text(max_length: int, *, email: bool = False) -> serializers.CharFi
     """An optional string; ``null`` is accepted and means empty."""
     field = StrictEmailField if email else StrictCharField
     return field(max_length=max_length, required=False, allow_blank=True, allow_null=True)
+
+
+def environment_of(request: Request) -> Environment:
+    """The calling key's environment: the tenant every lookup is scoped to."""
+    key: ApiKey = request.auth  # type: ignore[assignment]
+    return key.environment
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -178,7 +186,7 @@ class CustomerListCreate(APIView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        customers = customers_search(request.auth.environment, params.get("search", ""))
+        customers = customers_search(environment_of(request), params.get("search", ""))
         reference = params.get("customerReferenceId")
         if reference is not None:
             if len(reference) > REFERENCE_MAX_LENGTH or "\x00" in reference:
@@ -198,7 +206,7 @@ class CustomerListCreate(APIView):
         body = CustomerCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         customer = customer_create(
-            environment=request.auth.environment,
+            environment=environment_of(request),
             reference_id=body.validated_data["customerReferenceId"],
             actor=Actor.from_request(request),
             **body.service_fields(),
@@ -221,11 +229,11 @@ class CustomerDetail(APIView):
     @extend_schema(summary="Get one customer by its reference", request=None)
     def get(self, request: Request, reference_id: str) -> Response:
         ensure_customer_access(request, reference_id)
-        return Response(render_customer(customer_get(request.auth.environment, reference_id)))
+        return Response(render_customer(customer_get(environment_of(request), reference_id)))
 
     @extend_schema(summary="Change a customer's details", request=CustomerUpdateInput)
     def patch(self, request: Request, reference_id: str) -> Response:
-        customer = customer_get(request.auth.environment, reference_id)
+        customer = customer_get(environment_of(request), reference_id)
         body = CustomerUpdateInput(data=request.data)
         body.is_valid(raise_exception=True)
         given = body.validated_data.get("customerReferenceId")

@@ -207,7 +207,8 @@ def customers_ensure(
                     (id, environment_id, reference_id, email, first_name, last_name, phone,
                      metadata, stripe_customer_id, source, created_at, updated_at)
                 SELECT new.id, %s, new.ref, '', '', '', '', '{{}}'::jsonb, '', %s, %s, %s
-                  FROM unnest(%s::uuid[], %s::text[]) AS new(id, ref)
+                  FROM unnest(%s::uuid[], %s::text[]) WITH ORDINALITY AS new(id, ref, n)
+                 ORDER BY new.n  -- the sorted order: fixed lock order across callers
                 ON CONFLICT (environment_id, reference_id) DO NOTHING
                 """,  # noqa: S608 - the table name is ours, values are parameters
                 [

@@ -21,7 +21,7 @@ from apps.core.api.pagination import paginate_newest_first
 from apps.core.errors import ValidationFailed
 
 # The strict field types are shared by the catalog's two APIs.
-from apps.customers.api import MetadataField, StrictCharField
+from apps.customers.api import MetadataField, StrictCharField, environment_of
 
 from .models import Feature
 from .selectors import feature_get, features_search
@@ -108,7 +108,7 @@ class FeatureListCreate(APIView):
                 raise ValidationFailed(fields={"isEnabled": ["Must be true or false."]})
             is_enabled = enabled_param == "true"
         features = features_search(
-            request.auth.environment, params.get("search", ""), is_enabled=is_enabled
+            environment_of(request), params.get("search", ""), is_enabled=is_enabled
         )
         return Response(paginate_newest_first(features, request, render_feature))
 
@@ -117,7 +117,7 @@ class FeatureListCreate(APIView):
         body = FeatureCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         feature = feature_create(
-            environment=request.auth.environment,
+            environment=environment_of(request),
             key=body.validated_data["key"],
             actor=Actor.from_request(request),
             **body.service_fields(),
@@ -130,11 +130,11 @@ class FeatureDetail(APIView):
 
     @extend_schema(summary="Get one feature by its key", request=None)
     def get(self, request: Request, feature_key: str) -> Response:
-        return Response(render_feature(feature_get(request.auth.environment, feature_key)))
+        return Response(render_feature(feature_get(environment_of(request), feature_key)))
 
     @extend_schema(summary="Change a feature", request=FeatureFieldsInput)
     def patch(self, request: Request, feature_key: str) -> Response:
-        feature = feature_get(request.auth.environment, feature_key)
+        feature = feature_get(environment_of(request), feature_key)
         body = FeatureFieldsInput(data=request.data)
         body.is_valid(raise_exception=True)
         feature = feature_update(

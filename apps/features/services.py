@@ -181,7 +181,8 @@ def features_ensure(*, environment: Environment, keys: Iterable[str]) -> dict[st
                      metadata, source, created_at, updated_at)
                 SELECT new.id, %s, new.key, left(new.key, 150), '', '', true,
                        '{{}}'::jsonb, %s, %s, %s
-                  FROM unnest(%s::uuid[], %s::text[]) AS new(id, key)
+                  FROM unnest(%s::uuid[], %s::text[]) WITH ORDINALITY AS new(id, key, n)
+                 ORDER BY new.n  -- the sorted order: fixed lock order across callers
                 ON CONFLICT (environment_id, key) DO NOTHING
                 """,  # noqa: S608 - the table name is ours, values are parameters
                 [

@@ -199,20 +199,21 @@ class TestCustomersEnsureConcurrency:
 
     def test_callers_inside_long_transactions_wait_and_then_see_the_winner(self):
         tenant = make_tenant("Race")
-        # Overlapping batches; each caller holds its transaction open a moment so the
-        # others' INSERTs block on its uncommitted rows, then skip them.
-        batches = [[f"r{(i + k) % 10}" for k in range(5)] for i in range(8)]
+        refs = [f"r{n}" for n in range(300)]
 
+        # Big overlapping batches in different orders, each caller holding its transaction
+        # open a moment: the others' INSERTs block on its uncommitted rows, then skip them.
+        # Without the sorted insert order this deadlocks.
         def ensure(index: int) -> dict:
+            mine = refs[:] if index % 2 else refs[::-1]
+            if index % 3 == 0:
+                random.Random(index).shuffle(mine)
             with transaction.atomic():
-                ids = customers_ensure(environment=tenant.test, reference_ids=batches[index])
+                ids = customers_ensure(environment=tenant.test, reference_ids=mine)
                 time.sleep(0.05)
             return ids
 
         results = _race(ensure, 8)
-        merged: dict = {}
-        for result in results:
-            for ref, pk in result.items():
-                assert merged.setdefault(ref, pk) == pk
-        assert set(merged) == {f"r{n}" for n in range(10)}
-        assert Customer.objects.filter(environment=tenant.test).count() == 10
+        assert all(result == results[0] for result in results)
+        assert set(results[0]) == set(refs)
+        assert Customer.objects.filter(environment=tenant.test).count() == len(refs)
