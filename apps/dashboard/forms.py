@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from apps.accounts.models import Role
+from apps.accounts.models import Organization, Role
 from apps.apikeys import scopes as S
 from apps.apikeys.models import ApiKey
 
@@ -38,3 +38,8 @@ class ApiKeyForm(forms.Form):
     expires_in_days = forms.IntegerField(
         min_value=1, max_value=3650, required=False, label="Expires after (days)"
     )
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(max_length=150)
+    mode = forms.ChoiceField(choices=Organization.Mode.choices, widget=forms.RadioSelect)

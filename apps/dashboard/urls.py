@@ -24,4 +24,5 @@ urlpatterns = [
     path("keys/<uuid:key_id>/rotate/", views.key_rotate, name="key_rotate"),
     path("keys/<uuid:key_id>/revoke/", views.key_revoke, name="key_revoke"),
     path("audit/", views.audit, name="audit"),
+    path("settings/", views.organization_settings, name="settings"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +23,7 @@ from apps.accounts.services import (
     invitation_revoke,
     membership_change_role,
     membership_remove,
+    organization_update,
 )
 from apps.apikeys.models import ApiKey
 from apps.apikeys.selectors import apikey_get, apikeys_for
@@ -31,7 +33,7 @@ from apps.core.tenancy import get_org_scoped_or_404, get_scoped_or_404
 from apps.customers.models import Customer
 
 from .decorators import tenant_view
-from .forms import ApiKeyForm, InviteForm, RoleForm
+from .forms import ApiKeyForm, InviteForm, OrganizationForm, RoleForm
 
 
 def _ok_next(request: HttpRequest, fallback: str) -> str:
@@ -264,3 +266,33 @@ def audit(request: HttpRequest) -> HttpResponse:
     entries = audit_log_of(request.organization).order_by("-created_at")  # type: ignore[attr-defined]
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     return render(request, "dashboard/audit.html", {"entries": page})
+
+
+# --- Organization settings ----------------------------------------------------------------
+
+
+@tenant_view()
+def organization_settings(request: HttpRequest) -> HttpResponse:
+    organization = request.organization  # type: ignore[attr-defined]
+    can_manage = request.membership.at_least(Role.ADMIN)  # type: ignore[attr-defined]
+    form = OrganizationForm(
+        request.POST or None, initial={"name": organization.name, "mode": organization.mode}
+    )
+    if request.method == "POST":
+        if not can_manage:
+            raise PermissionDenied("Only owners and admins change settings.")
+        if form.is_valid():
+            organization_update(
+                organization=organization,
+                actor=Actor.from_request(request),
+                name=form.cleaned_data["name"],
+                mode=form.cleaned_data["mode"],
+            )
+            messages.success(request, "Settings saved.")
+            return redirect("dashboard:settings")
+    return render(
+        request,
+        "dashboard/settings.html",
+        {"form": form, "can_manage": can_manage},
+        status=400 if form.errors else 200,
+    )

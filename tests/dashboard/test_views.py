@@ -168,3 +168,27 @@ def test_audit_log_shows_only_own_organization(tenant, outsider):
     page = web_as(tenant.owner).get("/dashboard/audit/").content.decode()
     assert "organization.created" in page
     assert outsider.org.name not in page
+
+
+def test_admin_changes_settings_and_it_is_audited(tenant, web):
+    response = web.post("/dashboard/settings/", {"name": "Acme Labs", "mode": "observe"})
+    assert response.status_code == 302
+    tenant.org.refresh_from_db()
+    assert (tenant.org.name, tenant.org.mode) == ("Acme Labs", "observe")
+    entry = AuditEntry.objects.get(action="settings.changed")
+    assert entry.detail == {"name": ["Acme", "Acme Labs"], "mode": ["platform", "observe"]}
+
+
+def test_member_cannot_change_settings(tenant):
+    member = web_as(tenant.add_member(Role.MEMBER))
+    assert member.get("/dashboard/settings/").status_code == 200
+    assert (
+        member.post("/dashboard/settings/", {"name": "Hacked", "mode": "observe"}).status_code
+        == 403
+    )
+    tenant.org.refresh_from_db()
+    assert tenant.org.name == "Acme"
+
+
+def test_blank_settings_name_is_400(tenant, web):
+    assert web.post("/dashboard/settings/", {"name": "", "mode": "observe"}).status_code == 400
