@@ -78,6 +78,10 @@ class ApiKey(EnvironmentOwned):
         return f"{self.prefix}…{self.hint}"
 
     @property
+    def budget_usd(self) -> Decimal | None:
+        return None if self.budget_cents is None else Decimal(self.budget_cents) / 100
+
+    @property
     def effective_scopes(self) -> frozenset[str]:
         if self.kind == self.Kind.SECRET:
             return frozenset(S.ALL_SCOPES)
