@@ -6,6 +6,7 @@ from django.urls import path
 
 from apps.apikeys import api as keys
 from apps.customers import api as customers
+from apps.events import api as events
 from apps.features import api as features
 from apps.onboarding import api as onboarding
 from apps.pricing import api as pricing
@@ -59,4 +60,6 @@ urlpatterns = [
         pricing.ModelPriceOverrideDetail.as_view(),
         name="api-model-price-override",
     ),
+    path("v1/client/events", events.ClientEventCreate.as_view(), name="api-client-events"),
+    path("events/ingest", events.EventsIngest.as_view(), name="api-events-ingest"),
 ]

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "apps.features",
     "apps.apikeys",
     "apps.pricing",
+    "apps.events",
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",
@@ -339,6 +340,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sync-model-prices": {
         "task": "apps.pricing.tasks.sync_model_prices",
         "schedule": crontab(minute=23, hour=3),
+    },
+    "ensure-event-partitions": {
+        "task": "apps.events.tasks.ensure_event_partitions",
+        "schedule": crontab(minute=41, hour=2),
+    },
+    "recost-unpriced-events": {
+        "task": "apps.events.tasks.recost_unpriced_events",
+        "schedule": crontab(minute=35),
     },
 }
 

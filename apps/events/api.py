@@ -1,0 +1,219 @@
+"""Event ingestion API: one event (Platform client API) and batches (Observe).
+
+Validation is hand-written (``validation.py``) because these are the hot
+paths; the serializers below only document the shapes in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.apikeys import scopes as S
+from apps.apikeys.permissions import pinned_customer_reference
+from apps.core.errors import PayloadTooLarge, ValidationFailed
+
+from .ingest import MAX_BATCH, event_record, events_ingest
+from .rendering import render_recorded
+
+# A full batch of 1000 events with 16 KB of meta each, plus the envelope.
+MAX_BATCH_BYTES = 20 * 1024 * 1024
+
+
+# --- Schema documentation only ---------------------------------------------------------
+
+
+class _CostInputDoc(serializers.Serializer):
+    model = serializers.CharField(required=False, help_text="e.g. gpt-4o; drives auto-cost")
+    modelProvider = serializers.CharField(required=False, help_text="inferred when absent")
+    inputTokens = serializers.IntegerField(
+        required=False, min_value=0, help_text="whole prompt, cached tokens included"
+    )
+    outputTokens = serializers.IntegerField(required=False, min_value=0)
+    cacheReadTokens = serializers.IntegerField(required=False, min_value=0)
+    cacheWriteTokens = serializers.IntegerField(required=False, min_value=0)
+    reasoningTokens = serializers.IntegerField(required=False, min_value=0)
+
+
+class _EventFieldsDoc(serializers.Serializer):
+    eventName = serializers.CharField(max_length=255)
+    customerReferenceId = serializers.CharField(max_length=255)
+    featureKey = serializers.CharField(max_length=128)
+    usageUnits = serializers.DecimalField(
+        max_digits=24, decimal_places=12, required=False, help_text="default 1"
+    )
+    costAmount = serializers.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        required=False,
+        help_text="USD (dollars, not cents); wins over any computed cost",
+    )
+    revenueAmount = serializers.DecimalField(
+        max_digits=24, decimal_places=12, required=False, help_text="USD"
+    )
+    occurredAt = serializers.DateTimeField(
+        required=False, help_text="ISO 8601, default now, at most 5 minutes ahead"
+    )
+    durationMs = serializers.IntegerField(required=False, min_value=0)
+    traceId = serializers.CharField(required=False, help_text="alias: flowId")
+    meta = serializers.DictField(required=False, help_text="free JSON object, at most 16 KB")
+
+
+class ClientEventInputDoc(_EventFieldsDoc):
+    eventIdempotencyKey = serializers.CharField(
+        required=False,
+        help_text="generated when absent; the X-Idempotency-Key header overrides it",
+    )
+    costInput = _CostInputDoc(required=False)
+
+
+class ObserveEventInputDoc(_EventFieldsDoc, _CostInputDoc):
+    idempotencyKey = serializers.CharField(required=False, help_text="dedupe on retry")
+
+
+class EventOutputDoc(serializers.Serializer):
+    id = serializers.CharField()
+    eventIdempotencyKey = serializers.CharField()
+    eventName = serializers.CharField()
+    customerReferenceId = serializers.CharField()
+    featureKey = serializers.CharField()
+    occurredAt = serializers.DateTimeField()
+    model = serializers.CharField(allow_null=True)
+    modelProvider = serializers.CharField(allow_null=True)
+    usageUnits = serializers.DecimalField(max_digits=24, decimal_places=12)
+    inputTokens = serializers.IntegerField(allow_null=True)
+    outputTokens = serializers.IntegerField(allow_null=True)
+    cacheReadTokens = serializers.IntegerField(allow_null=True)
+    cacheWriteTokens = serializers.IntegerField(allow_null=True)
+    reasoningTokens = serializers.IntegerField(allow_null=True)
+    costAmount = serializers.DecimalField(
+        max_digits=24, decimal_places=12, allow_null=True, help_text="null when unpriced"
+    )
+    costSource = serializers.ChoiceField(
+        choices=["explicit", "override_rate", "override_discount", "catalog", "unpriced"]
+    )
+    unpricedReason = serializers.ChoiceField(
+        choices=["unknown_model", "no_model", "no_token_counts"], allow_null=True
+    )
+    priceVersionId = serializers.IntegerField(allow_null=True)
+    revenueAmount = serializers.DecimalField(max_digits=24, decimal_places=12, allow_null=True)
+    margin = serializers.DecimalField(max_digits=24, decimal_places=12, allow_null=True)
+    durationMs = serializers.IntegerField(allow_null=True)
+    traceId = serializers.CharField(allow_null=True)
+    meta = serializers.DictField()
+
+
+class BatchInputDoc(serializers.Serializer):
+    events = ObserveEventInputDoc(many=True, help_text=f"1 to {MAX_BATCH} events")
+
+
+class _BatchItemDoc(serializers.Serializer):
+    index = serializers.IntegerField(help_text="position in the request's events list")
+    id = serializers.CharField(allow_null=True, help_text="null for a duplicate")
+    idempotencyKey = serializers.CharField(help_text="the one sent, or the one generated")
+    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+
+
+class _BatchErrorDoc(serializers.Serializer):
+    index = serializers.IntegerField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class BatchOutputDoc(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    events = _BatchItemDoc(many=True, help_text="accepted and duplicate items, in order")
+    errors = _BatchErrorDoc(many=True, help_text="rejected items with their field errors")
+
+
+# --- Views ------------------------------------------------------------------------------
+
+
+class ClientEventCreate(APIView):
+    required_scopes = S.EVENTS_WRITE
+    # A ck_ key may meter its own customer only.
+    customer_key_scope = S.CUSTOMER_READ
+
+    @extend_schema(
+        summary="Record one event",
+        request=ClientEventInputDoc,
+        responses={
+            201: EventOutputDoc,
+            400: OpenApiResponse(description="validation_failed, with field errors"),
+            409: OpenApiResponse(description="duplicate_event: this key was already recorded"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        header_key = request.headers.get("X-Idempotency-Key")
+        recorded = event_record(
+            environment=request.auth.environment,
+            body=request.data,
+            idempotency_key=header_key if header_key else None,
+            pinned_customer_ref=pinned_customer_reference(request),
+        )
+        return Response(render_recorded(recorded), status=status.HTTP_201_CREATED)
+
+
+class EventsIngest(APIView):
+    required_scopes = S.EVENTS_WRITE
+
+    @extend_schema(
+        summary="Record a batch of events (1 to 1000)",
+        description=(
+            "Each item is accepted, a duplicate (its idempotencyKey is already recorded, or "
+            "repeats an earlier item of this batch) or rejected with field errors; a rejected "
+            "item does not stop the others. 200 when no item was rejected, 207 when some "
+            "were, 400 `validation_failed` (with `fields` keyed `events.<index>.<field>` and "
+            "the same `errors` list) when every item was rejected. More than 1000 events: "
+            "413 `payload_too_large`."
+        ),
+        request=BatchInputDoc,
+        responses={
+            200: BatchOutputDoc,
+            207: BatchOutputDoc,
+            400: OpenApiResponse(description="validation_failed"),
+            413: OpenApiResponse(description="payload_too_large"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BATCH_BYTES:
+            raise PayloadTooLarge(f"A batch body may hold at most {MAX_BATCH_BYTES} bytes.")
+        data: Any = request.data
+        items = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ValidationFailed(fields={"events": ["Must be a list of event objects."]})
+        if not items:
+            raise ValidationFailed(fields={"events": ["At least one event is required."]})
+        if len(items) > MAX_BATCH:
+            raise PayloadTooLarge(f"A batch may hold at most {MAX_BATCH} events.")
+        result = events_ingest(environment=request.auth.environment, items=items)
+        body = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+            "events": [
+                {**item, "id": str(item["id"]) if item["id"] is not None else None}
+                for item in result.events
+            ],
+            "errors": result.errors,
+        }
+        if result.rejected and not result.events:
+            fields = {
+                f"events.{error['index']}.{name}": messages
+                for error in result.errors
+                for name, messages in error["fields"].items()
+            }
+            raise ValidationFailed(
+                "No event in the batch is valid.", fields=fields, extra={"errors": result.errors}
+            )
+        return Response(body, status=207 if result.rejected else status.HTTP_200_OK)

@@ -1,0 +1,236 @@
+"""The ingestion pipeline: the one place that knows every step of recording events.
+
+    validate -> resolve customers/features -> price -> store (keys, events,
+    rollups) -> answer
+
+Round trips to PostgreSQL per request, whatever the batch size: customers and
+features (0 when cached, else 2 each), one store statement (keys + events +
+rollups, see ``store.py``), and the transaction's BEGIN/COMMIT. Pricing runs
+in process (the catalog is cached). Nothing is written per event.
+
+All of a request's writes share one transaction: a single event is stored
+with its auto-created customer and feature, or nothing is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.core.errors import Forbidden, ValidationFailed
+
+from .errors import DuplicateEvent
+from .models import RevenueSource
+from .prices import InvalidUsage, Pricing, price_event
+from .resolve import resolve_ids
+from .store import EventRow, store_events
+from .validation import EventInput, parse_event
+
+if TYPE_CHECKING:
+    from apps.accounts.models import Environment
+
+MAX_BATCH = 1000
+
+
+@dataclass(slots=True)
+class Recorded:
+    """One event as stored (for the answer)."""
+
+    id: int
+    event: EventInput
+    key: str
+    pricing: Pricing
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    # [{"index", "id", "idempotencyKey", "status"}] in request order.
+    events: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def _row(
+    event: EventInput,
+    key: str,
+    customer_id: uuid.UUID,
+    feature_id: uuid.UUID,
+    pricing: Pricing,
+) -> EventRow:
+    return EventRow(
+        idempotency_key=key,
+        event_name=event.event_name,
+        occurred_at=event.occurred_at,
+        customer_id=customer_id,
+        feature_id=feature_id,
+        model=event.model,
+        provider=pricing.provider,
+        usage_units=event.usage_units,
+        input_tokens=event.input_tokens,
+        output_tokens=event.output_tokens,
+        cache_read_tokens=event.cache_read_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        reasoning_tokens=event.reasoning_tokens,
+        cost_usd=pricing.cost_usd,
+        cost_source=pricing.source,
+        unpriced_reason=pricing.unpriced_reason,
+        price_version_id=pricing.price_version_id,
+        revenue_usd=event.revenue_usd,
+        revenue_source=RevenueSource.EXPLICIT if event.revenue_usd is not None else "",
+        duration_ms=event.duration_ms,
+        trace_id=event.trace_id,
+        meta_json=event.meta_json,
+    )
+
+
+def _price(environment: Environment, event: EventInput) -> Pricing:
+    return price_event(
+        environment_id=environment.pk,
+        model=event.model,
+        provider=event.provider,
+        at=event.occurred_at,
+        explicit_cost=event.cost_usd,
+        input_tokens=event.input_tokens,
+        output_tokens=event.output_tokens,
+        cache_read_tokens=event.cache_read_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        reasoning_tokens=event.reasoning_tokens,
+    )
+
+
+def existing_event_id(environment: Environment, key: str) -> int | None:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT event_id FROM events_eventkey"
+            " WHERE environment_id = %s AND idempotency_key = %s",
+            [environment.pk, key],
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def event_record(
+    *,
+    environment: Environment,
+    body: Any,
+    idempotency_key: str | None = None,
+    pinned_customer_ref: str | None = None,
+) -> Recorded:
+    """Record one event (``POST /api/v1/client/events``); DuplicateEvent if its key is taken.
+
+    ``idempotency_key`` (the ``X-Idempotency-Key`` header) overrides the body's.
+    ``pinned_customer_ref``: the customer a ck_ key is pinned to; the event must name it.
+    """
+    now = timezone.now()
+    event, errors = parse_event(body, now=now, idempotency_key_override=idempotency_key)
+    if event is None:
+        raise ValidationFailed(fields=errors)
+    if pinned_customer_ref is not None and event.customer_ref != pinned_customer_ref:
+        raise Forbidden("This key is pinned to another customer.", code="customer_mismatch")
+    key = event.idempotency_key or _new_key()
+    pricing = _price(environment, event)
+    try:
+        with transaction.atomic():
+            customers, features = resolve_ids(
+                environment=environment,
+                customer_refs={event.customer_ref},
+                feature_keys={event.feature_key},
+            )
+            row = _row(
+                event, key, customers[event.customer_ref], features[event.feature_key], pricing
+            )
+            stored = store_events(environment_id=environment.pk, rows=[row], received_at=now)
+            if key not in stored:
+                # Roll back the auto-created customer/feature too: nothing half-written.
+                raise _Duplicate
+    except _Duplicate:
+        existing = existing_event_id(environment, key)
+        raise DuplicateEvent(
+            extra={
+                "eventIdempotencyKey": key,
+                "existingEventId": str(existing) if existing is not None else None,
+            }
+        ) from None
+    return Recorded(id=stored[key], event=event, key=key, pricing=pricing)
+
+
+def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
+    """Record a batch (``POST /api/events/ingest``): each item accepted, duplicate or rejected.
+
+    A rejected item does not stop the others. An item whose key repeats an
+    earlier item of the same batch is a duplicate of it (stored once).
+    """
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise ValueError("batch size out of range")  # the view checks first
+    now = timezone.now()
+    result = BatchResult()
+    valid: list[tuple[int, EventInput, str]] = []
+    pricings: list[Pricing] = []
+    seen: set[str] = set()
+    in_batch_duplicates: set[int] = set()
+    for index, raw in enumerate(items):
+        event, errors = parse_event(raw, now=now)
+        if event is None:
+            result.errors.append({"index": index, "fields": errors})
+            continue
+        try:
+            pricings.append(_price(environment, event))
+        except InvalidUsage as exc:
+            result.errors.append(
+                {"index": index, "fields": exc.fields or {"_event": [exc.message]}}
+            )
+            continue
+        key = event.idempotency_key or _new_key()
+        if key in seen:
+            in_batch_duplicates.add(index)
+        else:
+            seen.add(key)
+        valid.append((index, event, key))
+
+    stored: dict[str, int] = {}
+    if valid:
+        with transaction.atomic():
+            customers, features = resolve_ids(
+                environment=environment,
+                customer_refs={event.customer_ref for _, event, _ in valid},
+                feature_keys={event.feature_key for _, event, _ in valid},
+            )
+            rows = [
+                _row(
+                    event,
+                    key,
+                    customers[event.customer_ref],
+                    features[event.feature_key],
+                    pricing,
+                )
+                for (index, event, key), pricing in zip(valid, pricings, strict=True)
+                if index not in in_batch_duplicates
+            ]
+            stored = store_events(environment_id=environment.pk, rows=rows, received_at=now)
+
+    answers: list[dict[str, Any]] = []
+    for index, _event, key in valid:
+        event_id = stored.pop(key, None) if index not in in_batch_duplicates else None
+        status = "accepted" if event_id is not None else "duplicate"
+        if event_id is not None:
+            result.accepted += 1
+        else:
+            result.duplicates += 1
+        answers.append({"index": index, "id": event_id, "idempotencyKey": key, "status": status})
+    result.events = answers
+    result.rejected = len(result.errors)
+    return result

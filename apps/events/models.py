@@ -1,0 +1,280 @@
+"""The event ledger: one row per AI request, its key, hourly rollups and re-costing audits.
+
+Storage layout (PostgreSQL only; see migrations/0001 for the DDL):
+
+* ``events_event`` is range-partitioned by month on ``occurred_at``. The
+  database primary key is ``(id, occurred_at)`` (a partitioned table's unique
+  keys must contain the partition column); ``id`` comes from one sequence so it
+  is unique on its own, which is what the Django model declares.
+* ``events_eventkey`` holds ``(environment_id, idempotency_key)`` as its primary
+  key: the duplicate check stays exact across partitions.
+* ``events_hourlyrollup`` is kept in step with the events in the same
+  transaction, so analytics never scan raw events.
+
+The hot tables carry no database foreign keys (``db_constraint=False``): a
+per-row RI check costs a lookup and a row lock at 15k rows/s, and events are
+facts that must never disappear by a cascading delete. Ingestion only writes
+ids it has just resolved in the same transaction.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.core.money import EVENT_DECIMAL_PLACES, EVENT_MAX_DIGITS
+from apps.core.tenancy import EnvironmentQuerySet
+
+# Sums in rollups and audits can outgrow one event's 24 digits.
+SUM_MAX_DIGITS = 38
+
+
+class CostSource(models.TextChoices):
+    EXPLICIT = "explicit", "costAmount sent by the caller"
+    OVERRIDE_RATE = "override_rate", "Environment's negotiated rate"
+    OVERRIDE_DISCOUNT = "override_discount", "Catalog price with the environment's discount"
+    CATALOG = "catalog", "Model price catalog"
+    UNPRICED = "unpriced", "Cost unknown"
+
+
+class UnpricedReason(models.TextChoices):
+    NONE = "", "Priced"
+    UNKNOWN_MODEL = "unknown_model", "No price for this model"
+    NO_MODEL = "no_model", "Neither model nor costAmount given"
+    NO_TOKENS = "no_token_counts", "Model given without token counts"
+
+
+class RevenueSource(models.TextChoices):
+    NONE = "", "No revenue"
+    EXPLICIT = "explicit", "revenueAmount sent by the caller"
+
+
+def _env_fk() -> models.ForeignKey:
+    return models.ForeignKey(
+        "accounts.Environment",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+
+
+class Event(models.Model):
+    """One AI request: usage, cost (USD, 12 dp), revenue (USD, 12 dp), attribution."""
+
+    # Unique on its own (one sequence); the database key is (id, occurred_at).
+    id = models.BigIntegerField(primary_key=True)
+    environment = _env_fk()
+    idempotency_key = models.CharField(max_length=255)
+    event_name = models.CharField(max_length=255)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    customer = models.ForeignKey(
+        "customers.Customer",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    feature = models.ForeignKey(
+        "features.Feature",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    # "" when the caller named no model / provider (keeps rollup keys NOT NULL).
+    model = models.CharField(max_length=255, blank=True, default="")
+    provider = models.CharField(max_length=64, blank=True, default="")
+    usage_units = models.DecimalField(max_digits=EVENT_MAX_DIGITS, decimal_places=12, default=1)
+    # Token counts as the provider reports them; input_tokens includes cached tokens.
+    input_tokens = models.BigIntegerField(null=True, blank=True)
+    output_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_read_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_write_tokens = models.BigIntegerField(null=True, blank=True)
+    reasoning_tokens = models.BigIntegerField(null=True, blank=True)
+    # USD; NULL means unknown (cost_source "unpriced"), never a silent zero.
+    cost_usd = models.DecimalField(
+        max_digits=EVENT_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, null=True, blank=True
+    )
+    cost_source = models.CharField(max_length=20, choices=CostSource.choices)
+    unpriced_reason = models.CharField(
+        max_length=20, choices=UnpricedReason.choices, blank=True, default=""
+    )
+    price_version_id = models.BigIntegerField(null=True, blank=True)
+    # USD; NULL when the caller sent no revenueAmount.
+    revenue_usd = models.DecimalField(
+        max_digits=EVENT_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, null=True, blank=True
+    )
+    revenue_source = models.CharField(
+        max_length=20, choices=RevenueSource.choices, blank=True, default=""
+    )
+    duration_ms = models.IntegerField(null=True, blank=True)
+    # traceId (Observe) and flowId (Platform) are one concept: a multi-step flow.
+    trace_id = models.CharField(max_length=255, blank=True, default="")
+    meta = models.JSONField(default=dict, blank=True)
+    reservation_id = models.UUIDField(null=True, blank=True)
+    # System stamps, e.g. {"usage_limit_exceeded": true, "recostRunId": 3}.
+    flags = models.JSONField(default=dict, blank=True)
+
+    objects = EnvironmentQuerySet.as_manager()
+
+    class Meta:
+        # The table is created by RunSQL (partitioned); these mirror that DDL.
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(cost_source="unpriced") & Q(cost_usd__isnull=True))
+                | (~Q(cost_source="unpriced") & Q(cost_usd__isnull=False) & Q(cost_usd__gte=0)),
+                name="event_cost_known_unless_unpriced",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["environment", "-occurred_at", "-id"], name="event_env_time_idx"),
+            models.Index(
+                fields=["environment", "customer", "-occurred_at"], name="event_env_cust_time_idx"
+            ),
+            models.Index(
+                fields=["environment", "feature", "-occurred_at"], name="event_env_feat_time_idx"
+            ),
+            models.Index(
+                fields=["environment", "model", "-occurred_at"], name="event_env_model_time_idx"
+            ),
+            models.Index(
+                fields=["environment", "trace_id", "occurred_at"],
+                condition=~Q(trace_id=""),
+                name="event_env_trace_idx",
+            ),
+            models.Index(
+                fields=["environment", "occurred_at"],
+                condition=Q(cost_usd__isnull=True),
+                name="event_env_unpriced_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.idempotency_key}"
+
+    @property
+    def margin_usd(self):
+        if self.revenue_usd is None or self.cost_usd is None:
+            return None
+        return self.revenue_usd - self.cost_usd
+
+
+class EventKey(models.Model):
+    """The exact duplicate check: one row per (environment, idempotency key), ever."""
+
+    pk = models.CompositePrimaryKey("environment_id", "idempotency_key")
+    environment = _env_fk()
+    idempotency_key = models.CharField(max_length=255)
+    event_id = models.BigIntegerField()
+    # Lets a lookup by key go straight to the event's partition.
+    occurred_at = models.DateTimeField()
+
+    objects = EnvironmentQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.idempotency_key
+
+
+class HourlyRollup(models.Model):
+    """Sums of the events of one hour per (customer, feature, model, provider).
+
+    Updated in the transaction that stores the events (and by re-costing, by the
+    delta), so it always equals a fresh GROUP BY over ``events_event``.
+    Amounts in USD; ``cost_usd`` sums priced events only (``unpriced_count`` says
+    how many are missing from it).
+    """
+
+    pk = models.CompositePrimaryKey(
+        "environment_id", "bucket_start", "customer_id", "feature_id", "model", "provider"
+    )
+    environment = _env_fk()
+    bucket_start = models.DateTimeField()  # UTC, on the hour
+    customer = models.ForeignKey(
+        "customers.Customer",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    feature = models.ForeignKey(
+        "features.Feature",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    model = models.CharField(max_length=255, blank=True, default="")
+    provider = models.CharField(max_length=64, blank=True, default="")
+    event_count = models.BigIntegerField(default=0)
+    usage_units = models.DecimalField(max_digits=SUM_MAX_DIGITS, decimal_places=12, default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(
+        max_digits=SUM_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, default=0
+    )
+    revenue_usd = models.DecimalField(
+        max_digits=SUM_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, default=0
+    )
+    unpriced_count = models.BigIntegerField(default=0)
+    revenue_count = models.BigIntegerField(default=0)
+    # Sum and count of durationMs over events that carried one (for averages).
+    duration_ms_sum = models.BigIntegerField(default=0)
+    duration_count = models.BigIntegerField(default=0)
+
+    objects = EnvironmentQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["environment", "customer", "bucket_start"], name="rollup_env_cust_idx"
+            ),
+            models.Index(
+                fields=["environment", "feature", "bucket_start"], name="rollup_env_feat_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket_start:%Y-%m-%d %H}h {self.model or '-'}"
+
+
+class RecostRun(models.Model):
+    """Audit of one re-costing pass: who, what filter, what changed (USD)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.BigAutoField(primary_key=True)
+    # NULL: a run across every environment (the scheduled task or `recost --all-envs`).
+    environment = models.ForeignKey(
+        "accounts.Environment",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor = models.CharField(max_length=255)
+    filters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    events_examined = models.BigIntegerField(default=0)
+    events_changed = models.BigIntegerField(default=0)
+    events_newly_priced = models.BigIntegerField(default=0)
+    cost_change_usd = models.DecimalField(
+        max_digits=SUM_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, default=0
+    )
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["environment", "-started_at"], name="recost_env_time_idx")]
+
+    def __str__(self) -> str:
+        return f"recost #{self.pk} ({self.status})"

@@ -1,0 +1,77 @@
+"""Events on the wire: one flat camelCase object, amounts as decimal strings (USD)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from .ingest import Recorded
+from .models import Event
+
+
+def _margin(revenue: Decimal | None, cost: Decimal | None) -> Decimal | None:
+    # Margin needs both sides; an unknown cost never becomes a zero cost.
+    if revenue is None or cost is None:
+        return None
+    return revenue - cost
+
+
+def render_recorded(recorded: Recorded) -> dict[str, Any]:
+    """The answer to ``POST /api/v1/client/events``, from what was just stored."""
+    event, pricing = recorded.event, recorded.pricing
+    return {
+        "id": str(recorded.id),
+        "eventIdempotencyKey": recorded.key,
+        "eventName": event.event_name,
+        "customerReferenceId": event.customer_ref,
+        "featureKey": event.feature_key,
+        "occurredAt": event.occurred_at,
+        "model": event.model or None,
+        "modelProvider": pricing.provider or None,
+        "usageUnits": event.usage_units,
+        "inputTokens": event.input_tokens,
+        "outputTokens": event.output_tokens,
+        "cacheReadTokens": event.cache_read_tokens,
+        "cacheWriteTokens": event.cache_write_tokens,
+        "reasoningTokens": event.reasoning_tokens,
+        "costAmount": pricing.cost_usd,
+        "costSource": pricing.source,
+        "unpricedReason": pricing.unpriced_reason or None,
+        "priceVersionId": pricing.price_version_id,
+        "revenueAmount": event.revenue_usd,
+        "margin": _margin(event.revenue_usd, pricing.cost_usd),
+        "durationMs": event.duration_ms,
+        "traceId": event.trace_id or None,
+        "meta": event.meta,
+    }
+
+
+def render_event(event: Event, *, customer_reference_id: str, feature_key: str) -> dict[str, Any]:
+    """A stored event (for lists and detail reads), same shape as ``render_recorded``."""
+    return {
+        "id": str(event.id),
+        "eventIdempotencyKey": event.idempotency_key,
+        "eventName": event.event_name,
+        "customerReferenceId": customer_reference_id,
+        "featureKey": feature_key,
+        "occurredAt": event.occurred_at,
+        "receivedAt": event.received_at,
+        "model": event.model or None,
+        "modelProvider": event.provider or None,
+        "usageUnits": event.usage_units,
+        "inputTokens": event.input_tokens,
+        "outputTokens": event.output_tokens,
+        "cacheReadTokens": event.cache_read_tokens,
+        "cacheWriteTokens": event.cache_write_tokens,
+        "reasoningTokens": event.reasoning_tokens,
+        "costAmount": event.cost_usd,
+        "costSource": event.cost_source,
+        "unpricedReason": event.unpriced_reason or None,
+        "priceVersionId": event.price_version_id,
+        "revenueAmount": event.revenue_usd,
+        "margin": _margin(event.revenue_usd, event.cost_usd),
+        "durationMs": event.duration_ms,
+        "traceId": event.trace_id or None,
+        "meta": event.meta,
+        "flags": event.flags,
+    }
