@@ -411,7 +411,8 @@ def _load_overrides(environment_id: object) -> EnvOverrides:
 def _read_stamp(key: str) -> bytes | bool | None:
     """The stamp, None when absent, False when Redis cannot be reached."""
     try:
-        return get_redis().get(key)
+        value = get_redis().get(key)
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
     except redis.RedisError:
         logger.warning("pricing: cannot read %s; keeping cached prices", key)
         return False

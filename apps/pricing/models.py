@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -29,9 +30,14 @@ from apps.core.tenancy import EnvironmentOwned
 CATALOG_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # Catalog prices: genai-prices uses up to 18 fractional digits per MTok.
-_CATALOG_PRICE = {"max_digits": 32, "decimal_places": 18, "null": True, "blank": True}
+_CATALOG_PRICE: dict[str, Any] = {
+    "max_digits": 32,
+    "decimal_places": 18,
+    "null": True,
+    "blank": True,
+}
 # Override rates per MTok / per request, USD.
-_RATE = {"max_digits": 24, "decimal_places": 12, "null": True, "blank": True}
+_RATE: dict[str, Any] = {"max_digits": 24, "decimal_places": 12, "null": True, "blank": True}
 
 
 class PriceProvider(models.Model):

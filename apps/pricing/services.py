@@ -140,7 +140,7 @@ def catalog_sync(*, source: str | None = None, now: dt.datetime | None = None) -
         new_models: list[PriceModel] = []
         model_updates: list[PriceModel] = []
 
-        for position, (raw, info) in enumerate(zip(raw_providers, parsed, strict=True)):
+        for position, (raw, parsed_provider) in enumerate(zip(raw_providers, parsed, strict=True)):
             pid = raw["id"]
             if pid in listed_providers:
                 continue  # genai-prices matches the first provider of an id; so do we
@@ -154,7 +154,7 @@ def catalog_sync(*, source: str | None = None, now: dt.datetime | None = None) -
                 provider.updated_at = now
                 provider_updates.append(provider)
             for model_position, (raw_model, model_info) in enumerate(
-                zip(raw["models"], info.models, strict=True)
+                zip(raw["models"], parsed_provider.models, strict=True)
             ):
                 key = (provider.pk, raw_model["id"])
                 if key in seen_models:
