@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from apps.apikeys import api as keys
 from apps.customers import api as customers
@@ -62,4 +62,8 @@ urlpatterns = [
     ),
     path("v1/client/events", events.ClientEventCreate.as_view(), name="api-client-events"),
     path("events/ingest", events.EventsIngest.as_view(), name="api-events-ingest"),
+    # Newer apps keep their routes in their own urls module.
+    path("", include("apps.analytics.urls")),
+    path("", include("apps.plans.urls")),
+    path("", include("apps.subscriptions.urls")),
 ]

@@ -1,0 +1,166 @@
+"""`make bench`: each figure beside the raw ceiling measured in the same run.
+
+    python -m bench [--only ingest,single,reads] [--read-scales 1000000,10000000]
+
+Runs against a dedicated database (BENCH_DATABASE_NAME, default tanso_bench) on
+the server DATABASE_URL points at; it is dropped and recreated each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import harness
+from .harness import Row, log, percentile
+
+
+def _tenant() -> tuple[str, str]:
+    from django.db import connections
+
+    from apps.accounts.audit import Actor
+    from apps.accounts.models import Environment, User
+    from apps.accounts.services import organization_create
+    from apps.apikeys.services import apikey_create
+
+    owner = User.objects.create_user(email=f"bench{time.time_ns()}@tanso.local")
+    org = organization_create(name="Bench", owner=owner, mode="platform", actor=Actor(user=owner))
+    env = Environment.objects.select_related("organization").get(organization=org, kind="test")
+    key = apikey_create(environment=env, kind="sk", actor=Actor.system()).plaintext
+    connections.close_all()
+    return str(env.pk), key
+
+
+def bench_ingest(rows: list[Row], clients: int, batches_per_client: int) -> None:
+    from .ceiling import copy_ceiling
+    from .load import batch_ingest
+    from .workload import make_batches
+
+    _, key = _tenant()
+    per_client = [
+        make_batches(seed=n, batches=batches_per_client, size=1000) for n in range(clients)
+    ]
+    bodies = [[json.dumps({"events": b}).encode() for b in batches] for batches in per_client]
+    with harness.gunicorn(workers=3) as port:
+        # Warm-up: first batch per process loads code and the price catalog.
+        warm = make_batches(seed=999, batches=2, size=200)
+        batch_ingest(port, key, [[json.dumps({"events": b}).encode() for b in warm]])
+        result = batch_ingest(port, key, bodies)
+    if result["errors"]:
+        log(f"ingest errors: {result['errors'][:3]}")
+    ceiling = copy_ceiling(harness.bench_database_url(), per_client)
+    ratio = result["events_per_s"] / ceiling["events_per_s"]
+    ok = result["events_per_s"] >= 15_000 and ratio >= 0.35
+    rows.append(
+        Row(
+            f"batch ingest, HTTP, {clients} clients x 1000-event batches, 10% dups",
+            f"{result['events_per_s']:,.0f} events/s",
+            f"{ceiling['events_per_s']:,.0f} events/s (COPY + ON CONFLICT)",
+            f"{ratio:.2f}",
+            ">= 15,000/s and >= 0.35",
+            "met" if ok else "MISSED",
+        )
+    )
+
+
+def ms(latencies: list[float], q: float) -> str:
+    return f"{percentile(latencies, q) * 1000:.1f} ms"
+
+
+def bench_single(rows: list[Row], clients: int, per_client: int) -> None:
+    from .load import single_events
+    from .workload import make_batches
+
+    _, key = _tenant()
+
+    def bodies(seed: int) -> list[list[bytes]]:
+        out = []
+        for n in range(clients):
+            events = make_batches(seed=seed + n, batches=1, size=per_client, duplicate_share=0)[0]
+            out.append(
+                [
+                    json.dumps(
+                        {
+                            "eventIdempotencyKey": e["idempotencyKey"],
+                            "eventName": e["eventName"],
+                            "customerReferenceId": e["customerReferenceId"],
+                            "featureKey": e["featureKey"],
+                            "costInput": {
+                                "model": e["model"],
+                                "modelProvider": e["modelProvider"],
+                                "inputTokens": e["inputTokens"],
+                                "outputTokens": e["outputTokens"],
+                            },
+                            "usageUnits": e["inputTokens"] + e["outputTokens"],
+                        }
+                    ).encode()
+                    for e in events
+                ]
+            )
+        return out
+
+    with harness.gunicorn(workers=3) as port:
+        single_events(port, key, bodies(5000)[:1][:1])  # warm-up
+        peak = single_events(port, key, bodies(100))
+        half = single_events(port, key, bodies(200), rate=peak["rps"] / 2)
+    lat = peak["latencies"]
+    rows.append(
+        Row(
+            f"single-event POST, {clients} clients, closed loop",
+            f"{peak['rps']:,.0f} req/s (p50 {ms(lat, 0.5)}, p99 {ms(lat, 0.99)})",
+            "",
+            "",
+            ">= 700 req/s",
+            "met" if peak["rps"] >= 700 else "MISSED",
+        )
+    )
+    hl = half["latencies"]
+    p99 = percentile(hl, 0.99) * 1000
+    rows.append(
+        Row(
+            f"single-event POST at half load ({half['rps']:,.0f} req/s)",
+            f"p50 {percentile(hl, 0.5) * 1000:.1f} ms, p99 {p99:.1f} ms",
+            "",
+            "",
+            "p99 <= 25 ms",
+            "met" if p99 <= 25 else "MISSED",
+        )
+    )
+    if peak["failures"] or half["failures"]:
+        log(f"single-event failures: {peak['failures']} / {half['failures']}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", default="ingest,single,reads")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batches-per-client", type=int, default=25)
+    parser.add_argument("--single-per-client", type=int, default=2000)
+    parser.add_argument("--read-scales", default="1000000,10000000")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+
+    harness.recreate_database()
+    harness.setup_django()
+    rows: list[Row] = []
+    if "ingest" in only:
+        log("batch ingestion")
+        bench_ingest(rows, args.clients, args.batches_per_client)
+    if "single" in only:
+        log("single-event POST")
+        bench_single(rows, args.clients, args.single_per_client)
+    if "reads" in only:
+        from .reads import bench_reads
+
+        for scale in [int(s) for s in args.read_scales.split(",") if s]:
+            log(f"analytics reads over {scale:,} events")
+            bench_reads(rows, scale)
+    print()
+    harness.print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
