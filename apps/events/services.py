@@ -55,14 +55,19 @@ UPDATE events_event AS e
  WHERE e.id = u.id AND e.occurred_at = u.occurred_at
 """
 
-# Same lock order as ingestion (store.py): rollup primary key order.
+# Same lock order as ingestion (store.py): rollup primary key order. The row always
+# exists (its events do); the other measures are listed because PostgreSQL checks
+# NOT NULL on the proposed row before it takes the conflict path.
 _UPSERT_ROLLUP_DELTAS = """
 INSERT INTO events_hourlyrollup
     (environment_id, bucket_start, customer_id, feature_id, model, provider, cost_usd,
-     unpriced_count)
-SELECT * FROM unnest(%(env)s::uuid[], %(bucket)s::timestamptz[], %(customer)s::uuid[],
-                     %(feature)s::uuid[], %(model)s::text[], %(provider)s::text[],
-                     %(cost)s::numeric[], %(unpriced)s::bigint[])
+     unpriced_count, event_count, usage_units, input_tokens, output_tokens, cache_read_tokens,
+     cache_write_tokens, reasoning_tokens, revenue_usd, revenue_count, duration_ms_sum,
+     duration_count)
+SELECT d.*, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+  FROM unnest(%(env)s::uuid[], %(bucket)s::timestamptz[], %(customer)s::uuid[],
+              %(feature)s::uuid[], %(model)s::text[], %(provider)s::text[],
+              %(cost)s::numeric[], %(unpriced)s::bigint[]) AS d
  ORDER BY 1, 2, 3, 4, 5, 6
 ON CONFLICT (environment_id, bucket_start, customer_id, feature_id, model, provider)
 DO UPDATE SET cost_usd = events_hourlyrollup.cost_usd + EXCLUDED.cost_usd,
