@@ -66,8 +66,9 @@ def demo_load() -> DemoAccount:
     )
     customer, _ = Customer.objects.get_or_create(
         environment=test,
-        reference_id="cus_123",
-        defaults={"email": "jane@example.com", "first_name": "Jane", "last_name": "Smith"},
+        # Not cus_123: the public quickstart creates that one and expects 201.
+        reference_id="cus_demo",
+        defaults={"email": "demo-customer@example.com", "first_name": "Dana", "last_name": "Demo"},
     )
     wanted = {
         "sk_test": (ApiKey.Kind.SECRET, None, None),

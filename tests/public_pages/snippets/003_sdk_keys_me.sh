@@ -1,0 +1,2 @@
+curl https://observe.tansohq.com/api/sdk-keys/me \
+-H "Authorization: Bearer obs_..."
