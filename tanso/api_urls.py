@@ -13,6 +13,7 @@ from apps.pricing import api as pricing
 
 urlpatterns = [
     path("signup", onboarding.Signup.as_view(), name="api-signup"),
+    path("plan", onboarding.AccountPlan.as_view(), name="api-plan"),
     path("sdk-keys", keys.SdkKeyListCreate.as_view(), name="api-sdk-keys"),
     path("sdk-keys/me", keys.SdkKeyMe.as_view(), name="api-sdk-keys-me"),
     path("sdk-keys/<str:key_id>", keys.SdkKeyDetail.as_view(), name="api-sdk-key"),

@@ -15,11 +15,13 @@ from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.api import render_budget
 from apps.apikeys.models import ApiKey
 from apps.core.errors import RateLimited
 from apps.core.middleware import client_ip
 from apps.core.ratelimit import hit
 from apps.core.redis import global_key
+from apps.events.selectors import rollup_totals
 
 from .services import programmatic_signup
 
@@ -93,4 +95,63 @@ class Signup(APIView):
                 "environment": key.environment.kind,
             },
             status=status.HTTP_201_CREATED,
+        )
+
+
+def _month_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    start = now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+class AccountPlan(APIView):
+    """The account's plan, its limits, and what this environment used this month.
+
+    A self-hosted Tanso has one plan and no quotas: every limit is reported as
+    unlimited, with the month's usage beside it, so scripts written for the
+    hosted ``/api/plan`` keep working. The calling key's own budget (if any)
+    is the one limit that applies, and is reported with what is left of it.
+    """
+
+    required_scopes = None  # any valid key may read its account's plan
+    customer_key_scope = S.CUSTOMER_READ
+
+    @extend_schema(summary="The account's plan, per-feature limits and this month's usage")
+    def get(self, request: Request) -> Response:
+        key: ApiKey = request.auth
+        environment = key.environment
+        start, end = _month_bounds(timezone.now())
+        totals = rollup_totals(environment, start=start, end=end)
+
+        def unlimited(feature: str, used: object) -> dict[str, object]:
+            return {
+                "feature": feature,
+                "used": used,
+                "limit": None,
+                "remaining": None,
+                "unlimited": True,
+            }
+
+        return Response(
+            {
+                "plan": {
+                    "key": "self_hosted",
+                    "name": "Self-hosted",
+                    "mode": environment.organization.mode,
+                },
+                "environment": environment.kind,
+                "period": {"start": start, "end": end},
+                "features": [
+                    unlimited("events", totals.event_count),
+                    unlimited("customers", totals.customer_count),
+                    unlimited("models", totals.model_count),
+                ],
+                "usage": {
+                    "events": totals.event_count,
+                    "unpricedEvents": totals.unpriced_count,
+                    "cost": totals.cost_usd,
+                    "revenue": totals.revenue_usd,
+                },
+                "keyBudget": render_budget(key),
+            }
         )

@@ -1,0 +1,2 @@
+curl https://observe.tansohq.com/api/plan \
+-H "Authorization: Bearer obs_..."
