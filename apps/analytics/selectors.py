@@ -1,0 +1,815 @@
+"""Reads of the Observe API. Every function takes the environment first.
+
+Totals never scan raw events: they GROUP BY over ``events_hourlyrollup``
+(kept exactly in step with the events), whose primary key
+``(environment_id, bucket_start, ...)`` serves the window filter. Windows are
+therefore whole hours (see :meth:`Window.to_hours`). Raw events are read only
+where the rollups cannot answer: the event list and trace, latency percentiles
+(bounded by the window) and a precise ``lastSeen`` (one index probe per row
+of the page).
+
+Amounts are USD ``Decimal`` sums of the stored 12-dp amounts; cost sums priced
+events only (``unpriced`` says how many are missing from it). Margin is
+revenue - cost; margin % is margin / revenue x 100 (None when revenue is 0).
+Python arithmetic on sums runs in a 80-digit context: the default 28 digits
+could round a 38-digit sum silently.
+
+``lastSeen`` is the time of the latest event in the window: one probe of an
+``(environment, customer|feature|model, occurred_at)`` index per row shown
+(per row of the whole table only when the table is sorted by it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import (
+    Aggregate,
+    BigIntegerField,
+    Count,
+    DateTimeField,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce, Concat, NullIf, TruncDate
+
+from apps.core.errors import NotFound
+from apps.core.tenancy import scoped
+from apps.customers.models import Customer
+from apps.customers.selectors import customer_get, customers_search
+from apps.events.models import CostSource, Event, HourlyRollup
+from apps.features.models import Feature
+from apps.features.selectors import features_search
+
+from .params import TableQuery, Window
+
+if TYPE_CHECKING:
+    from apps.accounts.models import Environment
+
+ZERO = Decimal(0)
+SUM_FIELD = DecimalField(max_digits=38, decimal_places=12)
+PCT_QUANTUM = Decimal("0.01")
+AMOUNT_QUANTUM = Decimal(1).scaleb(-12)
+# The trace view lists at most this many events (the totals always cover all).
+TRACE_MAX_EVENTS = 1000
+# Digits for Python arithmetic on sums (numeric(38, 12) columns, and their quotients).
+EXACT_DIGITS = 80
+
+
+# --- Measures --------------------------------------------------------------------------
+
+
+def _dec_sum(name: str) -> Coalesce:
+    return Coalesce(Sum(name), Value(ZERO), output_field=SUM_FIELD)
+
+
+def _int_sum(name: str) -> Coalesce:
+    return Coalesce(Sum(name), Value(0), output_field=BigIntegerField())
+
+
+def _measures() -> dict[str, Any]:
+    """The sums every aggregate row carries (fresh expressions per query)."""
+    return {
+        "events": _int_sum("event_count"),
+        "cost": _dec_sum("cost_usd"),
+        "revenue": _dec_sum("revenue_usd"),
+        "unpriced": _int_sum("unpriced_count"),
+        "usage_units": _dec_sum("usage_units"),
+    }
+
+
+def _derived() -> dict[str, Any]:
+    """Margin and margin % as SQL, so tables can sort on them in the database."""
+    return {
+        "margin": ExpressionWrapper(F("revenue") - F("cost"), output_field=SUM_FIELD),
+        "margin_pct": ExpressionWrapper(
+            (F("revenue") - F("cost")) * Value(Decimal(100)) / NullIf(F("revenue"), Value(ZERO)),
+            output_field=DecimalField(),
+        ),
+    }
+
+
+@dataclass(slots=True)
+class Totals:
+    events: int = 0
+    cost: Decimal = ZERO
+    revenue: Decimal = ZERO
+    unpriced: int = 0
+    usage_units: Decimal = ZERO
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Totals:
+        return cls(
+            events=row["events"] or 0,
+            cost=row["cost"] if row["cost"] is not None else ZERO,
+            revenue=row["revenue"] if row["revenue"] is not None else ZERO,
+            unpriced=row["unpriced"] or 0,
+            usage_units=row["usage_units"] if row["usage_units"] is not None else ZERO,
+        )
+
+    def add(self, other: Totals) -> None:
+        with localcontext(prec=EXACT_DIGITS):
+            self.events += other.events
+            self.cost += other.cost
+            self.revenue += other.revenue
+            self.unpriced += other.unpriced
+            self.usage_units += other.usage_units
+
+    @property
+    def margin(self) -> Decimal:
+        with localcontext(prec=EXACT_DIGITS):
+            return self.revenue - self.cost
+
+    @property
+    def margin_pct(self) -> Decimal | None:
+        """Percent of revenue kept, 2 dp (half-even); None when there is no revenue."""
+        if not self.revenue:
+            return None
+        with localcontext(prec=EXACT_DIGITS):
+            return (self.margin * 100 / self.revenue).quantize(
+                PCT_QUANTUM, rounding=ROUND_HALF_EVEN
+            )
+
+    @property
+    def avg_cost_per_priced_event(self) -> Decimal | None:
+        """Cost / priced events, 12 dp (half-even); None when no event is priced."""
+        priced = self.events - self.unpriced
+        if priced <= 0:
+            return None
+        with localcontext(prec=EXACT_DIGITS):
+            return (self.cost / priced).quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def rollups_in(environment: Environment, window: Window) -> QuerySet[HourlyRollup]:
+    """The environment's rollup rows of the (hour-aligned) window."""
+    return scoped(HourlyRollup, environment).filter(
+        bucket_start__gte=window.start, bucket_start__lt=window.end
+    )
+
+
+# --- Overview --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DayTotals:
+    date: dt.date
+    totals: Totals
+
+
+@dataclass(slots=True)
+class Overview:
+    window: Window
+    totals: Totals
+    customers: int
+    features: int
+    models: int
+    daily: list[DayTotals]
+
+
+def overview(environment: Environment, window: Window) -> Overview:
+    """Totals, activity counts and a gap-free daily series: two GROUP BY queries."""
+    rollups = rollups_in(environment, window)
+    head = rollups.aggregate(
+        **_measures(),
+        customers=Count("customer_id", distinct=True),
+        features=Count("feature_id", distinct=True),
+        models=Count(Concat("provider", Value("/"), "model"), distinct=True, filter=~Q(model="")),
+    )
+    by_day = {
+        row["day"]: Totals.of(row)
+        for row in rollups.annotate(day=TruncDate("bucket_start", tzinfo=dt.UTC))
+        .values("day")
+        .annotate(**_measures())
+        .order_by("day")
+    }
+    return Overview(
+        window=window,
+        totals=Totals.of(head),
+        customers=head["customers"],
+        features=head["features"],
+        models=head["models"],
+        daily=[DayTotals(day, by_day.get(day, Totals())) for day in window.days()],
+    )
+
+
+# --- Aggregate tables (customers, features, models) ------------------------------------
+
+# API sort names -> annotations of the aggregate row.
+TABLE_SORTS: dict[str, str] = {
+    "cost": "cost",
+    "revenue": "revenue",
+    "margin": "margin",
+    "marginPct": "margin_pct",
+    "events": "events",
+    "unpricedEvents": "unpriced",
+    "lastSeen": "last_seen",
+}
+SORTS: tuple[str, ...] = tuple(TABLE_SORTS)
+
+
+def _order_by(sort: str, tiebreak: tuple[str, ...]) -> list[Any]:
+    """A total order: the sort (NULLs last either way), then the group's key."""
+    name = TABLE_SORTS[sort.lstrip("-")]
+    expression = (
+        F(name).desc(nulls_last=True) if sort.startswith("-") else F(name).asc(nulls_last=True)
+    )
+    return [expression, *tiebreak]
+
+
+def _sorts_by_last_seen(query: TableQuery) -> bool:
+    return query.sort.lstrip("-") == "lastSeen"
+
+
+def _page(rows: QuerySet[Any], query: TableQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    page = list(rows[query.offset : query.offset + limit + 1])
+    return page[:limit], len(page) > limit
+
+
+@dataclass(slots=True)
+class ModelSlice:
+    model: str
+    provider: str
+    totals: Totals
+
+
+@dataclass(slots=True)
+class CustomerRow:
+    customer: Customer
+    totals: Totals
+    last_bucket: dt.datetime
+    last_seen: dt.datetime | None
+
+
+@dataclass(slots=True)
+class CustomerTable:
+    rows: list[CustomerRow]
+    has_more: bool
+
+
+def _last_event(environment: Environment, window: Window, **match: str) -> Subquery:
+    """Latest event of the outer row in the window: one probe of an (env, column, time) index.
+
+    ``match`` maps event columns to the outer query's columns (``customer_id="id"``).
+    """
+    return Subquery(
+        scoped(Event, environment)
+        .filter(
+            **{column: OuterRef(outer) for column, outer in match.items()},
+            occurred_at__gte=window.start,
+            occurred_at__lt=window.end,
+        )
+        .order_by("-occurred_at")
+        .values("occurred_at")[:1],
+        output_field=DateTimeField(),
+    )
+
+
+def _chunks(rows: QuerySet[Any], size: int) -> Iterator[list[dict[str, Any]]]:
+    """A grouped query read through a server-side cursor, ``size`` rows at a time."""
+    chunk: list[dict[str, Any]] = []
+    for row in rows.iterator(chunk_size=size):
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def customers_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]:
+    """Per-customer sums over the window's rollups, in the query's total order."""
+    rollups = rollups_in(environment, query.window)
+    if query.search:
+        rollups = rollups.filter(
+            customer_id__in=customers_search(environment, query.search).values("id")
+        )
+    grouped = (
+        rollups.values("customer_id")
+        .annotate(**_measures(), last_bucket=Max("bucket_start"))
+        .annotate(**_derived())
+    )
+    if _sorts_by_last_seen(query):
+        grouped = grouped.annotate(
+            last_seen=_last_event(environment, query.window, customer_id="customer_id")
+        )
+    return grouped.order_by(*_order_by(query.sort, ("customer_id",)))
+
+
+def customer_rows(
+    environment: Environment, window: Window, grouped: list[dict[str, Any]]
+) -> list[CustomerRow]:
+    """Names and a precise ``lastSeen`` for these grouped rows only: one query."""
+    ids = [row["customer_id"] for row in grouped]
+    customers = {
+        customer.pk: customer
+        for customer in scoped(Customer, environment)
+        .filter(id__in=ids)
+        .annotate(last_seen=_last_event(environment, window, customer_id="id"))
+    }
+    return [
+        CustomerRow(
+            customer=customers[row["customer_id"]],
+            totals=Totals.of(row),
+            last_bucket=row["last_bucket"],
+            last_seen=customers[row["customer_id"]].last_seen,  # type: ignore[attr-defined]
+        )
+        for row in grouped
+        # Rollups carry no foreign key; a customer row that is gone cannot be named.
+        if row["customer_id"] in customers
+    ]
+
+
+def customer_table(environment: Environment, query: TableQuery, *, limit: int) -> CustomerTable:
+    """One page of customers by activity in the window: two queries.
+
+    1. GROUP BY customer over the rollups, sorted and cut in SQL (offset page);
+    2. names and a precise ``lastSeen`` of the page's customers only.
+    """
+    page, has_more = _page(customers_grouped(environment, query), query, limit)
+    return CustomerTable(rows=customer_rows(environment, query.window, page), has_more=has_more)
+
+
+def customer_table_all(
+    environment: Environment, query: TableQuery, *, chunk: int = 1000
+) -> Iterator[CustomerRow]:
+    """Every row of the table (for exports), streamed in chunks."""
+    for grouped in _chunks(customers_grouped(environment, query), chunk):
+        yield from customer_rows(environment, query.window, grouped)
+
+
+@dataclass(slots=True)
+class FeatureBreakdown:
+    feature_id: uuid.UUID
+    key: str
+    name: str
+    totals: Totals = field(default_factory=Totals)
+    models: list[ModelSlice] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CustomerDetail:
+    customer: Customer
+    window: Window
+    totals: Totals
+    last_seen: dt.datetime | None
+    features: list[FeatureBreakdown]
+
+
+def _feature_model_breakdown(
+    environment: Environment, rollups: QuerySet[HourlyRollup]
+) -> list[FeatureBreakdown]:
+    """Feature x model sums (one GROUP BY), features by cost, models by cost within."""
+    slices = list(
+        rollups.values("feature_id", "model", "provider")
+        .annotate(**_measures())
+        .order_by("feature_id", "-cost", "model", "provider")
+    )
+    names = {
+        feature.pk: feature
+        for feature in scoped(Feature, environment)
+        .filter(id__in={row["feature_id"] for row in slices})
+        .only("id", "key", "name")
+    }
+    features: dict[uuid.UUID, FeatureBreakdown] = {}
+    for row in slices:
+        feature = names.get(row["feature_id"])
+        entry = features.get(row["feature_id"])
+        if entry is None:
+            entry = features[row["feature_id"]] = FeatureBreakdown(
+                feature_id=row["feature_id"],
+                key=feature.key if feature else "",
+                name=feature.name if feature else "",
+            )
+        totals = Totals.of(row)
+        entry.totals.add(totals)
+        entry.models.append(ModelSlice(row["model"], row["provider"], totals))
+    return sorted(features.values(), key=lambda f: (-f.totals.cost, f.key))
+
+
+def customer_detail(environment: Environment, reference_id: str, window: Window) -> CustomerDetail:
+    """One customer's totals in the window and its feature x model breakdown (404 if unknown)."""
+    customer = customer_get(environment, reference_id)
+    rollups = rollups_in(environment, window).filter(customer_id=customer.pk)
+    totals = Totals.of(rollups.aggregate(**_measures()))
+    last_seen = (
+        scoped(Event, environment)
+        .filter(
+            customer_id=customer.pk,
+            occurred_at__gte=window.start,
+            occurred_at__lt=window.end,
+        )
+        .order_by("-occurred_at")
+        .values_list("occurred_at", flat=True)
+        .first()
+    )
+    return CustomerDetail(
+        customer=customer,
+        window=window,
+        totals=totals,
+        last_seen=last_seen,
+        features=_feature_model_breakdown(environment, rollups),
+    )
+
+
+@dataclass(slots=True)
+class FeatureRow:
+    feature: Feature
+    totals: Totals
+    last_bucket: dt.datetime
+    last_seen: dt.datetime | None
+    models: list[ModelSlice]
+
+
+@dataclass(slots=True)
+class FeatureTable:
+    rows: list[FeatureRow]
+    has_more: bool
+
+
+def features_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]:
+    rollups = rollups_in(environment, query.window)
+    if query.search:
+        rollups = rollups.filter(
+            feature_id__in=features_search(environment, query.search).values("id")
+        )
+    grouped = (
+        rollups.values("feature_id")
+        .annotate(**_measures(), last_bucket=Max("bucket_start"))
+        .annotate(**_derived())
+    )
+    if _sorts_by_last_seen(query):
+        grouped = grouped.annotate(
+            last_seen=_last_event(environment, query.window, feature_id="feature_id")
+        )
+    return grouped.order_by(*_order_by(query.sort, ("feature_id",)))
+
+
+def feature_rows(
+    environment: Environment, window: Window, grouped: list[dict[str, Any]]
+) -> list[FeatureRow]:
+    """Model breakdown, names and ``lastSeen`` for these grouped rows only: two queries."""
+    ids = [row["feature_id"] for row in grouped]
+    models: dict[uuid.UUID, list[ModelSlice]] = {pk: [] for pk in ids}
+    for row in (
+        rollups_in(environment, window)
+        .filter(feature_id__in=ids)
+        .values("feature_id", "model", "provider")
+        .annotate(**_measures())
+        .order_by("feature_id", "-cost", "model", "provider")
+    ):
+        models[row["feature_id"]].append(ModelSlice(row["model"], row["provider"], Totals.of(row)))
+    features = {
+        feature.pk: feature
+        for feature in scoped(Feature, environment)
+        .filter(id__in=ids)
+        .annotate(last_seen=_last_event(environment, window, feature_id="id"))
+    }
+    return [
+        FeatureRow(
+            feature=features[row["feature_id"]],
+            totals=Totals.of(row),
+            last_bucket=row["last_bucket"],
+            last_seen=features[row["feature_id"]].last_seen,  # type: ignore[attr-defined]
+            models=models[row["feature_id"]],
+        )
+        for row in grouped
+        if row["feature_id"] in features
+    ]
+
+
+def feature_table(environment: Environment, query: TableQuery, *, limit: int) -> FeatureTable:
+    """One page of features by activity, each with its models: three queries."""
+    page, has_more = _page(features_grouped(environment, query), query, limit)
+    return FeatureTable(rows=feature_rows(environment, query.window, page), has_more=has_more)
+
+
+def feature_table_all(
+    environment: Environment, query: TableQuery, *, chunk: int = 500
+) -> Iterator[FeatureRow]:
+    for grouped in _chunks(features_grouped(environment, query), chunk):
+        yield from feature_rows(environment, query.window, grouped)
+
+
+class Percentiles(Aggregate):
+    """``percentile_cont`` at p50, p95 and p99 in one sort (an array of ms)."""
+
+    function = "percentile_cont"
+    template = "%(function)s(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = ArrayField(FloatField())
+
+
+@dataclass(slots=True)
+class ModelRow:
+    model: str
+    provider: str
+    totals: Totals
+    customers: int
+    features: int
+    input_tokens: int
+    output_tokens: int
+    avg_duration_ms: Decimal | None
+    last_bucket: dt.datetime
+    last_seen: dt.datetime | None
+    # p50, p95, p99 of durationMs over the window's events that carry one.
+    latency_ms: tuple[float, float, float] | None = None
+
+
+@dataclass(slots=True)
+class ModelTable:
+    rows: list[ModelRow]
+    has_more: bool
+
+
+def models_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]:
+    """Per (provider, model) sums; events that named no model are not a model.
+
+    A table of models is short (tens of rows), so every row carries its ``lastSeen``
+    probe here, whatever the sort.
+    """
+    rollups = rollups_in(environment, query.window).exclude(model="")
+    if query.search:
+        rollups = rollups.filter(Q(model__icontains=query.search) | Q(provider=query.search))
+    return (
+        rollups.values("provider", "model")
+        .annotate(
+            **_measures(),
+            last_bucket=Max("bucket_start"),
+            customers=Count("customer_id", distinct=True),
+            features=Count("feature_id", distinct=True),
+            input_tokens=_int_sum("input_tokens"),
+            output_tokens=_int_sum("output_tokens"),
+            duration_sum=_int_sum("duration_ms_sum"),
+            duration_count=_int_sum("duration_count"),
+        )
+        .annotate(
+            **_derived(),
+            last_seen=_last_event(environment, query.window, model="model", provider="provider"),
+        )
+        .order_by(*_order_by(query.sort, ("provider", "model")))
+    )
+
+
+def model_rows(
+    environment: Environment, window: Window, grouped: list[dict[str, Any]]
+) -> list[ModelRow]:
+    """Rows with latency percentiles: one query over the raw events of these models.
+
+    The ``(environment, model, occurred_at)`` index and the window bound the scan.
+    """
+    rows = [
+        ModelRow(
+            model=row["model"],
+            provider=row["provider"],
+            totals=Totals.of(row),
+            customers=row["customers"],
+            features=row["features"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            avg_duration_ms=(
+                (Decimal(row["duration_sum"]) / row["duration_count"]).quantize(Decimal("0.1"))
+                if row["duration_count"]
+                else None
+            ),
+            last_bucket=row["last_bucket"],
+            last_seen=row["last_seen"],
+        )
+        for row in grouped
+    ]
+    timed = {(row.provider, row.model): row for row in rows if row.avg_duration_ms is not None}
+    if timed:
+        latencies = (
+            scoped(Event, environment)
+            .filter(
+                model__in={model for _, model in timed},
+                occurred_at__gte=window.start,
+                occurred_at__lt=window.end,
+                duration_ms__isnull=False,
+            )
+            .values("provider", "model")
+            .annotate(p=Percentiles("duration_ms"))
+            .order_by()
+        )
+        for latency in latencies:
+            row = timed.get((latency["provider"], latency["model"]))
+            if row is not None and latency["p"]:
+                p50, p95, p99 = latency["p"]
+                row.latency_ms = (p50, p95, p99)
+    return rows
+
+
+def model_table(environment: Environment, query: TableQuery, *, limit: int) -> ModelTable:
+    """One page of (provider, model) groups: rollup sums, then latency percentiles."""
+    page, has_more = _page(models_grouped(environment, query), query, limit)
+    return ModelTable(rows=model_rows(environment, query.window, page), has_more=has_more)
+
+
+def model_table_all(
+    environment: Environment, query: TableQuery, *, chunk: int = 200
+) -> Iterator[ModelRow]:
+    for grouped in _chunks(models_grouped(environment, query), chunk):
+        yield from model_rows(environment, query.window, grouped)
+
+
+# --- Raw events ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilters:
+    window: Window | None = None
+    customer_reference_id: str | None = None
+    feature_key: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    trace_id: str | None = None
+    event_name: str | None = None
+    cost_source: str | None = None
+
+
+COST_SOURCES = tuple(CostSource.values)
+
+
+def events_matching(environment: Environment, filters: EventFilters) -> QuerySet[Event]:
+    """The environment's events that pass ``filters`` (unordered).
+
+    Customer and feature are resolved to ids first (one small lookup each), so
+    the event scan can use the ``(environment, customer|feature, occurred_at)``
+    indexes; an unknown reference matches nothing.
+    """
+    events = scoped(Event, environment)
+    if filters.customer_reference_id is not None:
+        customer_id = (
+            scoped(Customer, environment)
+            .filter(reference_id=filters.customer_reference_id)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if customer_id is None:
+            return events.none()
+        events = events.filter(customer_id=customer_id)
+    if filters.feature_key is not None:
+        feature_id = (
+            scoped(Feature, environment)
+            .filter(key=filters.feature_key)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if feature_id is None:
+            return events.none()
+        events = events.filter(feature_id=feature_id)
+    if filters.window is not None:
+        events = events.filter(
+            occurred_at__gte=filters.window.start, occurred_at__lt=filters.window.end
+        )
+    if filters.model is not None:
+        events = events.filter(model=filters.model)
+    if filters.provider is not None:
+        events = events.filter(provider=filters.provider)
+    if filters.trace_id is not None:
+        events = events.filter(trace_id=filters.trace_id)
+    if filters.event_name is not None:
+        events = events.filter(event_name=filters.event_name)
+    if filters.cost_source is not None:
+        events = events.filter(cost_source=filters.cost_source)
+    return events
+
+
+@dataclass(slots=True)
+class EventNames:
+    """Reference ids and feature keys of a set of events (events carry only ids)."""
+
+    customers: dict[uuid.UUID, str]
+    features: dict[uuid.UUID, str]
+
+    def customer(self, event: Event) -> str:
+        return self.customers.get(event.customer_id, "")
+
+    def feature(self, event: Event) -> str:
+        return self.features.get(event.feature_id, "")
+
+
+def event_names(environment: Environment, events: list[Event]) -> EventNames:
+    """Two queries, whatever the number of events."""
+    customer_ids = {event.customer_id for event in events}
+    feature_ids = {event.feature_id for event in events}
+    return EventNames(
+        customers=dict(
+            scoped(Customer, environment)
+            .filter(id__in=customer_ids)
+            .values_list("id", "reference_id")
+        )
+        if customer_ids
+        else {},
+        features=dict(
+            scoped(Feature, environment).filter(id__in=feature_ids).values_list("id", "key")
+        )
+        if feature_ids
+        else {},
+    )
+
+
+def newest_first(
+    events: QuerySet[Event], *, before: tuple[dt.datetime, int] | None, limit: int
+) -> list[Event]:
+    """Up to ``limit`` events ordered by (occurred_at, id) descending, after a keyset cursor."""
+    events = events.order_by("-occurred_at", "-id")
+    if before is not None:
+        at, pk = before
+        events = events.filter(Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=pk))
+    return list(events[:limit])
+
+
+def events_batches(
+    environment: Environment, filters: EventFilters, *, batch_size: int = 1000
+) -> Iterator[tuple[list[Event], EventNames]]:
+    """Every matching event, newest first, in keyset batches (constant memory for exports)."""
+    events = events_matching(environment, filters)
+    before: tuple[dt.datetime, int] | None = None
+    while True:
+        batch = newest_first(events, before=before, limit=batch_size)
+        if not batch:
+            return
+        yield batch, event_names(environment, batch)
+        if len(batch) < batch_size:
+            return
+        before = (batch[-1].occurred_at, batch[-1].id)
+
+
+@dataclass(slots=True)
+class Trace:
+    trace_id: str
+    events: list[Event]
+    names: EventNames
+    event_count: int
+    cost: Decimal
+    revenue: Decimal
+    unpriced: int
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    duration_ms_sum: int
+
+    @property
+    def margin(self) -> Decimal:
+        return self.revenue - self.cost
+
+    @property
+    def span_ms(self) -> int:
+        return int((self.ended_at - self.started_at) / dt.timedelta(milliseconds=1))
+
+    @property
+    def truncated(self) -> bool:
+        return self.event_count > len(self.events)
+
+
+def trace_get(environment: Environment, trace_id: str) -> Trace:
+    """A trace's events in time order with totals over all of them; 404 when it has none.
+
+    ``occurredAt`` is taken as an event's start and ``occurredAt + durationMs`` as
+    its end, so the span runs from the first start to the last end.
+    """
+    if not trace_id or len(trace_id) > 255 or "\x00" in trace_id:
+        raise NotFound("No such trace.")
+    events = scoped(Event, environment).filter(trace_id=trace_id)
+    head = events.aggregate(
+        count=Count("id"),
+        cost=_dec_sum("cost_usd"),
+        revenue=_dec_sum("revenue_usd"),
+        unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
+        started=Min("occurred_at"),
+        ended=Max(
+            RawSQL("occurred_at + COALESCE(duration_ms, 0) * interval '1 millisecond'", []),
+            output_field=DateTimeField(),
+        ),
+        duration=_int_sum("duration_ms"),
+    )
+    if not head["count"]:
+        raise NotFound("No such trace.")
+    listed = list(events.order_by("occurred_at", "id")[:TRACE_MAX_EVENTS])
+    return Trace(
+        trace_id=trace_id,
+        events=listed,
+        names=event_names(environment, listed),
+        event_count=head["count"],
+        cost=head["cost"],
+        revenue=head["revenue"],
+        unpriced=head["unpriced"],
+        started_at=head["started"],
+        ended_at=head["ended"],
+        duration_ms_sum=head["duration"],
+    )
