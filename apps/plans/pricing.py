@@ -95,7 +95,8 @@ class Rule:
 # -- validation ---------------------------------------------------------------------------
 
 
-def _amount_problem(value: Decimal, *, positive: bool = False) -> str | None:
+def amount_problem(value: Decimal, *, positive: bool = False) -> str | None:
+    """Why ``value`` cannot be stored as a price or unit count (``None`` if it can)."""
     if not value.is_finite():
         return "Must be a finite number."
     if value < 0 or (positive and value == 0):
@@ -123,7 +124,7 @@ def rule_errors(rule: Rule) -> dict[str, list[str]]:
         errors.setdefault(field, []).append(message)
 
     def check(field: str, value: Decimal | None, *, positive: bool = False) -> None:
-        if value is not None and (problem := _amount_problem(value, positive=positive)):
+        if value is not None and (problem := amount_problem(value, positive=positive)):
             add(field, problem)
 
     try:
@@ -184,7 +185,7 @@ def _tier_errors(
             continue
         if index == last:
             add(f"{field}.upTo", 'The last tier must be unbounded (upTo null or "inf").')
-        if _amount_problem(tier.up_to, positive=True) is not None:
+        if amount_problem(tier.up_to, positive=True) is not None:
             check(f"{field}.upTo", tier.up_to, positive=True)
         elif tier.up_to <= previous:
             add(f"{field}.upTo", "Must be greater than the previous tier's upTo.")
