@@ -34,6 +34,7 @@ from .params import (
     event_cursor,
     invalid_parameter,
     next_event_cursor,
+    parse_bounds,
     parse_window,
     table_cursor,
     table_query,
@@ -317,9 +318,7 @@ def _responses(
 
 
 def _window(request: Request) -> Window:
-    window = parse_window(request.query_params)
-    assert window is not None  # required windows default, never None
-    return window.to_hours()
+    return parse_window(request.query_params).to_hours()
 
 
 def _table(request: Request) -> tuple[TableQuery, int]:
@@ -437,7 +436,7 @@ def event_filters(request: Request) -> EventFilters:
     cost_source = text_param(params, "costSource")
     if cost_source is not None and cost_source not in COST_SOURCES:
         raise invalid_parameter(fields={"costSource": [f"One of {', '.join(COST_SOURCES)}."]})
-    window = parse_window(params, required=False)
+    window = parse_bounds(params)
     return EventFilters(
         window=window,
         customer_reference_id=text_param(params, "customerReferenceId"),
@@ -457,9 +456,9 @@ class EventList(ExportableView):
         operation_id="analytics_events_list",
         summary="Events, newest first, filtered",
         description=(
-            "Filters are exact matches and combine with AND. Without `from`/`to` every event "
-            "is listed; with one of them the window defaults as elsewhere. The cursor is a "
-            "keyset on (occurredAt, id): pages never shift when new events arrive."
+            "Filters are exact matches and combine with AND. `from` and `to` are independent "
+            "optional bounds (to the second; no default window, no maximum span). The "
+            "cursor is a keyset on (occurredAt, id): pages never shift when new events arrive."
         ),
         parameters=[
             OpenApiParameter(

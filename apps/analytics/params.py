@@ -63,11 +63,12 @@ def parse_instant(raw: str) -> dt.datetime:
         raise ValueError("empty or too long")
     if len(text) == 10:
         day = dt.date.fromisoformat(text)
-        return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-    # A "+" in a query string often arrives decoded as a space.
-    if len(text) > 19 and text[-6] == " " and text[-3] == ":":
-        text = text[:-6] + "+" + text[-5:]
-    value = dt.datetime.fromisoformat(text)
+        value = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    else:
+        # A "+" in a query string often arrives decoded as a space.
+        if len(text) > 19 and text[-6] == " " and text[-3] == ":":
+            text = text[:-6] + "+" + text[-5:]
+        value = dt.datetime.fromisoformat(text)
     if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
         raise ValueError("year out of range")
     if value.tzinfo is None:
@@ -98,16 +99,9 @@ def default_window_end(now: dt.datetime | None = None) -> dt.datetime:
     return dt.datetime(today.year, today.month, today.day, tzinfo=dt.UTC) + DAY
 
 
-def parse_window(
-    params: Mapping[str, str], *, required: bool = True, now: dt.datetime | None = None
-) -> Window | None:
-    """``from`` / ``to`` (``to`` exclusive); default the last 30 days, at most 400.
-
-    With ``required=False`` (raw event lists) no parameters means no window.
-    """
+def parse_window(params: Mapping[str, str], *, now: dt.datetime | None = None) -> Window:
+    """``from`` / ``to`` (``to`` exclusive) of an aggregate: default the last 30 days, max 400."""
     start, end = _instant(params, "from"), _instant(params, "to")
-    if not required and start is None and end is None:
-        return None
     if end is None:
         end = default_window_end(now)
         if start is not None and start >= end:
@@ -118,6 +112,27 @@ def parse_window(
         raise invalid_parameter(fields={"to": ["Must be later than 'from'."]})
     if end - start > MAX_WINDOW:
         raise invalid_parameter(fields={"from": ["The window may span at most 400 days."]})
+    return Window(start, end)
+
+
+# The open ends of a raw event range (never used in arithmetic, so no overflow).
+OPEN_START = dt.datetime.min.replace(tzinfo=dt.UTC)
+OPEN_END = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def parse_bounds(params: Mapping[str, str]) -> Window | None:
+    """``from`` / ``to`` of a raw event list: two independent, optional bounds.
+
+    Neither: None (every event). A list is read newest first through an index,
+    so its range needs no default and no maximum span.
+    """
+    start, end = _instant(params, "from"), _instant(params, "to")
+    if start is None and end is None:
+        return None
+    start = start if start is not None else OPEN_START
+    end = end if end is not None else OPEN_END
+    if start >= end:
+        raise invalid_parameter(fields={"to": ["Must be later than 'from'."]})
     return Window(start, end)
 
 
@@ -207,7 +222,6 @@ def table_query(
     token = params.get("cursor")
     if not token:
         window = parse_window(params)
-        assert window is not None
         search = (params.get("search") or "").strip()
         return TableQuery(
             sort=sort_param(params, sorts, default_sort), search=search, window=window.to_hours()
@@ -222,7 +236,6 @@ def table_query(
         raise _bad_cursor("The cursor was made for another search.")
     if params.get("from") or params.get("to"):
         window = parse_window(params)
-        assert window is not None
         if window.to_hours() != query.window:
             raise _bad_cursor("The cursor was made for another window.")
     if query.window.end - query.window.start > MAX_WINDOW + 2 * HOUR:
