@@ -319,6 +319,17 @@ APIKEY_CACHE_SECONDS = env_int("APIKEY_CACHE_SECONDS", 2)
 # else a local JSON file (path or file:// URL) in the shape genai-prices publishes.
 MODEL_PRICES_SOURCE = env_str("MODEL_PRICES_SOURCE", "")
 
+# --- Dashboard ----------------------------------------------------------------------------
+# Margin bands, in percent of revenue kept: healthy at or above HEALTHY, at risk from
+# AT_RISK up to HEALTHY, underwater below AT_RISK (or cost with no revenue at all).
+TANSO_MARGIN_HEALTHY = env_int("TANSO_MARGIN_HEALTHY", 70)
+TANSO_MARGIN_AT_RISK = env_int("TANSO_MARGIN_AT_RISK", 40)
+if not 0 <= TANSO_MARGIN_AT_RISK < TANSO_MARGIN_HEALTHY <= 100:
+    raise ImproperlyConfigured(
+        "Need 0 <= TANSO_MARGIN_AT_RISK < TANSO_MARGIN_HEALTHY <= 100, got "
+        f"{TANSO_MARGIN_AT_RISK} and {TANSO_MARGIN_HEALTHY}"
+    )
+
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
