@@ -363,6 +363,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "apps.events.tasks.recost_unpriced_events",
         "schedule": crontab(minute=35),
     },
+    "advance-subscription-periods": {
+        "task": "apps.subscriptions.tasks.advance_subscription_periods",
+        "schedule": crontab(minute="*/15"),
+    },
 }
 
 # --- Logging -----------------------------------------------------------------------------
