@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "apps.analytics",
     "apps.plans",
     "apps.subscriptions",
+    "apps.credits",
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",
