@@ -104,16 +104,20 @@ def assert_ledger_consistent(pool: CreditPool) -> None:
     if pool.hard_limit:
         assert pool.balance >= 0
     held = CreditGrant.objects.filter(pool=pool).aggregate(s=Sum("remaining"))["s"] or D(0)
+    backed_by = dict(
+        CreditConsumption.objects.filter(transaction__pool=pool)
+        .values("transaction_id")
+        .annotate(s=Sum("amount"))
+        .values_list("transaction_id", "s")
+    )
+    reversed_ids = {e.reversed_transaction_id for e in entries if e.reversed_transaction_id}
     unbacked = D(0)
     for entry in entries:
         if entry.transaction_type != "deduction":
             continue
-        backed = CreditConsumption.objects.filter(transaction=entry).aggregate(s=Sum("amount"))[
-            "s"
-        ] or D(0)
+        backed = backed_by.get(entry.pk, D(0))
         assert backed <= -entry.amount
-        reversed_ = CreditTransaction.objects.filter(reversed_transaction=entry).exists()
-        if not reversed_:
+        if entry.pk not in reversed_ids:
             unbacked += -entry.amount - backed
     if pool.balance >= 0:
         assert held == pool.balance, (held, pool.balance)
@@ -121,5 +125,18 @@ def assert_ledger_consistent(pool: CreditPool) -> None:
     else:
         assert held == 0
         assert unbacked == -pool.balance
+    # Each grant: what came in, less what was drawn (net of reversals), expired or moved out.
+    drawn: dict[Any, Decimal] = {}
+    for grant_id, transaction_id, amount in CreditConsumption.objects.filter(
+        transaction__pool=pool
+    ).values_list("grant_id", "transaction_id", "amount"):
+        if transaction_id not in reversed_ids:
+            drawn[grant_id] = drawn.get(grant_id, D(0)) + amount
+    taken: dict[Any, Decimal] = {}
+    for entry in entries:
+        if entry.grant_id and entry.amount < 0:
+            taken[entry.grant_id] = taken.get(entry.grant_id, D(0)) - entry.amount
     for row in CreditGrant.objects.filter(pool=pool):
         assert 0 <= row.remaining <= row.amount
+        expected = row.amount - drawn.get(row.pk, D(0)) - taken.get(row.pk, D(0))
+        assert row.remaining == expected, (row, expected)
