@@ -19,7 +19,8 @@ from apps.core.tenancy import EnvironmentOwned
 from . import pricing
 
 # DECIMAL(24, 12): 12 digits either side of the point, as for event amounts.
-AMOUNT = {"max_digits": 24, "decimal_places": 12}
+DIGITS = 24
+PLACES = 12
 
 
 class Plan(EnvironmentOwned):
@@ -41,7 +42,7 @@ class Plan(EnvironmentOwned):
     name = models.CharField(max_length=150)
     description = models.TextField(blank=True, default="")
     # The base (flat) fee per billing period, in ``currency`` major units.
-    price_amount = models.DecimalField(**AMOUNT, default=Decimal(0))
+    price_amount = models.DecimalField(max_digits=DIGITS, decimal_places=PLACES, default=Decimal(0))
     currency = models.CharField(max_length=3, default="USD")
     interval_months = models.PositiveSmallIntegerField(
         choices=Interval.choices, default=Interval.MONTHLY
@@ -117,20 +118,26 @@ class PlanFeatureRule(EnvironmentOwned):
     is_enabled = models.BooleanField(default=True)
     model = models.CharField(max_length=10, choices=Model.choices, default=Model.INCLUDED)
     # per_unit: price per unit; package: price per block of ``package_size`` units.
-    unit_price = models.DecimalField(**AMOUNT, null=True, blank=True)
+    unit_price = models.DecimalField(
+        max_digits=DIGITS, decimal_places=PLACES, null=True, blank=True
+    )
     package_size = models.PositiveBigIntegerField(null=True, blank=True)
     tiers = models.JSONField(default=list, blank=True)
     # Usage cap per reset window (units); null = no cap.
-    max_usage = models.DecimalField(**AMOUNT, null=True, blank=True)
+    max_usage = models.DecimalField(max_digits=DIGITS, decimal_places=PLACES, null=True, blank=True)
     reset_interval = models.CharField(
         max_length=14, choices=ResetInterval.choices, default=ResetInterval.BILLING_PERIOD
     )
     # Price per unit beyond ``max_usage``; null with a cap = a hard cap.
-    overage_unit_price = models.DecimalField(**AMOUNT, null=True, blank=True)
+    overage_unit_price = models.DecimalField(
+        max_digits=DIGITS, decimal_places=PLACES, null=True, blank=True
+    )
     # Credit backing (used by the credits app): usage draws ``credits_per_unit`` credits
     # per unit from the customer's pool of this denomination. Both or neither.
     credit_denomination = models.CharField(max_length=32, blank=True, default="")
-    credits_per_unit = models.DecimalField(**AMOUNT, null=True, blank=True)
+    credits_per_unit = models.DecimalField(
+        max_digits=DIGITS, decimal_places=PLACES, null=True, blank=True
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -24,7 +24,7 @@ PRICING_TYPE = {
     PricingModel.PACKAGE: "package",
 }
 CURRENCY_SYMBOL = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
-WINDOW_TEXT = {
+WINDOW_TEXT: dict[str, str] = {
     PlanFeatureRule.ResetInterval.BILLING_PERIOD: "per billing period",
     PlanFeatureRule.ResetInterval.DAY: "per day",
     PlanFeatureRule.ResetInterval.WEEK: "per week",

@@ -49,7 +49,7 @@ class StrictIntegerField(serializers.IntegerField):
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int | Decimal):
             self.fail("invalid")
-        return super().to_internal_value(data)
+        return super().to_internal_value(str(data))
 
 
 def _plan_reference(data: dict[str, Any], *names: str) -> str:
@@ -66,10 +66,8 @@ def _with_details(request: Request, subscription: Subscription) -> dict[str, Any
     return render_subscription(subscription_get(environment_of(request), str(subscription.pk)))
 
 
-class _Reading:
+class _ReadingView(APIView):
     """GETs are open to a ``ck_`` key with ``read``, pinned to its own customer."""
-
-    request: Request
 
     @property
     def customer_key_scope(self) -> str | None:
@@ -117,7 +115,7 @@ class PlanChangeInput(serializers.Serializer):
 # -- views --------------------------------------------------------------------------------
 
 
-class SubscriptionListCreate(_Reading, APIView):
+class SubscriptionListCreate(_ReadingView):
     required_scopes = {
         "GET": S.CUSTOMERS_READ,
         "HEAD": S.CUSTOMERS_READ,
@@ -186,7 +184,7 @@ class SubscriptionListCreate(_Reading, APIView):
         return Response(_with_details(request, subscription), status=status.HTTP_201_CREATED)
 
 
-class CustomerSubscriptions(_Reading, APIView):
+class CustomerSubscriptions(_ReadingView):
     required_scopes = {"GET": S.CUSTOMERS_READ, "HEAD": S.CUSTOMERS_READ}
 
     @extend_schema(summary="A customer's subscriptions, newest first", request=None)
@@ -198,7 +196,7 @@ class CustomerSubscriptions(_Reading, APIView):
         return Response(paginate_newest_first(subscriptions, request, render_subscription))
 
 
-class SubscriptionDetail(_Reading, APIView):
+class SubscriptionDetail(_ReadingView):
     required_scopes = {"GET": S.CUSTOMERS_READ, "HEAD": S.CUSTOMERS_READ}
 
     @extend_schema(summary="Get one subscription", request=None)
@@ -206,7 +204,7 @@ class SubscriptionDetail(_Reading, APIView):
         return Response(render_subscription(_subscription(request, subscription_id)))
 
 
-class SubscriptionChanges(_Reading, APIView):
+class SubscriptionChanges(_ReadingView):
     required_scopes = {"GET": S.CUSTOMERS_READ, "HEAD": S.CUSTOMERS_READ}
 
     @extend_schema(summary="The subscription's plan changes, newest first", request=None)

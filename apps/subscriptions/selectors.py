@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
@@ -115,7 +115,9 @@ class ActiveRule:
     window_end: dt.datetime | None  # None: the cap never resets
 
 
-def _period_now(row: dict, plan_interval: int, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def _period_now(
+    row: Mapping[str, Any], plan_interval: int, at: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
     """The billing period containing ``at``, even when the period job has not run yet."""
     if at < row["current_period_end"]:
         return row["current_period_start"], row["current_period_end"]
