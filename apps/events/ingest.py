@@ -25,9 +25,9 @@ from apps.core.errors import Forbidden, ValidationFailed
 
 from .errors import DuplicateEvent
 from .models import RevenueSource
-from .prices import InvalidUsage, Pricing, price_event
+from .prices import BatchPricer, InvalidUsage, Pricing
 from .resolve import resolve_ids
-from .store import EventRow, store_events
+from .store import store_events
 from .validation import EventInput, parse_event
 
 if TYPE_CHECKING:
@@ -65,41 +65,39 @@ def _new_key() -> str:
 
 
 def _row(
-    event: EventInput,
-    key: str,
-    customer_id: uuid.UUID,
-    feature_id: uuid.UUID,
-    pricing: Pricing,
-) -> EventRow:
-    return EventRow(
-        idempotency_key=key,
-        event_name=event.event_name,
-        occurred_at=event.occurred_at,
-        customer_id=customer_id,
-        feature_id=feature_id,
-        model=event.model,
-        provider=pricing.provider,
-        usage_units=event.usage_units,
-        input_tokens=event.input_tokens,
-        output_tokens=event.output_tokens,
-        cache_read_tokens=event.cache_read_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        reasoning_tokens=event.reasoning_tokens,
-        cost_usd=pricing.cost_usd,
-        cost_source=pricing.source,
-        unpriced_reason=pricing.unpriced_reason,
-        price_version_id=pricing.price_version_id,
-        revenue_usd=event.revenue_usd,
-        revenue_source=RevenueSource.EXPLICIT if event.revenue_usd is not None else "",
-        duration_ms=event.duration_ms,
-        trace_id=event.trace_id,
-        meta_json=event.meta_json,
-    )
+    event: EventInput, key: str, customer_id: str, feature_id: str, pricing: Pricing
+) -> list[Any]:
+    """The event as ``store.COLUMNS`` wants it (JSON-ready: decimals as exact strings)."""
+    cost = pricing.cost_usd
+    revenue = event.revenue_usd
+    return [
+        key,
+        event.event_name,
+        event.occurred_at.isoformat(),
+        customer_id,
+        feature_id,
+        event.model,
+        pricing.provider,
+        str(event.usage_units),
+        event.input_tokens,
+        event.output_tokens,
+        event.cache_read_tokens,
+        event.cache_write_tokens,
+        event.reasoning_tokens,
+        None if cost is None else str(cost),
+        pricing.source,
+        pricing.unpriced_reason,
+        pricing.price_version_id,
+        None if revenue is None else str(revenue),
+        "" if revenue is None else RevenueSource.EXPLICIT.value,
+        event.duration_ms,
+        event.trace_id,
+        event.meta_json,
+    ]
 
 
-def _price(environment: Environment, event: EventInput) -> Pricing:
-    return price_event(
-        environment_id=environment.pk,
+def _price(pricer: BatchPricer, event: EventInput) -> Pricing:
+    return pricer.price(
         model=event.model,
         provider=event.provider,
         at=event.occurred_at,
@@ -142,7 +140,7 @@ def event_record(
     if pinned_customer_ref is not None and event.customer_ref != pinned_customer_ref:
         raise Forbidden("This key is pinned to another customer.", code="customer_mismatch")
     key = event.idempotency_key or _new_key()
-    pricing = _price(environment, event)
+    pricing = _price(BatchPricer(environment.pk), event)
     try:
         with transaction.atomic():
             customers, features = resolve_ids(
@@ -151,7 +149,11 @@ def event_record(
                 feature_keys={event.feature_key},
             )
             row = _row(
-                event, key, customers[event.customer_ref], features[event.feature_key], pricing
+                event,
+                key,
+                str(customers[event.customer_ref]),
+                str(features[event.feature_key]),
+                pricing,
             )
             stored = store_events(environment_id=environment.pk, rows=[row], received_at=now)
             if key not in stored:
@@ -177,6 +179,7 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
     if not 1 <= len(items) <= MAX_BATCH:
         raise ValueError("batch size out of range")  # the view checks first
     now = timezone.now()
+    pricer = BatchPricer(environment.pk)
     result = BatchResult()
     valid: list[tuple[int, EventInput, str]] = []
     pricings: list[Pricing] = []
@@ -188,7 +191,7 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
             result.errors.append({"index": index, "fields": errors})
             continue
         try:
-            pricings.append(_price(environment, event))
+            pricings.append(_price(pricer, event))
         except InvalidUsage as exc:
             result.errors.append(
                 {"index": index, "fields": exc.fields or {"_event": [exc.message]}}
@@ -209,12 +212,14 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
                 customer_refs={event.customer_ref for _, event, _ in valid},
                 feature_keys={event.feature_key for _, event, _ in valid},
             )
+            customer_ids = {ref: str(pk) for ref, pk in customers.items()}
+            feature_ids = {key: str(pk) for key, pk in features.items()}
             rows = [
                 _row(
                     event,
                     key,
-                    customers[event.customer_ref],
-                    features[event.feature_key],
+                    customer_ids[event.customer_ref],
+                    feature_ids[event.feature_key],
                     pricing,
                 )
                 for (index, event, key), pricing in zip(valid, pricings, strict=True)

@@ -8,8 +8,11 @@ Storage layout (PostgreSQL only; see migrations/0001 for the DDL):
   is unique on its own, which is what the Django model declares.
 * ``events_eventkey`` holds ``(environment_id, idempotency_key)`` as its primary
   key: the duplicate check stays exact across partitions.
-* ``events_hourlyrollup`` is kept in step with the events in the same
-  transaction, so analytics never scan raw events.
+* ``events_hourlyrollup`` (hour x customer x feature x model) and the daily
+  ``events_dailycustomerrollup`` (day x customer) and
+  ``events_dailyfeaturemodelrollup`` (day x feature x model) are kept in step
+  with the events in the same statement, so analytics never scan raw events
+  and long windows read the small daily tables.
 
 The hot tables carry no database foreign keys (``db_constraint=False``): a
 per-row RI check costs a lookup and a row lock at 15k rows/s, and events are
@@ -178,36 +181,29 @@ class EventKey(models.Model):
         return self.idempotency_key
 
 
-class HourlyRollup(models.Model):
-    """Sums of the events of one hour per (customer, feature, model, provider).
-
-    Updated in the transaction that stores the events (and by re-costing, by the
-    delta), so it always equals a fresh GROUP BY over ``events_event``.
-    Amounts in USD; ``cost_usd`` sums priced events only (``unpriced_count`` says
-    how many are missing from it).
-    """
-
-    pk = models.CompositePrimaryKey(
-        "environment_id", "bucket_start", "customer_id", "feature_id", "model", "provider"
-    )
-    environment = _env_fk()
-    bucket_start = models.DateTimeField()  # UTC, on the hour
-    customer = models.ForeignKey(
+def _customer_fk() -> models.ForeignKey:
+    return models.ForeignKey(
         "customers.Customer",
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         db_index=False,
         related_name="+",
     )
-    feature = models.ForeignKey(
+
+
+def _feature_fk() -> models.ForeignKey:
+    return models.ForeignKey(
         "features.Feature",
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         db_index=False,
         related_name="+",
     )
-    model = models.CharField(max_length=255, blank=True, default="")
-    provider = models.CharField(max_length=64, blank=True, default="")
+
+
+class RollupMeasures(models.Model):
+    """The sums every rollup carries (USD amounts; ``cost_usd`` over priced events only)."""
+
     event_count = models.BigIntegerField(default=0)
     usage_units = models.DecimalField(max_digits=SUM_MAX_DIGITS, decimal_places=12, default=0)
     input_tokens = models.BigIntegerField(default=0)
@@ -227,6 +223,29 @@ class HourlyRollup(models.Model):
     duration_ms_sum = models.BigIntegerField(default=0)
     duration_count = models.BigIntegerField(default=0)
 
+    class Meta:
+        abstract = True
+
+
+class HourlyRollup(RollupMeasures):
+    """Sums of the events of one hour per (customer, feature, model, provider).
+
+    Updated in the transaction that stores the events (and by re-costing, by the
+    delta), so it always equals a fresh GROUP BY over ``events_event``.
+    Amounts in USD; ``cost_usd`` sums priced events only (``unpriced_count`` says
+    how many are missing from it).
+    """
+
+    pk = models.CompositePrimaryKey(
+        "environment_id", "bucket_start", "customer_id", "feature_id", "model", "provider"
+    )
+    environment = _env_fk()
+    bucket_start = models.DateTimeField()  # UTC, on the hour
+    customer = _customer_fk()
+    feature = _feature_fk()
+    model = models.CharField(max_length=255, blank=True, default="")
+    provider = models.CharField(max_length=64, blank=True, default="")
+
     objects = EnvironmentQuerySet.as_manager()
 
     class Meta:
@@ -241,6 +260,46 @@ class HourlyRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket_start:%Y-%m-%d %H}h {self.model or '-'}"
+
+
+class DailyCustomerRollup(RollupMeasures):
+    """Sums of one UTC day per customer: overview totals, daily series, customer tables.
+
+    The hourly grain (hour x customer x feature x model) barely compresses at
+    volume; a day per customer is ~24 x (features x models) times fewer rows.
+    Kept in step exactly like ``HourlyRollup`` (same statement, same deltas).
+    """
+
+    pk = models.CompositePrimaryKey("environment_id", "bucket_start", "customer_id")
+    environment = _env_fk()
+    bucket_start = models.DateTimeField()  # UTC midnight
+    customer = _customer_fk()
+    # The latest hour bucket of the day that has events (the tables' "last active hour").
+    last_bucket_start = models.DateTimeField()
+
+    objects = EnvironmentQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.bucket_start:%Y-%m-%d} {self.customer_id}"
+
+
+class DailyFeatureModelRollup(RollupMeasures):
+    """Sums of one UTC day per (feature, model, provider): feature and model tables."""
+
+    pk = models.CompositePrimaryKey(
+        "environment_id", "bucket_start", "feature_id", "model", "provider"
+    )
+    environment = _env_fk()
+    bucket_start = models.DateTimeField()  # UTC midnight
+    feature = _feature_fk()
+    model = models.CharField(max_length=255, blank=True, default="")
+    provider = models.CharField(max_length=64, blank=True, default="")
+    last_bucket_start = models.DateTimeField()
+
+    objects = EnvironmentQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.bucket_start:%Y-%m-%d} {self.model or '-'}"
 
 
 class RecostRun(models.Model):

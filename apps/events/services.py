@@ -10,8 +10,9 @@ Re-costing prices events again with the current catalog and overrides:
 
 It works in batches of ``batch_size`` events, one transaction each: lock the
 batch (``FOR UPDATE SKIP LOCKED``: a concurrent run takes other rows), quote
-each event at its own ``occurred_at``, update the changed ones, and move the
-rollups by the delta in the same transaction (upserts in primary-key order,
+each event at its own ``occurred_at``, update the changed ones, and move every
+rollup (hourly, daily customer, daily feature-model) by the delta in the same
+transaction (upserts table by table in one order, rows in primary-key order,
 as ingestion does, so the two cannot deadlock). A second run finds nothing
 left to change: safe to repeat. Every run leaves a ``RecostRun`` audit row.
 """
@@ -30,6 +31,7 @@ from django.utils import timezone
 from .models import CostSource, RecostRun, UnpricedReason
 from .partitions import ensure_partitions
 from .prices import InvalidUsage, price_event
+from .store import DAILY_CUSTOMER_KEY, DAILY_FEATURE_KEY, HOURLY_KEY, MEASURES
 
 DEFAULT_BATCH = 1000
 
@@ -55,24 +57,60 @@ UPDATE events_event AS e
  WHERE e.id = u.id AND e.occurred_at = u.occurred_at
 """
 
-# Same lock order as ingestion (store.py): rollup primary key order. The row always
-# exists (its events do); the other measures are listed because PostgreSQL checks
-# NOT NULL on the proposed row before it takes the conflict path.
-_UPSERT_ROLLUP_DELTAS = """
-INSERT INTO events_hourlyrollup
-    (environment_id, bucket_start, customer_id, feature_id, model, provider, cost_usd,
-     unpriced_count, event_count, usage_units, input_tokens, output_tokens, cache_read_tokens,
-     cache_write_tokens, reasoning_tokens, revenue_usd, revenue_count, duration_ms_sum,
-     duration_count)
-SELECT d.*, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
-  FROM unnest(%(env)s::uuid[], %(bucket)s::timestamptz[], %(customer)s::uuid[],
-              %(feature)s::uuid[], %(model)s::text[], %(provider)s::text[],
-              %(cost)s::numeric[], %(unpriced)s::bigint[]) AS d
- ORDER BY 1, 2, 3, 4, 5, 6
-ON CONFLICT (environment_id, bucket_start, customer_id, feature_id, model, provider)
-DO UPDATE SET cost_usd = events_hourlyrollup.cost_usd + EXCLUDED.cost_usd,
-              unpriced_count = events_hourlyrollup.unpriced_count + EXCLUDED.unpriced_count
-"""
+# Same lock order as ingestion (store.py): the rollup tables in one order (hourly,
+# daily customer, daily feature-model; each upsert waits for the previous one),
+# rows in primary key order. The rows always exist (their events do); the other
+# measures are listed because PostgreSQL checks NOT NULL on the proposed row
+# before it takes the conflict path.
+_ZERO_MEASURES = ", ".join(f"0 AS {m}" for m in MEASURES if m not in {"cost_usd", "unpriced_count"})
+_OTHER_MEASURES = ", ".join(m for m in MEASURES if m not in {"cost_usd", "unpriced_count"})
+
+
+def _move(table: str) -> str:
+    return (
+        f"cost_usd = {table}.cost_usd + EXCLUDED.cost_usd, "
+        f"unpriced_count = {table}.unpriced_count + EXCLUDED.unpriced_count"
+    )
+
+
+_UPSERT_ROLLUP_DELTAS = f"""
+WITH d AS MATERIALIZED (
+    SELECT * FROM unnest(%(env)s::uuid[], %(bucket)s::timestamptz[], %(customer)s::uuid[],
+                         %(feature)s::uuid[], %(model)s::text[], %(provider)s::text[],
+                         %(cost)s::numeric[], %(unpriced)s::bigint[])
+        AS d(environment_id, bucket_start, customer_id, feature_id, model, provider, cost_usd,
+             unpriced_count)
+),
+hourly_up AS (
+    INSERT INTO events_hourlyrollup ({HOURLY_KEY}, cost_usd, unpriced_count, {_OTHER_MEASURES})
+    SELECT d.*, {_ZERO_MEASURES}
+      FROM d
+     ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT ({HOURLY_KEY}) DO UPDATE SET {_move("events_hourlyrollup")}
+    RETURNING 1
+),
+daily_customer_up AS (
+    INSERT INTO events_dailycustomerrollup
+        ({DAILY_CUSTOMER_KEY}, last_bucket_start, cost_usd, unpriced_count, {_OTHER_MEASURES})
+    SELECT environment_id, date_trunc('day', bucket_start, 'UTC'), customer_id,
+           max(bucket_start), sum(cost_usd), sum(unpriced_count), {_ZERO_MEASURES}
+      FROM d
+     WHERE (SELECT count(*) FROM hourly_up) >= 0
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+    ON CONFLICT ({DAILY_CUSTOMER_KEY}) DO UPDATE SET {_move("events_dailycustomerrollup")}
+    RETURNING 1
+)
+INSERT INTO events_dailyfeaturemodelrollup
+    ({DAILY_FEATURE_KEY}, last_bucket_start, cost_usd, unpriced_count, {_OTHER_MEASURES})
+SELECT environment_id, date_trunc('day', bucket_start, 'UTC'), feature_id, model, provider,
+       max(bucket_start), sum(cost_usd), sum(unpriced_count), {_ZERO_MEASURES}
+  FROM d
+ WHERE (SELECT count(*) FROM daily_customer_up) >= 0
+ GROUP BY 1, 2, 3, 4, 5
+ ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT ({DAILY_FEATURE_KEY}) DO UPDATE SET {_move("events_dailyfeaturemodelrollup")}
+"""  # noqa: S608
 
 
 def _hour(at: dt.datetime) -> dt.datetime:

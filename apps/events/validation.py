@@ -41,6 +41,8 @@ MAX_DURATION_MS = 2**31 - 1
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
+INVALID_TEXT = "Must be valid Unicode text (no lone surrogates)."
+
 _DECIMAL_STRING = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 Errors = dict[str, list[str]]
@@ -104,7 +106,19 @@ def _string(
     if "\x00" in value:
         errors[field] = ["May not contain NUL characters."]
         return None
+    if not value.isascii() and not _encodable(value):
+        errors[field] = [INVALID_TEXT]
+        return None
     return value
+
+
+def _encodable(text: str) -> bool:
+    """False for text UTF-8 cannot carry (lone surrogates such as "\\ud800" in JSON)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _integer(value: Any, field: str, errors: Errors, *, maximum: int) -> int | None:
@@ -230,6 +244,9 @@ def _meta(value: Any, field: str, errors: Errors) -> tuple[dict[str, Any], str]:
     except ValueError as exc:
         errors[field] = [f"Not storable: {exc}."]
         return {}, "{}"
+    if not text.isascii() and not _encodable(text):
+        errors[field] = [INVALID_TEXT]
+        return {}, "{}"
     if len(text.encode()) > MAX_META_BYTES:
         errors[field] = [f"At most {MAX_META_BYTES} bytes once serialized."]
         return {}, "{}"
@@ -249,6 +266,170 @@ def parse_event(
     raw: Any, *, now: dt.datetime, idempotency_key_override: str | None = None
 ) -> tuple[EventInput | None, Errors]:
     """Validate one event body; ``(event, {})`` or ``(None, {field: [messages]})``."""
+    if type(raw) is dict:
+        event = _parse_plain(raw, now, idempotency_key_override)
+        if event is not None:
+            return event, {}
+    return _parse_full(raw, now=now, idempotency_key_override=idempotency_key_override)
+
+
+def _plain_text(value: Any, max_length: int) -> bool:
+    """A string ``_string`` would return unchanged (ASCII, so no encoding question)."""
+    return (
+        type(value) is str
+        and len(value) <= max_length
+        and value.isascii()
+        and "\x00" not in value
+        and bool(value.strip())
+    )
+
+
+def _plain_count(value: Any, maximum: int) -> bool:
+    return value is None or (type(value) is int and 0 <= value <= maximum)
+
+
+def _plain_amount(value: Any) -> Decimal | bool | None:
+    """The amount when it is plainly valid, None when absent, False to defer to ``_amount``."""
+    if value is None:
+        return None
+    if type(value) is int:
+        value = Decimal(value)
+    elif type(value) is str and _DECIMAL_STRING.match(value):
+        try:
+            value = Decimal(value)
+        except InvalidOperation:
+            return False
+    elif type(value) is not Decimal:
+        return False
+    if not value.is_finite() or value < 0 or value >= AMOUNT_LIMIT:
+        return False
+    return quantize_event_amount(value)
+
+
+def _parse_plain(
+    raw: dict[str, Any], now: dt.datetime, idempotency_key_override: str | None
+) -> EventInput | None:
+    """The common case, fast: an event whose every field is plainly valid.
+
+    Returns exactly what ``_parse_full`` would, or None to let it decide
+    (anything unusual: errors, blanks, non-ASCII text, Decimal token counts...).
+    """
+    get = raw.get
+    cost_input = get("costInput")
+    if cost_input is not None and type(cost_input) is not dict:
+        return None
+    if idempotency_key_override is not None:
+        key = idempotency_key_override
+    else:
+        key = get("eventIdempotencyKey")
+        if key is None:
+            key = get("idempotencyKey")
+    if key is not None and not _plain_text(key, MAX_KEY_LENGTH):
+        return None
+    event_name = get("eventName")
+    customer_ref = get("customerReferenceId")
+    feature_key = get("featureKey")
+    if not (
+        _plain_text(event_name, MAX_NAME_LENGTH)
+        and _plain_text(customer_ref, MAX_CUSTOMER_REF_LENGTH)
+        and _plain_text(feature_key, MAX_FEATURE_KEY_LENGTH)
+    ):
+        return None
+
+    def pick(name: str) -> Any:
+        if cost_input:
+            value = cost_input.get(name)
+            if value is not None:
+                return value
+        return get(name)
+
+    model = pick("model")
+    if model is not None and not _plain_text(model, MAX_MODEL_LENGTH):
+        return None
+    provider = pick("modelProvider")
+    if provider is not None and not _plain_text(provider, MAX_PROVIDER_LENGTH):
+        return None
+    input_tokens = pick("inputTokens")
+    output_tokens = pick("outputTokens")
+    cache_read = pick("cacheReadTokens")
+    cache_write = pick("cacheWriteTokens")
+    reasoning = pick("reasoningTokens")
+    if not (
+        _plain_count(input_tokens, MAX_TOKENS)
+        and _plain_count(output_tokens, MAX_TOKENS)
+        and _plain_count(cache_read, MAX_TOKENS)
+        and _plain_count(cache_write, MAX_TOKENS)
+        and _plain_count(reasoning, MAX_TOKENS)
+    ):
+        return None
+    if (cache_read or 0) + (cache_write or 0) > (input_tokens or 0) or (reasoning or 0) > (
+        output_tokens or 0
+    ):
+        return None
+    usage = _plain_amount(get("usageUnits"))
+    cost = _plain_amount(get("costAmount"))
+    revenue = _plain_amount(get("revenueAmount"))
+    if usage is False or cost is False or revenue is False:
+        return None
+    duration = get("durationMs")
+    if not _plain_count(duration, MAX_DURATION_MS):
+        return None
+    occurred_value = get("occurredAt")
+    if occurred_value is None:
+        occurred_at = now
+    else:
+        if type(occurred_value) is not str or len(occurred_value) > 64:
+            return None
+        try:
+            occurred_at = dt.datetime.fromisoformat(occurred_value)
+        except ValueError:
+            return None
+        if occurred_at.tzinfo is None:
+            occurred_at = occurred_at.replace(tzinfo=dt.UTC)
+        occurred_at = occurred_at.astimezone(dt.UTC)
+        if occurred_at > now + FUTURE_TOLERANCE or occurred_at < EARLIEST:
+            return None
+    trace = get("traceId")
+    if trace is None:
+        trace = get("flowId")
+    if trace is not None and not _plain_text(trace, MAX_TRACE_LENGTH):
+        return None
+    meta_value = get("meta")
+    if meta_value is None or (type(meta_value) is dict and not meta_value):
+        meta: dict[str, Any] = {}
+        meta_json = "{}"
+    else:
+        errors: Errors = {}
+        meta, meta_json = _meta(meta_value, "meta", errors)
+        if errors:
+            return None
+    return EventInput(
+        idempotency_key=key,
+        event_name=event_name,
+        customer_ref=customer_ref,
+        feature_key=feature_key,
+        occurred_at=occurred_at,
+        model=model or "",
+        provider=(provider or "").lower(),
+        usage_units=usage if usage is not None else Decimal(1),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=reasoning,
+        cost_usd=cost,
+        revenue_usd=revenue,
+        duration_ms=duration,
+        trace_id=trace or "",
+        meta=meta,
+        meta_json=meta_json,
+    )
+
+
+def _parse_full(
+    raw: Any, *, now: dt.datetime, idempotency_key_override: str | None = None
+) -> tuple[EventInput | None, Errors]:
+    """Every rule, every error collected (the path for anything ``_parse_plain`` declines)."""
     errors: Errors = {}
     if not isinstance(raw, dict):
         return None, {"_event": ["Each event must be a JSON object."]}

@@ -95,41 +95,73 @@ def event_count(environment: Any = None) -> int:
     ][0]
 
 
+_FRESH_MEASURES = """
+    count(*) AS event_count, sum(usage_units) AS usage_units,
+    coalesce(sum(input_tokens), 0) AS input_tokens,
+    coalesce(sum(output_tokens), 0) AS output_tokens,
+    coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
+    coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
+    coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
+    coalesce(sum(cost_usd), 0) AS cost_usd,
+    coalesce(sum(revenue_usd), 0) AS revenue_usd,
+    count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_count,
+    count(revenue_usd) AS revenue_count,
+    coalesce(sum(duration_ms), 0) AS duration_ms_sum,
+    count(duration_ms) AS duration_count
+"""
+_STORED_MEASURES = """
+    event_count, usage_units, input_tokens, output_tokens, cache_read_tokens,
+    cache_write_tokens, reasoning_tokens, cost_usd, revenue_usd, unpriced_count,
+    revenue_count, duration_ms_sum, duration_count
+"""
+# table -> (its key as a fresh GROUP BY expression list, its key columns, extra columns)
+_ROLLUPS = {
+    "events_hourlyrollup": (
+        "environment_id, date_trunc('hour', occurred_at, 'UTC'), customer_id, feature_id,"
+        " model, provider",
+        "environment_id, bucket_start, customer_id, feature_id, model, provider",
+        "",
+    ),
+    "events_dailycustomerrollup": (
+        "environment_id, date_trunc('day', occurred_at, 'UTC'), customer_id",
+        "environment_id, bucket_start, customer_id",
+        "max(date_trunc('hour', occurred_at, 'UTC'))",
+    ),
+    "events_dailyfeaturemodelrollup": (
+        "environment_id, date_trunc('day', occurred_at, 'UTC'), feature_id, model, provider",
+        "environment_id, bucket_start, feature_id, model, provider",
+        "max(date_trunc('hour', occurred_at, 'UTC'))",
+    ),
+}
+
+
 def rollup_mismatches() -> list[tuple[Any, ...]]:
-    """Rows where the rollups differ from a fresh GROUP BY of the raw events (empty = equal)."""
-    return db_rows(
-        """
-        WITH fresh AS (
-            SELECT environment_id, date_trunc('hour', occurred_at, 'UTC') AS bucket_start,
-                   customer_id, feature_id, model, provider,
-                   count(*) AS event_count, sum(usage_units) AS usage_units,
-                   coalesce(sum(input_tokens), 0) AS input_tokens,
-                   coalesce(sum(output_tokens), 0) AS output_tokens,
-                   coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
-                   coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
-                   coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens,
-                   coalesce(sum(cost_usd), 0) AS cost_usd,
-                   coalesce(sum(revenue_usd), 0) AS revenue_usd,
-                   count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_count,
-                   count(revenue_usd) AS revenue_count,
-                   coalesce(sum(duration_ms), 0) AS duration_ms_sum,
-                   count(duration_ms) AS duration_count
-              FROM events_event
-             GROUP BY 1, 2, 3, 4, 5, 6
-        ),
-        stored AS (
-            SELECT environment_id, bucket_start, customer_id, feature_id, model, provider,
-                   event_count, usage_units, input_tokens, output_tokens, cache_read_tokens,
-                   cache_write_tokens, reasoning_tokens, cost_usd, revenue_usd, unpriced_count,
-                   revenue_count, duration_ms_sum, duration_count
-              FROM events_hourlyrollup
-             WHERE event_count <> 0
+    """Rows where a rollup (hourly, daily customer, daily feature-model) differs from a
+    fresh GROUP BY of the raw events (empty = all equal)."""
+    out: list[tuple[Any, ...]] = []
+    for table, (group, key, extra) in _ROLLUPS.items():
+        n = len(key.split(","))
+        fresh_extra = f", {extra}" if extra else ""
+        stored_extra = ", last_bucket_start" if extra else ""
+        rows = db_rows(
+            f"""
+            WITH fresh AS (
+                SELECT {group}{fresh_extra}, {_FRESH_MEASURES}
+                  FROM events_event
+                 GROUP BY {", ".join(str(i + 1) for i in range(n))}
+            ),
+            stored AS (
+                SELECT {key}{stored_extra}, {_STORED_MEASURES}
+                  FROM {table}
+                 WHERE event_count <> 0
+            )
+            (SELECT 'missing', * FROM fresh EXCEPT SELECT 'missing', * FROM stored)
+            UNION ALL
+            (SELECT 'extra', * FROM stored EXCEPT SELECT 'extra', * FROM fresh)
+            """  # noqa: S608
         )
-        (SELECT 'missing', * FROM fresh EXCEPT SELECT 'missing', * FROM stored)
-        UNION ALL
-        (SELECT 'extra', * FROM stored EXCEPT SELECT 'extra', * FROM fresh)
-        """
-    )
+        out.extend((table, *row) for row in rows)
+    return out
 
 
 def decimal_of(value: Any) -> Decimal:
