@@ -33,7 +33,7 @@ def _tenant() -> tuple[str, str]:
     return str(env.pk), key
 
 
-def bench_ingest(rows: list[Row], clients: int, batches_per_client: int) -> None:
+def bench_ingest(rows: list[Row], clients: int, batches_per_client: int, workers: int) -> None:
     from .ceiling import copy_ceiling
     from .load import batch_ingest
     from .workload import make_batches
@@ -43,10 +43,8 @@ def bench_ingest(rows: list[Row], clients: int, batches_per_client: int) -> None
         make_batches(seed=n, batches=batches_per_client, size=1000) for n in range(clients)
     ]
     bodies = [[json.dumps({"events": b}).encode() for b in batches] for batches in per_client]
-    with harness.gunicorn(workers=3) as port:
-        # Warm-up: first batch per process loads code and the price catalog.
-        warm = make_batches(seed=999, batches=2, size=200)
-        batch_ingest(port, key, [[json.dumps({"events": b}).encode() for b in warm]])
+    with harness.gunicorn(workers=workers) as port:
+        harness.warm_up(port, key, workers)
         result = batch_ingest(port, key, bodies)
     if result["errors"]:
         log(f"ingest errors: {result['errors'][:3]}")
@@ -136,6 +134,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default="ingest,single,reads")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     parser.add_argument("--batches-per-client", type=int, default=25)
     parser.add_argument("--single-per-client", type=int, default=2000)
     parser.add_argument("--read-scales", default="1000000,10000000")
@@ -147,7 +146,7 @@ def main(argv: list[str]) -> int:
     rows: list[Row] = []
     if "ingest" in only:
         log("batch ingestion")
-        bench_ingest(rows, args.clients, args.batches_per_client)
+        bench_ingest(rows, args.clients, args.batches_per_client, args.workers)
     if "single" in only:
         log("single-event POST")
         bench_single(rows, args.clients, args.single_per_client)

@@ -88,7 +88,7 @@ def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
     port = free_port()
     cmd = [
         str(Path(sys.executable).parent / "gunicorn"),
-        "tanso.wsgi",
+        os.environ.get("BENCH_WSGI", "tanso.wsgi"),  # a profiling wrapper can stand in
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -124,6 +124,22 @@ def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
             proc.wait(10)
         if proc.poll() is None:
             proc.kill()
+
+
+def warm_up(port: int, key: str, workers: int) -> None:
+    """A few concurrent requests per worker: each loads its code and the price
+    catalog before anything is measured (a cold worker spends a second on it)."""
+    from .load import batch_ingest
+    from .workload import make_batches
+
+    per_client = [
+        [
+            json.dumps({"events": batch}).encode()
+            for batch in make_batches(seed=900 + n, batches=2, size=50)
+        ]
+        for n in range(workers * 2)
+    ]
+    batch_ingest(port, key, per_client)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -19,6 +19,7 @@ def _send_batches(args: tuple[int, str, list[bytes]]) -> tuple[int, int, float, 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     accepted = duplicates = 0
     errors: list[str] = []
+    rejected = 0
     start = time.perf_counter()
     for body in bodies:
         conn.request("POST", "/api/events/ingest", body=body, headers=headers)
@@ -30,6 +31,9 @@ def _send_batches(args: tuple[int, str, list[bytes]]) -> tuple[int, int, float, 
         answer = json.loads(payload)
         accepted += int(answer.get("accepted", 0))
         duplicates += int(answer.get("duplicates", 0))
+        if answer.get("rejected"):
+            rejected += int(answer["rejected"])
+            errors.append(f"{response.status} rejected: {answer['errors'][:1]!r}")
     return accepted, duplicates, time.perf_counter() - start, errors
 
 

@@ -39,7 +39,8 @@ def make_event(rng: random.Random, now: dt.datetime) -> dict[str, Any]:
     if rng.random() < 0.3:
         event["cacheReadTokens"] = rng.randint(0, prompt // 2)
     if model.startswith("o3"):
-        event["reasoningTokens"] = rng.randint(0, 800)
+        # Reasoning tokens are part of the output (ingestion refuses more).
+        event["reasoningTokens"] = rng.randint(0, event["outputTokens"])
     if rng.random() < 0.2:
         event["revenueAmount"] = f"{rng.randint(1, 500) / 1000:.3f}"
     if rng.random() < 0.1:
