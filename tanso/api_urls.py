@@ -67,4 +67,5 @@ urlpatterns = [
     path("", include("apps.analytics.urls")),
     path("", include("apps.plans.urls")),
     path("", include("apps.subscriptions.urls")),
+    path("", include("apps.credits.urls")),
 ]

@@ -368,6 +368,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "apps.subscriptions.tasks.advance_subscription_periods",
         "schedule": crontab(minute="*/15"),
     },
+    "expire-credit-grants": {
+        "task": "apps.credits.tasks.expire_credit_grants",
+        "schedule": crontab(minute="*/15"),
+    },
+    "roll-over-credit-pools": {
+        "task": "apps.credits.tasks.roll_over_credit_pools",
+        "schedule": crontab(minute="7-59/15"),
+    },
 }
 
 # --- Logging -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 
@@ -71,7 +72,7 @@ def lock_pool(environment_id: object, pool_id: object) -> CreditPool:
     """The pool, row-locked for the rest of the transaction; 404 outside the environment."""
     try:
         return CreditPool.objects.select_for_update().get(environment_id=environment_id, pk=pool_id)
-    except (CreditPool.DoesNotExist, ValueError, TypeError):
+    except (CreditPool.DoesNotExist, ValueError, TypeError, DjangoValidationError):
         raise NotFound("No such credit pool.") from None
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -723,7 +724,12 @@ def credits_reverse(
         if transaction_id is not None:
             try:
                 original = lookup.get(pk=transaction_id)
-            except (CreditTransaction.DoesNotExist, ValueError, TypeError):
+            except (
+                CreditTransaction.DoesNotExist,
+                ValueError,
+                TypeError,
+                DjangoValidationError,
+            ):
                 raise NotFound("No such credit transaction.") from None
         else:
             original = lookup.filter(

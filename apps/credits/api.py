@@ -1,0 +1,690 @@
+"""Client API for credits, under ``/api/v1/client/``.
+
+* ``credits/models``, ``credits/allocations``: denominations and what plans grant;
+* ``credits/{ref}/pools[/{id}[/grants|/transactions]]``: a customer's pools (ck keys too);
+* ``credits/grants``, ``credits/deductions``, ``credits/transactions/{id}/reverse``:
+  manual ledger operations (``billing.write``);
+* ``credits/weights``, ``credits/prices``: the two dials, published for a future instant;
+* ``customers/{ref}/usage``: the customer's credit burndown.
+
+Reads need ``billing.read`` (``usage.read`` for the usage report), writes ``billing.write``.
+Enumerations are lowercase in responses; requests also accept the uppercase
+spelling of the reference API (``PURCHASED``, ``PLAN_INCLUDED``, ``CAPPED``...).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.audit import Actor
+from apps.apikeys import scopes as S
+from apps.apikeys.permissions import ensure_customer_access
+from apps.core.api.pagination import page_limit, paginate_newest_first
+from apps.core.errors import NotFound, ValidationFailed
+from apps.customers.api import MetadataField, StrictCharField, environment_of
+from apps.customers.models import Customer
+from apps.customers.selectors import customer_get
+from apps.features.selectors import feature_get
+
+from . import rendering as R
+from . import selectors as sel
+from . import services as svc
+from .amounts import (
+    CREDIT_DECIMAL_PLACES,
+    CREDIT_MAX_DIGITS,
+    PRICE_DECIMAL_PLACES,
+    PRICE_MAX_DIGITS,
+    WEIGHT_DECIMAL_PLACES,
+    WEIGHT_MAX,
+    WEIGHT_MAX_DIGITS,
+)
+from .models import (
+    DENOMINATION_MAX_LENGTH,
+    CreditConsumption,
+    CreditPool,
+    CreditTransaction,
+    GrantType,
+    RolloverPolicy,
+    TransactionType,
+)
+
+# -- fields --------------------------------------------------------------------------------
+
+
+class LooseChoiceField(serializers.ChoiceField):
+    """A choice given in any case; ``aliases`` maps other spellings (reference API names)."""
+
+    def __init__(self, choices: Any, aliases: dict[str, str] | None = None, **kwargs: Any) -> None:
+        self.aliases = aliases or {}
+        super().__init__(choices, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str):
+            lowered = data.strip().lower()
+            data = self.aliases.get(lowered, lowered)
+        return super().to_internal_value(data)
+
+
+def credits_field(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES, **kwargs
+    )
+
+
+DENOMINATION_FIELD_KW: dict[str, Any] = {
+    "max_length": DENOMINATION_MAX_LENGTH,
+}
+# Letters, digits, "_" and "-": it appears in URLs, catalogs and keys.
+DENOMINATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"
+
+
+def denomination_field(**kwargs: Any) -> serializers.RegexField:
+    return serializers.RegexField(
+        DENOMINATION_PATTERN,
+        max_length=DENOMINATION_MAX_LENGTH,
+        error_messages={"invalid": "Letters, digits, '_' and '-' only."},
+        **kwargs,
+    )
+
+
+class PoolTargetMixin(serializers.Serializer):
+    """A pool named by id, or by customer and denomination (created when missing)."""
+
+    creditPoolId = serializers.UUIDField(required=False)
+    customerReferenceId = StrictCharField(max_length=255, required=False, trim_whitespace=False)
+    denomination = denomination_field(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "creditPoolId" not in attrs and not (
+            "customerReferenceId" in attrs and "denomination" in attrs
+        ):
+            raise serializers.ValidationError(
+                {"creditPoolId": ["Give creditPoolId, or customerReferenceId and denomination."]}
+            )
+        return attrs
+
+
+def _target_pool(request: Request, data: dict[str, Any]) -> CreditPool:
+    environment = environment_of(request)
+    if "creditPoolId" in data:
+        pool = sel.pool_get_by_id(environment, data["creditPoolId"])
+        ref = data.get("customerReferenceId")
+        if ref is not None and ref != pool.customer.reference_id:
+            raise ValidationFailed(
+                fields={"customerReferenceId": ["This pool belongs to another customer."]}
+            )
+        denomination = data.get("denomination")
+        if denomination is not None and denomination != pool.denomination:
+            raise ValidationFailed(fields={"denomination": ["This pool is of another one."]})
+        return pool
+    customer = customer_get(environment, data["customerReferenceId"])
+    try:
+        model = sel.credit_model_by_denomination(environment, data["denomination"])
+    except NotFound:
+        raise ValidationFailed(
+            fields={"denomination": ["No credit model has this denomination."]}
+        ) from None
+    return svc.credit_pool_ensure(environment=environment, customer=customer, credit_model=model)
+
+
+def _now() -> Any:
+    return timezone.now()
+
+
+def _with_allocations(queryset: QuerySet[CreditTransaction]) -> QuerySet[CreditTransaction]:
+    return queryset.prefetch_related(
+        Prefetch("consumptions", queryset=CreditConsumption.objects.order_by("id"))
+    )
+
+
+# -- credit models -------------------------------------------------------------------------
+
+
+class CreditModelInput(serializers.Serializer):
+    name = StrictCharField(max_length=150)
+    denomination = denomination_field()
+    description = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    hardLimit = serializers.BooleanField(required=False, default=True)
+    rolloverPolicy = LooseChoiceField(
+        RolloverPolicy.values, required=False, default=RolloverPolicy.NONE
+    )
+    rolloverCap = credits_field(required=False, allow_null=True, min_value=Decimal(0))
+    grantExpiresMonths = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1200
+    )
+    metadata = MetadataField(required=False)
+
+
+class CreditModelListCreate(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ, "POST": S.BILLING_WRITE}
+
+    @extend_schema(summary="List credit models (denominations)", request=None)
+    def get(self, request: Request) -> Response:
+        models_ = sel.credit_models_for(environment_of(request))
+        return Response(paginate_newest_first(models_, request, R.render_credit_model))
+
+    @extend_schema(summary="Define a credit model", request=CreditModelInput)
+    def post(self, request: Request) -> Response:
+        body = CreditModelInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        model = svc.credit_model_create(
+            environment=environment_of(request),
+            name=data["name"],
+            denomination=data["denomination"],
+            description=data.get("description") or "",
+            hard_limit=data["hardLimit"],
+            rollover_policy=data["rolloverPolicy"],
+            rollover_cap=data.get("rolloverCap"),
+            grant_expiry_months=data.get("grantExpiresMonths"),
+            metadata=data.get("metadata"),
+            actor=Actor.from_request(request),
+        )
+        return Response(R.render_credit_model(model), status=status.HTTP_201_CREATED)
+
+
+class CreditModelDetail(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ, "DELETE": S.BILLING_WRITE}
+
+    @extend_schema(summary="One credit model", request=None)
+    def get(self, request: Request, model_id: str) -> Response:
+        return Response(
+            R.render_credit_model(sel.credit_model_get(environment_of(request), model_id))
+        )
+
+    @extend_schema(summary="Archive a credit model (existing pools keep working)", request=None)
+    def delete(self, request: Request, model_id: str) -> Response:
+        model = sel.credit_model_get(environment_of(request), model_id)
+        model = svc.credit_model_archive(credit_model=model, actor=Actor.from_request(request))
+        return Response(R.render_credit_model(model))
+
+
+# -- plan allocations ----------------------------------------------------------------------
+
+
+class AllocationInput(serializers.Serializer):
+    planKey = StrictCharField(max_length=128)
+    creditModelId = serializers.UUIDField(required=False)
+    denomination = denomination_field(required=False)
+    creditAmount = credits_field(min_value=Decimal("0.000001"))
+    grantExpiresMonths = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1200
+    )
+    priority = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=1_000_000
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "creditModelId" not in attrs and "denomination" not in attrs:
+            raise serializers.ValidationError(
+                {"creditModelId": ["Give creditModelId or denomination."]}
+            )
+        return attrs
+
+
+class AllocationListCreate(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ, "POST": S.BILLING_WRITE}
+
+    @extend_schema(
+        summary="Plan credit allocations (?planKey=)",
+        request=None,
+        parameters=[OpenApiParameter("planKey", str)],
+    )
+    def get(self, request: Request) -> Response:
+        plan_key = request.query_params.get("planKey")
+        allocations = sel.allocations_for(environment_of(request), plan_key)
+        return Response(paginate_newest_first(allocations, request, R.render_allocation))
+
+    @extend_schema(
+        summary="Set the credits a plan grants each period in one denomination",
+        request=AllocationInput,
+    )
+    def post(self, request: Request) -> Response:
+        body = AllocationInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        environment = environment_of(request)
+        try:
+            if "creditModelId" in data:
+                model = sel.credit_model_get(environment, data["creditModelId"])
+            else:
+                model = sel.credit_model_by_denomination(environment, data["denomination"])
+        except NotFound:
+            raise ValidationFailed(fields={"creditModelId": ["No such credit model."]}) from None
+        allocation = svc.plan_allocation_set(
+            environment=environment,
+            plan_key=data["planKey"],
+            credit_model=model,
+            credit_amount=data["creditAmount"],
+            grant_expiry_months=data.get("grantExpiresMonths"),
+            priority=data.get("priority"),
+            actor=Actor.from_request(request),
+        )
+        return Response(R.render_allocation(allocation), status=status.HTTP_201_CREATED)
+
+
+class AllocationDetail(APIView):
+    required_scopes = {"DELETE": S.BILLING_WRITE}
+
+    @extend_schema(summary="Remove a plan credit allocation", request=None)
+    def delete(self, request: Request, allocation_id: str) -> Response:
+        allocation = sel.allocation_get(environment_of(request), allocation_id)
+        svc.plan_allocation_remove(allocation=allocation, actor=Actor.from_request(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- a customer's pools (ck keys may read their own) ---------------------------------------
+
+
+class _CustomerPoolView(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+    customer_key_scope = S.CUSTOMER_READ
+
+    def customer(self, request: Request, reference_id: str) -> Customer:
+        ensure_customer_access(request, reference_id)
+        return customer_get(environment_of(request), reference_id)
+
+
+class PoolList(_CustomerPoolView):
+    @extend_schema(summary="A customer's credit pools (one per denomination)", request=None)
+    def get(self, request: Request, reference_id: str) -> Response:
+        customer = self.customer(request, reference_id)
+        pools = sel.customer_pools(environment_of(request), customer)
+        items = [R.render_pool(pool, customer.reference_id) for pool in pools]
+        return Response({"items": items, "nextCursor": None, "hasMore": False})
+
+
+class PoolDetail(_CustomerPoolView):
+    @extend_schema(summary="One credit pool", request=None)
+    def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
+        customer = self.customer(request, reference_id)
+        pool = sel.pool_get(environment_of(request), customer, pool_id)
+        return Response(R.render_pool(pool, customer.reference_id))
+
+
+class PoolGrants(_CustomerPoolView):
+    @extend_schema(summary="A pool's grants, newest first", request=None)
+    def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
+        customer = self.customer(request, reference_id)
+        pool = sel.pool_get(environment_of(request), customer, pool_id)
+        now = _now()
+        return Response(
+            paginate_newest_first(
+                sel.pool_grants(pool), request, lambda grant: R.render_grant(grant, now)
+            )
+        )
+
+
+def _decode_sequence_cursor(token: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()).decode()
+        value = int(raw.removeprefix("seq:")) if raw.startswith("seq:") else None
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        value = None
+    if value is None or value < 0:
+        raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+    return value
+
+
+def _encode_sequence_cursor(sequence: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{sequence}".encode()).decode().rstrip("=")
+
+
+class PoolTransactions(_CustomerPoolView):
+    @extend_schema(
+        summary="A pool's ledger, newest entry first",
+        request=None,
+        parameters=[
+            OpenApiParameter("transactionType", str, enum=TransactionType.values),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("cursor", str),
+        ],
+    )
+    def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
+        customer = self.customer(request, reference_id)
+        pool = sel.pool_get(environment_of(request), customer, pool_id)
+        entries = sel.pool_transactions(pool)
+        kind = request.query_params.get("transactionType")
+        if kind:
+            kind = kind.lower()
+            if kind not in TransactionType.values:
+                raise ValidationFailed(
+                    fields={"transactionType": [f"One of {', '.join(TransactionType.values)}."]}
+                )
+            entries = entries.filter(transaction_type=kind)
+        limit = page_limit(request)
+        cursor = request.query_params.get("cursor")
+        if cursor:
+            entries = entries.filter(sequence__lt=_decode_sequence_cursor(cursor))
+        rows = list(_with_allocations(entries.order_by("-sequence"))[: limit + 1])
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        return Response(
+            {
+                "items": [R.render_transaction(row) for row in rows],
+                "nextCursor": _encode_sequence_cursor(rows[-1].sequence) if has_more else None,
+                "hasMore": has_more,
+            }
+        )
+
+
+# -- manual ledger operations --------------------------------------------------------------
+
+# Reference-API spellings accepted on input.
+GRANT_TYPE_ALIASES = {"plan_included": GrantType.PLAN, "system": GrantType.MANUAL}
+MANUAL_GRANT_TYPES = [value for value in GrantType.values if value != GrantType.ROLLOVER]
+
+
+class GrantInput(PoolTargetMixin):
+    amount = credits_field(min_value=Decimal("0.000001"))
+    grantType = LooseChoiceField(
+        MANUAL_GRANT_TYPES, aliases=GRANT_TYPE_ALIASES, required=False, default=GrantType.MANUAL
+    )
+    expiresAt = serializers.DateTimeField(required=False, allow_null=True)
+    priority = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=1_000_000
+    )
+    description = StrictCharField(required=False, allow_blank=True, max_length=500)
+    idempotencyKey = StrictCharField(required=False, allow_blank=True, max_length=255)
+    metadata = MetadataField(required=False)
+    unitPrice = serializers.DecimalField(
+        max_digits=PRICE_MAX_DIGITS,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        required=False,
+        allow_null=True,
+        min_value=Decimal(0),
+    )
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, allow_blank=True)
+
+
+class GrantCreate(APIView):
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(summary="Grant credits (idempotent by idempotencyKey)", request=GrantInput)
+    def post(self, request: Request) -> Response:
+        body = GrantInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        pool = _target_pool(request, data)
+        grant = svc.credit_grant(
+            pool=pool,
+            amount=data["amount"],
+            grant_type=data["grantType"],
+            source_ref=data.get("idempotencyKey") or "",
+            expires_at=data.get("expiresAt"),
+            priority=data.get("priority"),
+            actor=Actor.from_request(request),
+            description=data.get("description") or "",
+            metadata=data.get("metadata"),
+            unit_price=data.get("unitPrice"),
+            currency=data.get("currency") or "",
+        )
+        created = getattr(grant, "created", True)
+        pool.refresh_from_db(fields=["balance"])
+        return Response(
+            {**R.render_grant(grant, _now()), "balanceAfter": pool.balance},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class DeductionInput(PoolTargetMixin):
+    amount = credits_field(min_value=Decimal("0.000001"))
+    description = StrictCharField(required=False, allow_blank=True, max_length=500)
+    idempotencyKey = StrictCharField(required=False, allow_blank=True, max_length=255)
+    metadata = MetadataField(required=False)
+
+
+class DeductionCreate(APIView):
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(
+        summary="Deduct credits by hand (409 insufficient_credits on a hard limit)",
+        request=DeductionInput,
+    )
+    def post(self, request: Request) -> Response:
+        body = DeductionInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        pool = _target_pool(request, data)
+        key = data.get("idempotencyKey") or ""
+        if key.startswith("event:"):
+            raise ValidationFailed(fields={"idempotencyKey": ["The prefix 'event:' is reserved."]})
+        before = pool.last_sequence
+        entry = svc.credits_deduct(
+            pool=pool,
+            amount=data["amount"],
+            actor=Actor.from_request(request),
+            description=data.get("description") or "",
+            idempotency_key=key,
+            metadata=data.get("metadata"),
+        )
+        entry = _with_allocations(CreditTransaction.objects.filter(pk=entry.pk)).get()
+        replayed = entry.sequence <= before
+        return Response(
+            R.render_transaction(entry),
+            status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
+        )
+
+
+class ReverseInput(serializers.Serializer):
+    description = StrictCharField(required=False, allow_blank=True, max_length=500)
+
+
+class TransactionReverse(APIView):
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(summary="Reverse a deduction (credits go back to its grants)", request=None)
+    def post(self, request: Request, transaction_id: str) -> Response:
+        body = ReverseInput(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        entry = svc.credits_reverse(
+            environment=environment_of(request),
+            transaction_id=transaction_id,
+            actor=Actor.from_request(request),
+            description=body.validated_data.get("description") or "",
+        )
+        assert entry is not None  # by transaction id: an entry or an error
+        return Response(R.render_transaction(entry), status=status.HTTP_201_CREATED)
+
+
+# -- weights and prices --------------------------------------------------------------------
+
+
+class WeightEntryInput(serializers.Serializer):
+    featureKey = StrictCharField(max_length=128, required=False)
+    featureId = serializers.UUIDField(required=False)
+    model = StrictCharField(max_length=255, required=False, allow_blank=True, allow_null=True)
+    creditsPerUnit = serializers.DecimalField(
+        max_digits=WEIGHT_MAX_DIGITS,
+        decimal_places=WEIGHT_DECIMAL_PLACES,
+        min_value=Decimal("0.000001"),
+        max_value=WEIGHT_MAX,
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "featureKey" not in attrs and "featureId" not in attrs:
+            raise serializers.ValidationError({"featureKey": ["Give featureKey or featureId."]})
+        return attrs
+
+
+class WeightPublishInput(serializers.Serializer):
+    effectiveFrom = serializers.DateTimeField()
+    entries = WeightEntryInput(many=True, allow_empty=False, max_length=svc.PUBLISH_MAX_ENTRIES)
+
+
+class WeightList(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+
+    @extend_schema(
+        summary="Weights in force (?at=), or those scheduled (?scheduled=true)",
+        request=None,
+        parameters=[OpenApiParameter("at", str), OpenApiParameter("scheduled", bool)],
+    )
+    def get(self, request: Request) -> Response:
+        environment = environment_of(request)
+        now = _now()
+        if request.query_params.get("scheduled") in {"1", "true", "yes"}:
+            rows = sel.weights_scheduled(environment, now)
+        else:
+            at = _instant_param(request, "at") or now
+            rows = sel.weights_in_force(environment, at)
+        items = [R.render_weight(row, now) for row in rows]
+        return Response({"items": items, "nextCursor": None, "hasMore": False})
+
+
+def _instant_param(request: Request, name: str) -> Any:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    field = serializers.DateTimeField()
+    try:
+        return field.to_internal_value(raw)
+    except serializers.ValidationError:
+        raise ValidationFailed(fields={name: ["An ISO 8601 date and time."]}) from None
+
+
+class WeightPublish(APIView):
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(
+        summary="Publish weights for a future instant (never changed once in force)",
+        request=WeightPublishInput,
+    )
+    def post(self, request: Request) -> Response:
+        body = WeightPublishInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        environment = environment_of(request)
+        entries = []
+        for index, entry in enumerate(data["entries"]):
+            try:
+                if "featureId" in entry:
+                    feature = sel.feature_by_id(environment, entry["featureId"])
+                else:
+                    feature = feature_get(environment, entry["featureKey"])
+            except NotFound:
+                raise ValidationFailed(
+                    fields={f"entries.{index}.featureKey": ["No such feature."]}
+                ) from None
+            entries.append(
+                svc.WeightEntry(feature, entry.get("model") or "", entry["creditsPerUnit"])
+            )
+        rows = svc.credit_weights_publish(
+            environment=environment,
+            effective_from=data["effectiveFrom"],
+            entries=entries,
+            actor=Actor.from_request(request),
+        )
+        now = _now()
+        features = {entry.feature.pk: entry.feature for entry in entries}
+        for row in rows:
+            row.feature = features.get(row.feature_id) or row.feature
+        return Response(
+            {
+                "effectiveFrom": data["effectiveFrom"],
+                "items": [R.render_weight(row, now) for row in rows],
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class WeightDetail(APIView):
+    required_scopes = {"DELETE": S.BILLING_WRITE}
+
+    @extend_schema(summary="Withdraw a weight not yet in force", request=None)
+    def delete(self, request: Request, weight_id: str) -> Response:
+        weight = sel.weight_get(environment_of(request), weight_id)
+        svc.credit_weight_withdraw(weight=weight, actor=Actor.from_request(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PriceEntryInput(serializers.Serializer):
+    denomination = denomination_field()
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, default="USD")
+    pricePerCredit = serializers.DecimalField(
+        max_digits=PRICE_MAX_DIGITS,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        min_value=Decimal("0.000000000001"),
+    )
+
+
+class PricePublishInput(serializers.Serializer):
+    effectiveFrom = serializers.DateTimeField()
+    entries = PriceEntryInput(many=True, allow_empty=False, max_length=svc.PUBLISH_MAX_ENTRIES)
+
+
+class PriceList(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+    customer_key_scope = S.CUSTOMER_READ
+
+    @extend_schema(summary="The price book: the price per credit in force now", request=None)
+    def get(self, request: Request) -> Response:
+        rows = sel.prices_in_force(environment_of(request), _now())
+        items = [R.render_price(row) for row in rows]
+        return Response({"items": items, "nextCursor": None, "hasMore": False})
+
+
+class PricePublish(APIView):
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(
+        summary="Publish prices per credit for a future instant", request=PricePublishInput
+    )
+    def post(self, request: Request) -> Response:
+        body = PricePublishInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        rows = svc.credit_prices_publish(
+            environment=environment_of(request),
+            effective_from=data["effectiveFrom"],
+            entries=[
+                svc.PriceEntry(entry["denomination"], entry["currency"], entry["pricePerCredit"])
+                for entry in data["entries"]
+            ],
+            actor=Actor.from_request(request),
+        )
+        return Response(
+            {"effectiveFrom": data["effectiveFrom"], "items": [R.render_price(r) for r in rows]},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+# -- usage ---------------------------------------------------------------------------------
+
+
+class CustomerUsage(APIView):
+    """The credit part of the usage report.
+
+    Per-feature usage (used / limit / remaining / projected end of period) needs
+    plans and subscriptions; until they report it, the answer holds the credit
+    pools only.
+    """
+
+    required_scopes = {"GET": S.USAGE_READ, "HEAD": S.USAGE_READ}
+    customer_key_scope = S.CUSTOMER_READ
+
+    @extend_schema(summary="A customer's credit burndown per pool", request=None)
+    def get(self, request: Request, reference_id: str) -> Response:
+        ensure_customer_access(request, reference_id)
+        environment = environment_of(request)
+        customer = customer_get(environment, reference_id)
+        now = _now()
+        usage = sel.customer_credit_usage(environment, customer, now=now)
+        return Response(
+            {
+                "customerReferenceId": customer.reference_id,
+                "asOf": now,
+                "creditPools": [R.render_pool_usage(row) for row in usage],
+            }
+        )
