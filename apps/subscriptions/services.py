@@ -59,6 +59,16 @@ def _locked(subscription: Subscription) -> Subscription:
     )
 
 
+def _locked_current(subscription: Subscription, now: dt.datetime) -> Subscription:
+    """The subscription locked and, if its period ended before the period job got to it,
+    moved into the period containing ``now`` first, so an action applies to the
+    period the customer is really in (not to one that has already ended)."""
+    subscription = _locked(subscription)
+    if subscription.is_live and subscription.current_period_end <= now:
+        _advance_one(subscription, now, AdvanceResult())
+    return subscription
+
+
 def _pending_change(subscription: Subscription) -> SubscriptionChange | None:
     return (
         SubscriptionChange.objects.filter(
@@ -215,9 +225,9 @@ def subscription_cancel(
     """
     if mode not in Subscription.CancelMode.values:
         raise ValidationFailed(fields={"cancelMode": ["END_OF_PERIOD or IMMEDIATE."]})
-    subscription = _locked(subscription)
-    _ensure_live(subscription)
     now = now or timezone.now()
+    subscription = _locked_current(subscription, now)
+    _ensure_live(subscription)
     if mode == Subscription.CancelMode.IMMEDIATE:
         subscription.cancel_mode = mode
         subscription.cancel_at = now
@@ -243,7 +253,8 @@ def subscription_cancel_revert(
     *, subscription: Subscription, now: dt.datetime | None = None, actor: Actor
 ) -> Subscription:
     """Withdraw a scheduled (end-of-period) cancellation."""
-    subscription = _locked(subscription)
+    now = now or timezone.now()
+    subscription = _locked_current(subscription, now)
     _ensure_live(subscription)
     if subscription.cancel_at is None:
         raise Conflict(
@@ -253,7 +264,7 @@ def subscription_cancel_revert(
     subscription.cancel_mode = ""
     subscription.cancel_at = None
     subscription.cancelled_at = None
-    subscription.updated_at = now or timezone.now()
+    subscription.updated_at = now
     subscription.save(update_fields=["cancel_mode", "cancel_at", "cancelled_at", "updated_at"])
     return subscription
 
@@ -296,7 +307,8 @@ def subscription_change_plan(
         raise ValidationFailed(fields={"timing": ["now or period_end."]})
     if change_type is not None and change_type not in SubscriptionChange.Type.values:
         raise ValidationFailed(fields={"changeType": ["UPGRADE or DOWNGRADE."]})
-    subscription = _locked(subscription)
+    now = now or timezone.now()
+    subscription = _locked_current(subscription, now)
     _ensure_live(subscription)
     plan = _subscribable(plan, subscription.environment_id)
     current = subscription.plan
@@ -334,7 +346,6 @@ def subscription_change_plan(
             if change_type == SubscriptionChange.Type.UPGRADE
             else SubscriptionChange.Timing.PERIOD_END
         )
-    now = now or timezone.now()
     immediate = timing == SubscriptionChange.Timing.NOW
     change = SubscriptionChange(
         environment_id=subscription.environment_id,
@@ -373,14 +384,15 @@ def subscription_change_cancel(
     *, subscription: Subscription, now: dt.datetime | None = None, actor: Actor
 ) -> SubscriptionChange:
     """Drop the scheduled plan change; the subscription stays on its plan."""
-    subscription = _locked(subscription)
+    now = now or timezone.now()
+    subscription = _locked_current(subscription, now)
     change = _pending_change(subscription)
     if change is None:
         raise Conflict(
             "The subscription has no scheduled plan change.", code=errors.NO_SCHEDULED_CHANGE
         )
     change.status = SubscriptionChange.Status.CANCELLED
-    change.cancelled_at = now or timezone.now()
+    change.cancelled_at = now
     change.save(update_fields=["status", "cancelled_at"])
     return change
 
@@ -393,14 +405,15 @@ def subscription_set_past_due(
     *, subscription: Subscription, past_due: bool, now: dt.datetime | None = None, actor: Actor
 ) -> Subscription:
     """Mark a live subscription past due (an invoice went unpaid) or back to active."""
-    subscription = _locked(subscription)
+    now = now or timezone.now()
+    subscription = _locked_current(subscription, now)
     _ensure_live(subscription)
     if subscription.status == Subscription.Status.TRIALING and past_due:
         raise Conflict("A trial cannot be past due.", code=errors.SUBSCRIPTION_TRIALING)
     target = Subscription.Status.PAST_DUE if past_due else Subscription.Status.ACTIVE
     if subscription.status in {Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE}:
         subscription.status = target
-        subscription.updated_at = now or timezone.now()
+        subscription.updated_at = now
         subscription.save(update_fields=["status", "updated_at"])
     return subscription
 

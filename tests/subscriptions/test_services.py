@@ -159,11 +159,15 @@ class TestPeriodJob:
 
     def test_past_due_subscriptions_keep_their_calendar(self, tenant):
         sub = subscribe(tenant, make_plan(tenant.test), at=utc(2025, 1, 10))
-        subscription_set_past_due(subscription=sub, past_due=True, actor=SYSTEM)
+        subscription_set_past_due(
+            subscription=sub, past_due=True, now=utc(2025, 1, 15), actor=SYSTEM
+        )
         subscription_advance_periods(now=utc(2025, 2, 11))
         sub = reload(sub)
         assert (sub.status, period(sub)[0]) == ("past_due", utc(2025, 2, 10))
-        subscription_set_past_due(subscription=sub, past_due=False, actor=SYSTEM)
+        subscription_set_past_due(
+            subscription=sub, past_due=False, now=utc(2025, 2, 12), actor=SYSTEM
+        )
         assert reload(sub).status == "active"
 
 
@@ -178,12 +182,14 @@ class TestCancel:
             "end_of_period",
         )
         # Idempotent: a second request changes nothing.
-        assert subscription_cancel(subscription=sub, actor=SYSTEM).cancel_at == utc(2025, 2, 10)
+        assert subscription_cancel(
+            subscription=sub, now=utc(2025, 1, 21), actor=SYSTEM
+        ).cancel_at == utc(2025, 2, 10)
 
-        sub = subscription_cancel_revert(subscription=sub, actor=SYSTEM)
+        sub = subscription_cancel_revert(subscription=sub, now=utc(2025, 1, 22), actor=SYSTEM)
         assert (sub.cancel_at, sub.cancel_mode, sub.cancelled_at) == (None, "", None)
         with pytest.raises(Conflict) as caught:
-            subscription_cancel_revert(subscription=sub, actor=SYSTEM)
+            subscription_cancel_revert(subscription=sub, now=utc(2025, 1, 22), actor=SYSTEM)
         assert caught.value.code == "no_scheduled_cancellation"
 
         subscription_cancel(subscription=sub, now=utc(2025, 1, 25), actor=SYSTEM)
@@ -199,7 +205,7 @@ class TestCancel:
 
     def test_cancelling_a_trial_at_period_end_ends_it_with_the_trial(self, tenant):
         sub = subscribe(tenant, make_plan(tenant.test), at=utc(2025, 1, 1), trial_days=7)
-        subscription_cancel(subscription=sub, actor=SYSTEM)
+        subscription_cancel(subscription=sub, now=utc(2025, 1, 3), actor=SYSTEM)
         subscription_advance_periods(now=utc(2025, 1, 9))
         sub = reload(sub)
         assert (sub.status, sub.ended_at) == ("cancelled", utc(2025, 1, 8))
@@ -247,7 +253,9 @@ class TestPlanChanges:
 
     def test_downgrade_waits_for_the_period_end(self, tenant, plans):
         sub = subscribe(tenant, plans["pro"], at=utc(2025, 1, 10))
-        change = subscription_change_plan(subscription=sub, plan=plans["basic"], actor=SYSTEM)
+        change = subscription_change_plan(
+            subscription=sub, plan=plans["basic"], now=utc(2025, 1, 15), actor=SYSTEM
+        )
         assert (change.change_type, change.timing, change.status) == (
             "downgrade",
             "period_end",
@@ -256,7 +264,9 @@ class TestPlanChanges:
         assert change.effective_at == utc(2025, 2, 10)
         assert reload(sub).plan_id == plans["pro"].pk
         with pytest.raises(Conflict) as caught:
-            subscription_change_plan(subscription=sub, plan=plans["max"], actor=SYSTEM)
+            subscription_change_plan(
+                subscription=sub, plan=plans["max"], now=utc(2025, 1, 15), actor=SYSTEM
+            )
         assert caught.value.code == "change_pending"
 
         result = subscription_advance_periods(now=utc(2025, 2, 10, 1))
@@ -269,24 +279,34 @@ class TestPlanChanges:
 
     def test_cancel_a_scheduled_change(self, tenant, plans):
         sub = subscribe(tenant, plans["pro"], at=utc(2025, 1, 10))
-        subscription_change_plan(subscription=sub, plan=plans["basic"], actor=SYSTEM)
-        change = subscription_change_cancel(subscription=sub, actor=SYSTEM)
+        subscription_change_plan(
+            subscription=sub, plan=plans["basic"], now=utc(2025, 1, 15), actor=SYSTEM
+        )
+        change = subscription_change_cancel(subscription=sub, now=utc(2025, 1, 16), actor=SYSTEM)
         assert change.status == "cancelled"
         subscription_advance_periods(now=utc(2025, 2, 11))
         assert reload(sub).plan_id == plans["pro"].pk
         with pytest.raises(Conflict) as caught:
-            subscription_change_cancel(subscription=sub, actor=SYSTEM)
+            subscription_change_cancel(subscription=sub, now=utc(2025, 2, 12), actor=SYSTEM)
         assert caught.value.code == "no_scheduled_change"
 
     def test_explicit_timing_and_type_win_over_prices(self, tenant, plans):
         sub = subscribe(tenant, plans["pro"], at=utc(2025, 1, 10))
         change = subscription_change_plan(
-            subscription=sub, plan=plans["max"], timing="period_end", actor=SYSTEM
+            subscription=sub,
+            plan=plans["max"],
+            timing="period_end",
+            now=utc(2025, 1, 15),
+            actor=SYSTEM,
         )
         assert (change.change_type, change.status) == ("upgrade", "pending")
-        subscription_change_cancel(subscription=sub, actor=SYSTEM)
+        subscription_change_cancel(subscription=sub, now=utc(2025, 1, 16), actor=SYSTEM)
         change = subscription_change_plan(
-            subscription=sub, plan=plans["basic"], change_type="upgrade", actor=SYSTEM
+            subscription=sub,
+            plan=plans["basic"],
+            change_type="upgrade",
+            now=utc(2025, 1, 17),
+            actor=SYSTEM,
         )
         assert (change.timing, change.status) == ("now", "completed")
         assert reload(sub).plan_id == plans["basic"].pk
@@ -295,7 +315,9 @@ class TestPlanChanges:
         # 490 a year is ~40.83 a month: cheaper than 49 a month, so a downgrade.
         yearly = make_plan(tenant.test, "pro_yearly", price=490, interval_months=12)
         sub = subscribe(tenant, plans["pro"], at=utc(2025, 1, 10))
-        change = subscription_change_plan(subscription=sub, plan=yearly, actor=SYSTEM)
+        change = subscription_change_plan(
+            subscription=sub, plan=yearly, now=utc(2025, 1, 15), actor=SYSTEM
+        )
         assert (change.change_type, change.effective_at) == ("downgrade", utc(2025, 2, 10))
         subscription_advance_periods(now=utc(2025, 2, 10))
         sub = reload(sub)
@@ -337,10 +359,27 @@ class TestPlanChanges:
                 subscription=sub, plan=plans["max"], timing="soon", actor=SYSTEM
             )
 
+    def test_actions_after_a_boundary_the_job_missed_apply_to_the_current_period(
+        self, tenant, plans
+    ):
+        sub = subscribe(tenant, plans["pro"], at=utc(2025, 1, 10))
+        # The period ended on Feb 10; the job has not run yet when these come in.
+        change = subscription_change_plan(
+            subscription=sub, plan=plans["basic"], now=utc(2025, 2, 11), actor=SYSTEM
+        )
+        assert (change.period_start, change.effective_at) == (utc(2025, 2, 10), utc(2025, 3, 10))
+        subscription_change_cancel(subscription=sub, now=utc(2025, 3, 1), actor=SYSTEM)
+        sub = subscription_cancel(subscription=sub, now=utc(2025, 4, 20), actor=SYSTEM)
+        assert period(sub) == (utc(2025, 4, 10), utc(2025, 5, 10))
+        assert sub.cancel_at == utc(2025, 5, 10)
+        assert reload(sub).plan_id == plans["pro"].pk
+
     def test_scheduling_a_cancellation_drops_a_pending_change(self, tenant, plans):
         sub = subscribe(tenant, plans["pro"], at=utc(2025, 1, 10))
-        subscription_change_plan(subscription=sub, plan=plans["basic"], actor=SYSTEM)
-        subscription_cancel(subscription=sub, actor=SYSTEM)
+        subscription_change_plan(
+            subscription=sub, plan=plans["basic"], now=utc(2025, 1, 15), actor=SYSTEM
+        )
+        subscription_cancel(subscription=sub, now=utc(2025, 1, 16), actor=SYSTEM)
         assert SubscriptionChange.objects.get().status == "cancelled"
 
 
@@ -380,7 +419,7 @@ class TestActiveRules:
         pro = make_plan(tenant.test, "pro", features={"tokens": self.capped_tokens()})
         customer = make_customer(tenant.test, "cus_1")
         sub = subscribe(tenant, pro, customer=customer, at=utc(2025, 1, 31))
-        subscription_change_plan(subscription=sub, plan=basic, actor=SYSTEM)
+        subscription_change_plan(subscription=sub, plan=basic, now=utc(2025, 2, 1), actor=SYSTEM)
         # The job has not run: the period rolls forward in memory, the downgrade applies.
         rules = active_subscription_rules(tenant.test, customer, at=utc(2025, 3, 5))
         assert [(r.plan_key, r.feature_key) for r in rules] == [("basic", "lite")]
@@ -392,10 +431,10 @@ class TestActiveRules:
     def test_a_passed_cancellation_and_cancelled_subscriptions_grant_nothing(self, tenant):
         customer = make_customer(tenant.test, "cus_1")
         sub = subscribe(tenant, make_plan(tenant.test), customer=customer, at=utc(2025, 1, 10))
-        subscription_cancel(subscription=sub, actor=SYSTEM)
+        subscription_cancel(subscription=sub, now=utc(2025, 1, 15), actor=SYSTEM)
         assert active_subscription_rules(tenant.test, customer, at=utc(2025, 2, 9))
         assert active_subscription_rules(tenant.test, customer, at=utc(2025, 2, 10)) == []
-        subscription_cancel(subscription=sub, mode="immediate", actor=SYSTEM)
+        subscription_cancel(subscription=sub, mode="immediate", now=utc(2025, 1, 20), actor=SYSTEM)
         assert active_subscription_rules(tenant.test, customer, at=utc(2025, 1, 11)) == []
 
     def test_trial_rules_and_status(self, tenant):
@@ -468,7 +507,9 @@ class TestConcurrency:
                 actor=SYSTEM,
             )
             if index % 3 == 0:
-                subscription_change_plan(subscription=sub, plan=basic, actor=SYSTEM)
+                subscription_change_plan(
+                    subscription=sub, plan=basic, now=utc(2025, 2, 1), actor=SYSTEM
+                )
             subs.append(sub)
 
         outcomes = self.run_threads(
