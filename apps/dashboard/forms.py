@@ -43,3 +43,93 @@ class ApiKeyForm(forms.Form):
 class OrganizationForm(forms.Form):
     name = forms.CharField(max_length=150)
     mode = forms.ChoiceField(choices=Organization.Mode.choices, widget=forms.RadioSelect)
+
+
+# --- Observe ------------------------------------------------------------------------------
+
+
+def _text(label: str) -> forms.CharField:
+    return forms.CharField(max_length=255, required=False, label=label, strip=True)
+
+
+class EventFilterForm(forms.Form):
+    """Filters of the events page: exact matches, as ``GET /api/events`` takes them."""
+
+    SINCE = (("", "Any time"), ("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"))
+
+    customer = _text("Customer")
+    feature = _text("Feature")
+    model = _text("Model")
+    provider = _text("Provider")
+    trace = _text("Trace id")
+    event_name = _text("Event name")
+    since = forms.ChoiceField(choices=SINCE, required=False, label="Time")
+    start = forms.DateTimeField(required=False, label="From (UTC)")
+    end = forms.DateTimeField(required=False, label="To (UTC)")
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and start >= end:
+            self.add_error("end", "Must be later than 'From'.")
+        for name, value in data.items():
+            if isinstance(value, str) and "\x00" in value:
+                self.add_error(name, "No NUL characters.")
+        return data
+
+
+# --- Model price overrides -------------------------------------------------------------------
+
+
+def _rate(label: str) -> forms.DecimalField:
+    return forms.DecimalField(
+        required=False, min_value=0, max_digits=20, decimal_places=10, label=label
+    )
+
+
+class OverrideForm(forms.Form):
+    """Negotiated rates for one model (USD per million tokens) or a discount percent."""
+
+    KIND = (("rates", "Custom rates for one model"), ("discount", "Discount off the catalog"))
+
+    kind = forms.ChoiceField(choices=KIND, initial="rates", widget=forms.RadioSelect)
+    provider = forms.CharField(max_length=64, required=False, label="Provider (e.g. openai)")
+    model = forms.CharField(max_length=200, required=False, label="Model (e.g. gpt-4o)")
+    input_mtok = _rate("Input, USD / 1M tokens")
+    output_mtok = _rate("Output, USD / 1M tokens")
+    cache_read_mtok = _rate("Cache read, USD / 1M tokens")
+    cache_write_mtok = _rate("Cache write, USD / 1M tokens")
+    per_request_usd = _rate("Per request, USD")
+    discount_percent = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_value=100,
+        max_digits=7,
+        decimal_places=4,
+        label="Discount, %",
+    )
+    note = forms.CharField(max_length=500, required=False)
+
+    RATE_FIELDS = (
+        "input_mtok",
+        "output_mtok",
+        "cache_read_mtok",
+        "cache_write_mtok",
+        "per_request_usd",
+    )
+
+    def service_values(self) -> dict[str, object]:
+        """Keyword arguments of ``override_create`` (the other kind's fields dropped)."""
+        data = self.cleaned_data
+        values: dict[str, object] = {
+            "provider": data["provider"],
+            "model": data["model"],
+            "note": data["note"],
+        }
+        if data["kind"] == "discount":
+            values["discount_percent"] = data["discount_percent"]
+            values.update(dict.fromkeys(self.RATE_FIELDS))
+        else:
+            values.update({name: data[name] for name in self.RATE_FIELDS})
+            values["discount_percent"] = None
+        return values

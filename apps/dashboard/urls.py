@@ -2,27 +2,58 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from .views import observe, pricing, shell
 
 app_name = "dashboard"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("switch-environment/", views.switch_environment, name="switch_environment"),
-    path("switch-organization/", views.switch_organization, name="switch_organization"),
-    path("members/", views.members, name="members"),
-    path("members/invite/", views.member_invite, name="member_invite"),
-    path("members/<uuid:membership_id>/role/", views.member_role, name="member_role"),
-    path("members/<uuid:membership_id>/remove/", views.member_remove, name="member_remove"),
+    # Observe. Customer references and trace ids are any string: <path:> keeps a "/"
+    # in one; those routes end without a slash for that reason.
+    path("", observe.overview, name="home"),
+    path("customers/", observe.customers, name="customers"),
+    path("customers/<path:reference_id>", observe.customer, name="customer"),
+    path("features/", observe.features, name="features"),
+    path("models/", observe.models, name="models"),
+    path("heatmap/", observe.heatmap, name="heatmap"),
+    path("events/", observe.events, name="events"),
+    path("events/<int:event_id>/", observe.event, name="event"),
+    path("traces/<path:trace_id>", observe.trace, name="trace"),
+    path("export/customers.csv", observe.customers_csv, name="customers_csv"),
+    path("export/features.csv", observe.features_csv, name="features_csv"),
+    path("export/models.csv", observe.models_csv, name="models_csv"),
+    path("export/events.csv", observe.events_csv, name="events_csv"),
+    path("first-event/", observe.first_event, name="first_event"),
+    # Settings -> model prices.
+    path("settings/model-prices/", pricing.overrides, name="overrides"),
+    path("settings/model-prices/new/", pricing.override_new, name="override_new"),
+    path(
+        "settings/model-prices/<uuid:override_id>/",
+        pricing.override_edit,
+        name="override_edit",
+    ),
+    path(
+        "settings/model-prices/<uuid:override_id>/delete/",
+        pricing.override_remove,
+        name="override_delete",
+    ),
+    path("settings/model-prices/recost/", pricing.recost, name="recost"),
+    path("settings/model-prices/recost/status/", pricing.recost_status, name="recost_status"),
+    # The shell.
+    path("switch-environment/", shell.switch_environment, name="switch_environment"),
+    path("switch-organization/", shell.switch_organization, name="switch_organization"),
+    path("members/", shell.members, name="members"),
+    path("members/invite/", shell.member_invite, name="member_invite"),
+    path("members/<uuid:membership_id>/role/", shell.member_role, name="member_role"),
+    path("members/<uuid:membership_id>/remove/", shell.member_remove, name="member_remove"),
     path(
         "invitations/<uuid:invitation_id>/revoke/",
-        views.invitation_cancel,
+        shell.invitation_cancel,
         name="invitation_revoke",
     ),
-    path("keys/", views.keys, name="keys"),
-    path("keys/new/", views.key_create, name="key_create"),
-    path("keys/<uuid:key_id>/rotate/", views.key_rotate, name="key_rotate"),
-    path("keys/<uuid:key_id>/revoke/", views.key_revoke, name="key_revoke"),
-    path("audit/", views.audit, name="audit"),
-    path("settings/", views.organization_settings, name="settings"),
+    path("keys/", shell.keys, name="keys"),
+    path("keys/new/", shell.key_create, name="key_create"),
+    path("keys/<uuid:key_id>/rotate/", shell.key_rotate, name="key_rotate"),
+    path("keys/<uuid:key_id>/revoke/", shell.key_revoke, name="key_revoke"),
+    path("audit/", shell.audit, name="audit"),
+    path("settings/", shell.organization_settings, name="settings"),
 ]

@@ -1,5 +1,6 @@
-"""The dashboard shell: home, environment and organization switches, members,
-API keys and the audit log. Views call the same services as the API."""
+"""The dashboard shell: environment and organization switches, members,
+API keys, the audit log and settings (the home page is the Observe overview).
+Views call the same services as the API."""
 
 from __future__ import annotations
 
@@ -31,21 +32,13 @@ from apps.apikeys.services import apikey_create, apikey_revoke, apikey_rotate
 from apps.core.errors import TansoError
 from apps.core.tenancy import get_org_scoped_or_404, get_scoped_or_404
 from apps.customers.models import Customer
-
-from .decorators import tenant_view
-from .forms import ApiKeyForm, InviteForm, OrganizationForm, RoleForm
+from apps.dashboard.decorators import tenant_view
+from apps.dashboard.forms import ApiKeyForm, InviteForm, OrganizationForm, RoleForm
 
 
 def _ok_next(request: HttpRequest, fallback: str) -> str:
     target = request.POST.get("next", "")
     return target if target.startswith("/") and not target.startswith("//") else fallback
-
-
-@tenant_view()
-def home(request: HttpRequest) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
-    keys = apikeys_for(environment).filter(revoked_at__isnull=True)
-    return render(request, "dashboard/home.html", {"active_keys": keys.count()})
 
 
 @require_POST

@@ -1,0 +1,108 @@
+"""Formatting for the dashboard: money stays Decimal until it becomes text here.
+
+* ``usd``: for people. Amounts of a dollar or more to the cent with thousands
+  separators; smaller amounts keep their significant digits (up to 8 places),
+  because AI costs live in fractions of a cent (``$0.0035``).
+* ``dec``: for machines (``data-*`` attributes, chart data): the exact
+  decimal string the API would send.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django import template
+
+from apps.analytics.rendering import latency_ms
+from apps.analytics.selectors import Totals
+from apps.core.money import decimal_str
+from apps.dashboard.margins import Band, band
+
+register = template.Library()
+
+# U+2212: a real minus sign reads better than a hyphen in figures.
+MINUS = "\u2212"
+CENT = Decimal("0.01")
+SMALL = Decimal("0.00000001")
+DASH = "—"
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    raise TypeError(f"expected a Decimal, got {type(value).__name__}")
+
+
+def _sign(amount: Decimal, signed: bool) -> str:
+    if amount < 0:
+        return MINUS
+    return "+" if signed and amount > 0 else ""
+
+
+@register.filter
+def usd(value: Any, arg: str = "") -> str:
+    """``{{ x|usd }}``; ``{{ x|usd:"signed" }}`` adds "+" to a positive change."""
+    amount = _as_decimal(value)
+    if amount is None:
+        return DASH
+    sign = _sign(amount, arg == "signed")
+    amount = abs(amount)
+    if amount >= 1 or amount == 0:
+        text = f"{amount.quantize(CENT, rounding=ROUND_HALF_EVEN):,}"
+    else:
+        text = decimal_str(amount.quantize(SMALL, rounding=ROUND_HALF_EVEN))
+        if text == "0":
+            return f"{sign}<$0.00000001"
+        whole, _, frac = text.partition(".")
+        text = f"{whole}.{frac.ljust(2, '0')}"
+    return f"{sign}${text}"
+
+
+@register.filter
+def dec(value: Any) -> str:
+    """The exact decimal string (empty for None), as the API renders it."""
+    amount = _as_decimal(value)
+    return "" if amount is None else decimal_str(amount)
+
+
+@register.filter
+def pct(value: Any, arg: str = "") -> str:
+    """A percent to 0.1; ``"signed"`` adds "+", ``"points"`` writes " pts" (a change of a %)."""
+    amount = _as_decimal(value)
+    if amount is None:
+        return DASH
+    options = arg.split(",")
+    rounded = amount.quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+    unit = " pts" if "points" in options else "%"
+    return f"{_sign(rounded, 'signed' in options)}{abs(rounded)}{unit}"
+
+
+@register.filter
+def count(value: Any) -> str:
+    return DASH if value is None else f"{value:,}"
+
+
+@register.filter
+def ms(value: Any) -> str:
+    """A latency (a duration, not money) to 0.1 ms."""
+    shown = latency_ms(float(value)) if value is not None else None
+    return DASH if shown is None else f"{shown:,} ms"
+
+
+@register.filter
+def margin_band(totals: Totals) -> Band:
+    return band(totals)
+
+
+@register.simple_tag
+def query(params: dict[str, Any] | None, **changes: Any) -> str:
+    """``?`` + the page's parameters with ``changes`` applied (None or "" drops one)."""
+    merged = {**(params or {}), **changes}
+    kept = {key: value for key, value in merged.items() if value not in (None, "")}
+    return "?" + urlencode(kept) if kept else "?"
