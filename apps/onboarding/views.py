@@ -1,9 +1,11 @@
 """First run after signup: name the organization, pick Observe or Platform,
-see a test secret key once with a curl for the first event."""
+see a test secret key once with snippets (curl, Python, JavaScript) for the
+first event, and a panel that turns green when it arrives."""
 
 from __future__ import annotations
 
 import json
+import textwrap
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -18,9 +20,10 @@ from .forms import OnboardingForm
 from .services import onboarding_complete
 
 
-def first_event_curl(base_url: str, key: str) -> str:
-    body = {
-        "eventIdempotencyKey": "first-event-1",
+def first_event_body(idempotency_key: str) -> dict[str, object]:
+    """The first event the onboarding snippets send (costed from the catalog's gpt-4o)."""
+    return {
+        "eventIdempotencyKey": idempotency_key,
         "eventName": "chat_completion",
         "customerReferenceId": "cus_123",
         "featureKey": "ai_summarization",
@@ -32,11 +35,45 @@ def first_event_curl(base_url: str, key: str) -> str:
         },
         "usageUnits": 1500,
     }
+
+
+def first_event_curl(base_url: str, key: str) -> str:
+    body = first_event_body("first-event-1")
     return (
         f"curl -X POST {base_url}/api/v1/client/events \\\n"
         '  -H "Content-Type: application/json" \\\n'
         f'  -H "Authorization: Bearer {key}" \\\n'
         f"  -d '{json.dumps(body, indent=2)}'"
+    )
+
+
+def first_event_python(base_url: str, key: str) -> str:
+    # json.dumps of the body is also a valid Python literal (ints and strings only).
+    body = json.dumps(first_event_body("first-event-python-1"), indent=4)
+    return (
+        "import requests\n\n"
+        "response = requests.post(\n"
+        f'    "{base_url}/api/v1/client/events",\n'
+        f'    headers={{"Authorization": "Bearer {key}"}},\n'
+        f"    json={textwrap.indent(body, '    ').lstrip()},\n"
+        "    timeout=10,\n"
+        ")\n"
+        "print(response.status_code, response.json())\n"
+    )
+
+
+def first_event_fetch(base_url: str, key: str) -> str:
+    body = json.dumps(first_event_body("first-event-js-1"), indent=2)
+    return (
+        f'const response = await fetch("{base_url}/api/v1/client/events", {{\n'
+        '  method: "POST",\n'
+        "  headers: {\n"
+        '    "Content-Type": "application/json",\n'
+        f'    Authorization: "Bearer {key}",\n'
+        "  },\n"
+        f"  body: JSON.stringify({textwrap.indent(body, '  ').lstrip()}),\n"
+        "});\n"
+        "console.log(response.status, await response.json());\n"
     )
 
 
@@ -66,6 +103,8 @@ def start(request: HttpRequest) -> HttpResponse:
                 "organization": result.organization,
                 "key": result.issued.plaintext,
                 "curl": first_event_curl(base_url, result.issued.plaintext),
+                "python": first_event_python(base_url, result.issued.plaintext),
+                "fetch": first_event_fetch(base_url, result.issued.plaintext),
             },
             status=201,
         )
