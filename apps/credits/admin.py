@@ -49,6 +49,10 @@ class CreditModelAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # archive instead: pools refer to it
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Pools are keyed by the denomination and copy the rules when created.
+        return ("environment", "denomination") if obj is not None else ()
+
 
 @admin.register(PlanCreditAllocation)
 class PlanCreditAllocationAdmin(admin.ModelAdmin):

@@ -19,6 +19,7 @@ import binascii
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -416,22 +417,23 @@ class GrantCreate(APIView):
         body = GrantInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        pool = _target_pool(request, data)
-        grant = svc.credit_grant(
-            pool=pool,
-            amount=data["amount"],
-            grant_type=data["grantType"],
-            source_ref=data.get("idempotencyKey") or "",
-            expires_at=data.get("expiresAt"),
-            priority=data.get("priority"),
-            actor=Actor.from_request(request),
-            description=data.get("description") or "",
-            metadata=data.get("metadata"),
-            unit_price=data.get("unitPrice"),
-            currency=data.get("currency") or "",
-        )
+        with transaction.atomic():  # a pool created for a grant that is refused is not kept
+            pool = _target_pool(request, data)
+            grant = svc.credit_grant(
+                pool=pool,
+                amount=data["amount"],
+                grant_type=data["grantType"],
+                source_ref=data.get("idempotencyKey") or "",
+                expires_at=data.get("expiresAt"),
+                priority=data.get("priority"),
+                actor=Actor.from_request(request),
+                description=data.get("description") or "",
+                metadata=data.get("metadata"),
+                unit_price=data.get("unitPrice"),
+                currency=data.get("currency") or "",
+            )
+            pool.refresh_from_db(fields=["balance"])  # still under the pool's lock
         created = getattr(grant, "created", True)
-        pool.refresh_from_db(fields=["balance"])
         return Response(
             {**R.render_grant(grant, _now()), "balanceAfter": pool.balance},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -456,19 +458,20 @@ class DeductionCreate(APIView):
         body = DeductionInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        pool = _target_pool(request, data)
         key = data.get("idempotencyKey") or ""
         if key.startswith("event:"):
             raise ValidationFailed(fields={"idempotencyKey": ["The prefix 'event:' is reserved."]})
-        before = pool.last_sequence
-        entry = svc.credits_deduct(
-            pool=pool,
-            amount=data["amount"],
-            actor=Actor.from_request(request),
-            description=data.get("description") or "",
-            idempotency_key=key,
-            metadata=data.get("metadata"),
-        )
+        with transaction.atomic():
+            pool = _target_pool(request, data)
+            before = pool.last_sequence
+            entry = svc.credits_deduct(
+                pool=pool,
+                amount=data["amount"],
+                actor=Actor.from_request(request),
+                description=data.get("description") or "",
+                idempotency_key=key,
+                metadata=data.get("metadata"),
+            )
         entry = _with_allocations(CreditTransaction.objects.filter(pk=entry.pk)).get()
         replayed = entry.sequence <= before
         return Response(

@@ -550,6 +550,12 @@ def credits_deduct_for_usage(
         key = f"event:{event_ref}"
         previous = CreditTransaction.objects.filter(pool_id=pool.pk, idempotency_key=key).first()
         if previous is not None:
+            # Report what was charged then, even if a weight has changed since.
+            then = WeightQuote(
+                previous.credits_per_unit or quote.credits_per_unit,
+                previous.weight_id,
+                previous.weight_match or quote.match,
+            )
             return DeductionResult(
                 -previous.amount,
                 previous.shortfall,
@@ -557,7 +563,7 @@ def credits_deduct_for_usage(
                 pool.balance,
                 pool.hard_limit,
                 previous.requested or credits,
-                quote,
+                then,
                 previous.pk,
                 replayed=True,
             )

@@ -243,6 +243,15 @@ class TestGrantsAndPools:
         )
         funded.refresh_from_db()
         assert funded.balance == 100
+        # A grant refused after its pool would have been created leaves no empty pool behind.
+        refused = {
+            "customerReferenceId": "cus_2",
+            "denomination": "AI_CREDITS",
+            "amount": 1,
+            "expiresAt": iso(timezone.now() - dt.timedelta(hours=1)),
+        }
+        assert_error(api.post(f"{BASE}/grants", refused, format="json"), 400, "validation_failed")
+        assert not CreditPool.objects.filter(customer__reference_id="cus_2").exists()
 
     def test_pool_detail_grants_and_ledger_pages(self, api, funded):
         for _ in range(4):
