@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -38,22 +39,24 @@ if TYPE_CHECKING:
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for csv.writer in a generator."""
-
-    def write(self, value: str) -> str:
-        return value
+# Rows are written to the response in chunks of this many lines (one chunk per
+# line would cost a WSGI write each).
+LINES_PER_CHUNK = 500
 
 
 def cell(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        # Caller-supplied text (references, names, event names) is never a formula.
+        return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
+    if kind is int or kind is float:
+        return str(value)
     if isinstance(value, Decimal):
         return decimal_str(value)
-    if isinstance(value, int | float):
-        return str(value)
     if isinstance(value, dt.datetime):
         text = value.astimezone(dt.UTC).isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
@@ -62,21 +65,32 @@ def cell(value: Any) -> str:
     if isinstance(value, dict | list):
         value = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     text = str(value)
-    # Caller-supplied text (references, names, event names) is never a formula.
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
 def csv_response(
     filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        yield writer.writerow(header)
+    def chunks() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        yield buffer.getvalue()  # the header at once: the download starts before the query ends
+        buffer.seek(0)
+        buffer.truncate()
+        lines = 0
         for row in rows:
-            yield writer.writerow([cell(value) for value in row])
+            writer.writerow([cell(value) for value in row])
+            lines += 1
+            if lines == LINES_PER_CHUNK:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+                lines = 0
+        if lines:
+            yield buffer.getvalue()
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
     return response

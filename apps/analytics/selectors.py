@@ -558,9 +558,11 @@ def models_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]
             duration_sum=_int_sum("duration_ms_sum"),
             duration_count=_int_sum("duration_count"),
         )
+        .annotate(**_derived())
+        # A separate annotate(): next to the aggregates above, Django would GROUP BY the
+        # subquery, running it once per rollup row instead of once per model.
         .annotate(
-            **_derived(),
-            last_seen=_last_event(environment, query.window, model="model", provider="provider"),
+            last_seen=_last_event(environment, query.window, model="model", provider="provider")
         )
         .order_by(*_order_by(query.sort, ("provider", "model")))
     )
@@ -731,7 +733,12 @@ def newest_first(
     events = events.order_by("-occurred_at", "-id")
     if before is not None:
         at, pk = before
-        events = events.filter(Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=pk))
+        # The plain bound lets the (environment, occurred_at, id) index start the scan at
+        # the cursor (and prunes newer partitions); the OR alone would be a filter that
+        # reads every newer row first.
+        events = events.filter(
+            Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=pk), occurred_at__lte=at
+        )
     return list(events[:limit])
 
 

@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.analytics.params import next_event_cursor
 from apps.core.api.pagination import encode_cursor
@@ -110,6 +112,15 @@ class TestEventList:
             cursor = page["nextCursor"]
         assert sorted(seen, key=int) == sorted(recorded, key=int)
         assert len(seen) == len(set(seen)) == 7
+
+    def test_the_cursor_bounds_the_index_scan(self, tenant, catalog):
+        """A plain ``occurred_at <=`` bound lets a deep page start at the cursor in the index."""
+        ingest(tenant.api(), *[event(cost="1", when=at(1 + n)) for n in range(3)])
+        first = tenant.api().get(EVENTS, {"limit": 1}).json()
+        with CaptureQueriesContext(connection) as queries:
+            tenant.api().get(EVENTS, {"limit": 1, "cursor": first["nextCursor"]})
+        listing = [q["sql"] for q in queries.captured_queries if 'FROM "events_event"' in q["sql"]]
+        assert any('"events_event"."occurred_at" <= ' in sql for sql in listing), listing
 
     def test_a_cursor_made_by_hand_is_a_keyset(self, tenant, catalog):
         data = record_dataset(tenant.api())

@@ -411,6 +411,20 @@ class TestModels:
         live = tenant.api(tenant.sk_live).get(MODELS).json()["items"][0]["priceInForce"]
         assert live["source"] == "catalog"
 
+    @pytest.mark.parametrize("url", [CUSTOMERS, FEATURES, MODELS])
+    def test_last_seen_probe_runs_per_group_not_per_rollup_row(self, tenant, catalog, url):
+        """The probe of raw events must not land in the GROUP BY (once per rollup row)."""
+        record_dataset(tenant.api())
+        with CaptureQueriesContext(connection) as queries:
+            assert tenant.api().get(url, {"sort": "lastSeen"}).status_code == 200
+        grouped = [q["sql"] for q in queries.captured_queries if " GROUP BY " in q["sql"]]
+        assert grouped
+        for sql in grouped:
+            # PostgreSQL GROUP BY select positions; the keys (at most customer or feature,
+            # model, provider) come first, so a later position is a grouped expression.
+            group_by = sql.split(" GROUP BY ", 1)[1].split(" ORDER BY ", 1)[0]
+            assert all(int(item) <= 3 for item in group_by.split(", ")), sql
+
     @pytest.mark.parametrize("sort", [*SORTS, *(f"-{name}" for name in SORTS)])
     def test_every_sort(self, tenant, catalog, sort):
         record_dataset(tenant.api())
