@@ -1,0 +1,124 @@
+"""Windows chosen on a page, margin bands and the money filters (no database)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.template import Context, Template
+from django.test import override_settings
+
+from apps.analytics.params import Window
+from apps.analytics.selectors import Totals
+from apps.dashboard.margins import Band, band, band_of
+from apps.dashboard.templatetags.tanso_format import count, dec, pct, usd
+from apps.dashboard.windows import window_from
+
+NOW = dt.datetime(2026, 3, 15, 13, 30, tzinfo=dt.UTC)
+END = dt.datetime(2026, 3, 16, tzinfo=dt.UTC)  # midnight that ends today
+
+
+@pytest.mark.parametrize("days", [7, 30, 90])
+def test_presets_are_whole_days_ending_today(days):
+    choice = window_from({"range": str(days)}, now=NOW)
+    assert choice.window == Window(END - dt.timedelta(days=days), END)
+    assert choice.days == days and choice.error is None
+    assert choice.length_days == days
+    assert choice.previous == Window(
+        END - dt.timedelta(days=2 * days), END - dt.timedelta(days=days)
+    )
+    assert choice.params() == {"range": str(days)}
+
+
+def test_default_is_thirty_days():
+    assert window_from({}, now=NOW).window == Window(END - dt.timedelta(days=30), END)
+
+
+def test_custom_range_includes_its_last_day():
+    choice = window_from({"from": "2026-01-01", "to": "2026-01-31"}, now=NOW)
+    assert choice.window == Window(
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    )
+    assert choice.days is None and choice.length_days == 31
+    assert choice.params() == {"from": "2026-01-01", "to": "2026-01-31"}
+    assert choice.api_params() == {
+        "from": "2026-01-01T00:00:00+00:00",
+        "to": "2026-02-01T00:00:00+00:00",
+    }
+    one_day = window_from({"from": "2026-01-05", "to": "2026-01-05"}, now=NOW)
+    assert one_day.length_days == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"range": "14"},
+        {"range": "-7"},
+        {"from": "yesterday"},
+        {"from": "2026-02-01", "to": "2026-01-01"},
+        {"from": "2020-01-01", "to": "2026-01-01"},
+        {"from": "0001-01-01"},
+        {"to": "9999-12-31"},
+    ],
+)
+def test_bad_windows_fall_back_to_thirty_days_and_say_why(params):
+    choice = window_from(params, now=NOW)
+    assert choice.window == Window(END - dt.timedelta(days=30), END)
+    assert choice.error
+
+
+def test_margin_bands_use_the_settings():
+    assert band_of(Decimal(70), Decimal(1)) == Band.HEALTHY
+    assert band_of(Decimal("69.99"), Decimal(1)) == Band.AT_RISK
+    assert band_of(Decimal(40), Decimal(1)) == Band.AT_RISK
+    assert band_of(Decimal("39.99"), Decimal(1)) == Band.UNDERWATER
+    assert band_of(Decimal(-150), Decimal(1)) == Band.UNDERWATER
+    # No revenue: underwater when it costs something, nothing to judge otherwise.
+    assert band_of(None, Decimal("0.01")) == Band.UNDERWATER
+    assert band_of(None, Decimal(0)) == Band.NONE
+    with override_settings(TANSO_MARGIN_HEALTHY=90, TANSO_MARGIN_AT_RISK=10):
+        assert band_of(Decimal(80), Decimal(1)) == Band.AT_RISK
+        assert band_of(Decimal(20), Decimal(1)) == Band.AT_RISK
+        assert band_of(Decimal(5), Decimal(1)) == Band.UNDERWATER
+    assert band(Totals(events=1, cost=Decimal("0.1"), revenue=Decimal(1))) == Band.HEALTHY
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (Decimal("1234.5"), "$1,234.50"),
+        (Decimal("1.005"), "$1.00"),  # half-even at the cent
+        (Decimal("0.0035"), "$0.0035"),
+        (Decimal("0.1"), "$0.10"),
+        (Decimal("-0.7"), "\u2212$0.70"),
+        (Decimal("0.000000001"), "<$0.00000001"),
+        (Decimal(0), "$0.00"),
+        (None, "—"),
+    ],
+)
+def test_usd(value, shown):
+    assert usd(value) == shown
+
+
+def test_signed_changes_and_percents():
+    assert usd(Decimal("2.5"), "signed") == "+$2.50"
+    assert usd(Decimal("-2.5"), "signed") == "\u2212$2.50"
+    assert pct(Decimal("25.00")) == "25.0%"
+    assert pct(Decimal("-141.81")) == "\u2212141.8%"
+    assert pct(Decimal("3.25"), "signed,points") == "+3.2 pts"
+    assert pct(Decimal("-0.04"), "signed") == "0.0%"
+    assert pct(None) == "—"
+    assert dec(Decimal("0.250000000000")) == "0.25" and dec(None) == ""
+    assert count(1234567) == "1,234,567"
+
+
+def test_floats_are_refused():
+    with pytest.raises(TypeError):
+        usd(0.1)
+
+
+def test_query_tag_keeps_parameters_and_drops_blanks():
+    template = Template("{% load tanso_format %}{% query params sort='-cost' page='' q=None %}")
+    rendered = template.render(Context({"params": {"range": "7", "page": "3", "q": "a b"}}))
+    assert rendered == "?range=7&amp;sort=-cost"
