@@ -529,9 +529,9 @@ def credits_deduct_for_usage(
     credit model; otherwise there is nothing to charge (``pool`` None), or, when
     the customer has several pools, ``DenominationRequired`` (400).
 
-    Queries once cached: savepoint, lock the pool, replay check, read the
-    pool's grants, update each grant drawn, insert the entry and its
-    consumptions, update the pool.
+    Statements once the weights are cached: savepoint, lock the pool, read its
+    grants, update each grant drawn, insert the entry and its consumptions,
+    update the pool, release. A replay is caught by the unique idempotency key.
     """
     if units < 0:
         raise ValidationFailed(fields={"usageUnits": ["Must not be negative."]})
@@ -543,46 +543,35 @@ def credits_deduct_for_usage(
         if pool is None:
             return DeductionResult(ZERO, ZERO, None, None, False, credits, quote)
         return DeductionResult(ZERO, ZERO, pool, pool.balance, pool.hard_limit, credits, quote)
-    with transaction.atomic():
-        pool = _resolve_usage_pool(environment.pk, customer_id, denomination)
-        if pool is None:
-            return DeductionResult(ZERO, ZERO, None, None, False, credits, quote)
-        key = f"event:{event_ref}"
-        previous = CreditTransaction.objects.filter(pool_id=pool.pk, idempotency_key=key).first()
-        if previous is not None:
-            # Report what was charged then, even if a weight has changed since.
-            then = WeightQuote(
-                previous.credits_per_unit or quote.credits_per_unit,
-                previous.weight_id,
-                previous.weight_match or quote.match,
+    key = f"event:{event_ref}"
+    pool: CreditPool | None = None
+    try:
+        with transaction.atomic():
+            pool = _resolve_usage_pool(environment.pk, customer_id, denomination)
+            if pool is None:
+                return DeductionResult(ZERO, ZERO, None, None, False, credits, quote)
+            book = PoolBook(pool, now=timezone.now(), actor_label="system")
+            book.settle()
+            entry = _deduct(
+                book,
+                credits,
+                idempotency_key=key,
+                event_ref=event_ref,
+                feature_id=feature_id,
+                model=model or "",
+                units=units,
+                credits_per_unit=quote.credits_per_unit,
+                weight_id=quote.weight_id,
+                weight_match=quote.match,
+                description="Usage",
             )
-            return DeductionResult(
-                -previous.amount,
-                previous.shortfall,
-                pool,
-                pool.balance,
-                pool.hard_limit,
-                previous.requested or credits,
-                then,
-                previous.pk,
-                replayed=True,
-            )
-        book = PoolBook(pool, now=timezone.now(), actor_label="system")
-        book.settle()
-        entry = _deduct(
-            book,
-            credits,
-            idempotency_key=key,
-            event_ref=event_ref,
-            feature_id=feature_id,
-            model=model or "",
-            units=units,
-            credits_per_unit=quote.credits_per_unit,
-            weight_id=quote.weight_id,
-            weight_match=quote.match,
-            description="Usage",
-        )
-        book.flush()
+            book.flush()
+    except IntegrityError as exc:
+        # A replay: the unique (pool, idempotency_key) refused the second entry, and the
+        # savepoint rolled back everything this call did. No check-then-insert on the hot path.
+        if _constraint_of(exc) != "credit_tx_idempotency_unique" or pool is None:
+            raise
+        return _replayed_deduction(pool.pk, key, quote, credits)
     return DeductionResult(
         -entry.amount,
         entry.shortfall,
@@ -592,6 +581,34 @@ def credits_deduct_for_usage(
         credits,
         quote,
         entry.pk,
+    )
+
+
+def _replayed_deduction(
+    pool_id: uuid.UUID, key: str, quote: WeightQuote, credits: Decimal
+) -> DeductionResult:
+    previous = (
+        CreditTransaction.objects.filter(pool_id=pool_id, idempotency_key=key)
+        .select_related("pool")
+        .get()
+    )
+    pool = previous.pool  # read afresh: the rolled-back attempt changed our copy
+    # Report what was charged then, even if a weight has changed since.
+    then = WeightQuote(
+        previous.credits_per_unit or quote.credits_per_unit,
+        previous.weight_id,
+        previous.weight_match or quote.match,
+    )
+    return DeductionResult(
+        -previous.amount,
+        previous.shortfall,
+        pool,
+        pool.balance,
+        pool.hard_limit,
+        previous.requested or credits,
+        then,
+        previous.pk,
+        replayed=True,
     )
 
 
