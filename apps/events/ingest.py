@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from apps.core.errors import Forbidden, ValidationFailed
 
+from . import pipeline
 from .errors import DuplicateEvent
 from .models import RevenueSource
 from .prices import BatchPricer, InvalidUsage, Pricing
@@ -44,6 +45,8 @@ class Recorded:
     event: EventInput
     key: str
     pricing: Pricing
+    # Set by registered pipeline steps (plan revenue, caps, credits...); None: none ran.
+    item: pipeline.Item | None = None
 
 
 @dataclass
@@ -65,11 +68,20 @@ def _new_key() -> str:
 
 
 def _row(
-    event: EventInput, key: str, customer_id: str, feature_id: str, pricing: Pricing
+    event: EventInput,
+    key: str,
+    customer_id: str,
+    feature_id: str,
+    pricing: Pricing,
+    *,
+    item: pipeline.Item | None = None,
 ) -> list[Any]:
     """The event as ``store.COLUMNS`` wants it (JSON-ready: decimals as exact strings)."""
     cost = pricing.cost_usd
-    revenue = event.revenue_usd
+    revenue = event.revenue_usd if item is None else item.revenue_usd
+    revenue_source = "" if revenue is None else RevenueSource.EXPLICIT.value
+    if item is not None:
+        revenue_source = item.revenue_source
     return [
         key,
         event.event_name,
@@ -89,7 +101,7 @@ def _row(
         pricing.unpriced_reason,
         pricing.price_version_id,
         None if revenue is None else str(revenue),
-        "" if revenue is None else RevenueSource.EXPLICIT.value,
+        revenue_source,
         event.duration_ms,
         event.trace_id,
         event.meta_json,
@@ -141,6 +153,8 @@ def event_record(
         raise Forbidden("This key is pinned to another customer.", code="customer_mismatch")
     key = event.idempotency_key or _new_key()
     pricing = _price(BatchPricer(environment.pk), event)
+    steps = pipeline.steps_for(environment)
+    batch = None
     try:
         with transaction.atomic():
             customers, features = resolve_ids(
@@ -148,17 +162,20 @@ def event_record(
                 customer_refs={event.customer_ref},
                 feature_keys={event.feature_key},
             )
-            row = _row(
-                event,
-                key,
-                str(customers[event.customer_ref]),
-                str(features[event.feature_key]),
-                pricing,
-            )
+            customer_id, feature_id = customers[event.customer_ref], features[event.feature_key]
+            item: pipeline.Item | None = None
+            if steps:
+                item = pipeline.new_item(0, event, key, customer_id, feature_id)
+                batch = pipeline.Batch(environment, [item], now)
+                pipeline.run_before_store(steps, batch)
+            row = _row(event, key, str(customer_id), str(feature_id), pricing, item=item)
             stored = store_events(environment_id=environment.pk, rows=[row], received_at=now)
             if key not in stored:
                 # Roll back the auto-created customer/feature too: nothing half-written.
                 raise _Duplicate
+            if batch is not None:
+                batch.items[0].event_id = stored[key]
+                pipeline.run_after_store(steps, batch)
     except _Duplicate:
         existing = existing_event_id(environment, key)
         raise DuplicateEvent(
@@ -167,6 +184,9 @@ def event_record(
                 "existingEventId": str(existing) if existing is not None else None,
             }
         ) from None
+    if batch is not None:
+        pipeline.run_after_commit(steps, batch)
+        return Recorded(stored[key], event, key, pricing, batch.items[0])
     return Recorded(id=stored[key], event=event, key=key, pricing=pricing)
 
 
@@ -205,6 +225,8 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
         valid.append((index, event, key))
 
     stored: dict[str, int] = {}
+    steps = pipeline.steps_for(environment) if valid else []
+    batch = None
     if valid:
         with transaction.atomic():
             customers, features = resolve_ids(
@@ -212,6 +234,17 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
                 customer_refs={event.customer_ref for _, event, _ in valid},
                 feature_keys={event.feature_key for _, event, _ in valid},
             )
+            items: list[pipeline.Item | None] = [None] * len(valid)
+            if steps:
+                for position, (index, event, key) in enumerate(valid):
+                    customer_id = customers[event.customer_ref]
+                    item = pipeline.new_item(
+                        index, event, key, customer_id, features[event.feature_key]
+                    )
+                    item.duplicate_in_batch = index in in_batch_duplicates
+                    items[position] = item
+                batch = pipeline.Batch(environment, [i for i in items if i is not None], now)
+                pipeline.run_before_store(steps, batch)
             customer_ids = {ref: str(pk) for ref, pk in customers.items()}
             feature_ids = {key: str(pk) for key, pk in features.items()}
             rows = [
@@ -221,13 +254,22 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
                     customer_ids[event.customer_ref],
                     feature_ids[event.feature_key],
                     pricing,
+                    item=item,
                 )
-                for (index, event, key), pricing in zip(valid, pricings, strict=True)
+                for (index, event, key), pricing, item in zip(valid, pricings, items, strict=True)
                 if index not in in_batch_duplicates
             ]
             stored = store_events(environment_id=environment.pk, rows=rows, received_at=now)
+            if batch is not None:
+                for item in batch.items:
+                    if not item.duplicate_in_batch:
+                        item.event_id = stored.get(item.key)
+                pipeline.run_after_store(steps, batch)
+        if batch is not None:
+            pipeline.run_after_commit(steps, batch)
 
     answers: list[dict[str, Any]] = []
+    extras = {item.index: item.answer for item in batch.items} if batch is not None else {}
     for index, _event, key in valid:
         event_id = stored.pop(key, None) if index not in in_batch_duplicates else None
         status = "accepted" if event_id is not None else "duplicate"
@@ -235,7 +277,10 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
             result.accepted += 1
         else:
             result.duplicates += 1
-        answers.append({"index": index, "id": event_id, "idempotencyKey": key, "status": status})
+        answer = {"index": index, "id": event_id, "idempotencyKey": key, "status": status}
+        if event_id is not None and extras.get(index):
+            answer.update(extras[index])
+        answers.append(answer)
     result.events = answers
     result.rejected = len(result.errors)
     return result

@@ -51,6 +51,7 @@ class UnpricedReason(models.TextChoices):
 class RevenueSource(models.TextChoices):
     NONE = "", "No revenue"
     EXPLICIT = "explicit", "revenueAmount sent by the caller"
+    PLAN_RULE = "plan_rule", "Priced by the customer's plan rule at ingestion"
 
 
 def _env_fk() -> models.ForeignKey:

@@ -17,9 +17,13 @@ def _margin(revenue: Decimal | None, cost: Decimal | None) -> Decimal | None:
 
 
 def render_recorded(recorded: Recorded) -> dict[str, Any]:
-    """The answer to ``POST /api/v1/client/events``, from what was just stored."""
-    event, pricing = recorded.event, recorded.pricing
-    return {
+    """The answer to ``POST /api/v1/client/events``, from what was just stored.
+
+    Pipeline steps (plan revenue, caps, credits) may set the revenue and add fields.
+    """
+    event, pricing, item = recorded.event, recorded.pricing, recorded.item
+    revenue = event.revenue_usd if item is None else item.revenue_usd
+    body = {
         "id": str(recorded.id),
         "eventIdempotencyKey": recorded.key,
         "eventName": event.event_name,
@@ -38,12 +42,16 @@ def render_recorded(recorded: Recorded) -> dict[str, Any]:
         "costSource": pricing.source,
         "unpricedReason": pricing.unpriced_reason or None,
         "priceVersionId": pricing.price_version_id,
-        "revenueAmount": event.revenue_usd,
-        "margin": _margin(event.revenue_usd, pricing.cost_usd),
+        "revenueAmount": revenue,
+        "revenueSource": (item.revenue_source if item else "explicit" if revenue else "") or None,
+        "margin": _margin(revenue, pricing.cost_usd),
         "durationMs": event.duration_ms,
         "traceId": event.trace_id or None,
         "meta": event.meta,
     }
+    if item is not None:
+        body.update(item.answer)
+    return body
 
 
 def render_event(event: Event, *, customer_reference_id: str, feature_key: str) -> dict[str, Any]:
@@ -69,9 +77,11 @@ def render_event(event: Event, *, customer_reference_id: str, feature_key: str) 
         "unpricedReason": event.unpriced_reason or None,
         "priceVersionId": event.price_version_id,
         "revenueAmount": event.revenue_usd,
+        "revenueSource": event.revenue_source or None,
         "margin": _margin(event.revenue_usd, event.cost_usd),
         "durationMs": event.duration_ms,
         "traceId": event.trace_id or None,
         "meta": event.meta,
         "flags": event.flags,
+        "reservationId": str(event.reservation_id) if event.reservation_id else None,
     }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -71,6 +72,8 @@ class EventInput:
     trace_id: str
     meta: dict[str, Any]
     meta_json: str
+    # A reservation (entitlement check with reserve) this event settles.
+    reservation_id: uuid.UUID | None = None
 
     @property
     def has_tokens(self) -> bool:
@@ -176,6 +179,18 @@ def _amount(value: Any, field: str, errors: Errors) -> Decimal | None:
         errors[field] = ["May not be negative."]
         return None
     return quantize_event_amount(result)
+
+
+def _reservation(value: Any, field: str, errors: Errors) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValueError
+        return uuid.UUID(value)
+    except ValueError:
+        errors[field] = ["Must be a reservation id (a UUID)."]
+        return None
 
 
 def _timestamp(value: Any, field: str, errors: Errors, now: dt.datetime) -> dt.datetime | None:
@@ -395,12 +410,18 @@ def _parse_plain(
     if trace is not None and not _plain_text(trace, MAX_TRACE_LENGTH):
         return None
     meta_value = get("meta")
+    errors: Errors = {}
     if meta_value is None or (type(meta_value) is dict and not meta_value):
         meta: dict[str, Any] = {}
         meta_json = "{}"
     else:
-        errors: Errors = {}
         meta, meta_json = _meta(meta_value, "meta", errors)
+        if errors:
+            return None
+    reservation_value = get("reservationId")
+    reservation = None
+    if reservation_value is not None:
+        reservation = _reservation(reservation_value, "reservationId", errors)
         if errors:
             return None
     return EventInput(
@@ -423,6 +444,7 @@ def _parse_plain(
         trace_id=trace or "",
         meta=meta,
         meta_json=meta_json,
+        reservation_id=reservation,
     )
 
 
@@ -506,6 +528,7 @@ def _parse_full(
         trace_value, trace_field = get("flowId"), "flowId"
     trace_id = _string(trace_value, trace_field, errors, max_length=MAX_TRACE_LENGTH)
     meta, meta_json = _meta(get("meta"), "meta", errors)
+    reservation = _reservation(get("reservationId"), "reservationId", errors)
 
     if errors:
         return None, errors
@@ -532,6 +555,7 @@ def _parse_full(
             trace_id=trace_id or "",
             meta=meta,
             meta_json=meta_json,
+            reservation_id=reservation,
         ),
         {},
     )
