@@ -14,6 +14,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 CREDIT_MAX_DIGITS = 24
 CREDIT_DECIMAL_PLACES = 6
@@ -32,7 +33,7 @@ UNITS_MAX_DIGITS = 24
 UNITS_DECIMAL_PLACES = 12
 
 
-def credit_field_kwargs(**extra: object) -> dict[str, object]:
+def credit_field_kwargs(**extra: Any) -> dict[str, Any]:
     return {"max_digits": CREDIT_MAX_DIGITS, "decimal_places": CREDIT_DECIMAL_PLACES, **extra}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -66,7 +67,9 @@ from .models import (
 class LooseChoiceField(serializers.ChoiceField):
     """A choice given in any case; ``aliases`` maps other spellings (reference API names)."""
 
-    def __init__(self, choices: Any, aliases: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, choices: Any, aliases: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
         self.aliases = aliases or {}
         super().__init__(choices, **kwargs)
 
@@ -383,7 +386,7 @@ class PoolTransactions(_CustomerPoolView):
 # -- manual ledger operations --------------------------------------------------------------
 
 # Reference-API spellings accepted on input.
-GRANT_TYPE_ALIASES = {"plan_included": GrantType.PLAN, "system": GrantType.MANUAL}
+GRANT_TYPE_ALIASES: dict[str, str] = {"plan_included": GrantType.PLAN, "system": GrantType.MANUAL}
 MANUAL_GRANT_TYPES = [value for value in GrantType.values if value != GrantType.ROLLOVER]
 
 
@@ -523,7 +526,7 @@ class WeightEntryInput(serializers.Serializer):
 
 class WeightPublishInput(serializers.Serializer):
     effectiveFrom = serializers.DateTimeField()
-    entries = WeightEntryInput(many=True, allow_empty=False, max_length=svc.PUBLISH_MAX_ENTRIES)
+    entries = WeightEntryInput(many=True, allow_empty=False)  # at most PUBLISH_MAX_ENTRIES
 
 
 class WeightList(APIView):
@@ -624,7 +627,7 @@ class PriceEntryInput(serializers.Serializer):
 
 class PricePublishInput(serializers.Serializer):
     effectiveFrom = serializers.DateTimeField()
-    entries = PriceEntryInput(many=True, allow_empty=False, max_length=svc.PUBLISH_MAX_ENTRIES)
+    entries = PriceEntryInput(many=True, allow_empty=False)  # at most PUBLISH_MAX_ENTRIES
 
 
 class PriceList(APIView):

@@ -47,7 +47,7 @@ SPEND_ORDER = (
     "id",
 )
 
-_TOTAL_FIELD = {
+_TOTAL_FIELD: dict[str, str] = {
     TransactionType.GRANT: "total_granted",
     TransactionType.EXPIRATION: "total_expired",
     TransactionType.REVERSAL: "total_reversed",
@@ -68,7 +68,7 @@ _POOL_FIELDS = [
 ]
 
 
-def lock_pool(environment_id: object, pool_id: object) -> CreditPool:
+def lock_pool(environment_id: uuid.UUID, pool_id: uuid.UUID | str) -> CreditPool:
     """The pool, row-locked for the rest of the transaction; 404 outside the environment."""
     try:
         return CreditPool.objects.select_for_update().get(environment_id=environment_id, pk=pool_id)

@@ -96,7 +96,7 @@ class CreditModel(EnvironmentOwned):
         max_length=8, choices=RolloverPolicy.choices, default=RolloverPolicy.NONE
     )
     # Credits; set exactly when the policy is "capped".
-    rollover_cap = models.DecimalField(**credit_field_kwargs(null=True, blank=True))
+    rollover_cap = models.DecimalField(null=True, blank=True, **credit_field_kwargs())
     # Plan and rollover grants expire this many months after their period starts; null: never.
     grant_expiry_months = models.PositiveSmallIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -170,7 +170,7 @@ class CreditPool(EnvironmentOwned):
     rollover_policy = models.CharField(
         max_length=8, choices=RolloverPolicy.choices, default=RolloverPolicy.NONE
     )
-    rollover_cap = models.DecimalField(**credit_field_kwargs(null=True, blank=True))
+    rollover_cap = models.DecimalField(null=True, blank=True, **credit_field_kwargs())
     grant_expiry_months = models.PositiveSmallIntegerField(null=True, blank=True)
     # The sum of the ledger; the totals are per transaction type (all non-negative).
     balance = models.DecimalField(**credit_field_kwargs(default=0))
@@ -319,7 +319,7 @@ class CreditTransaction(EnvironmentOwned):
         max_length=16, choices=WeightMatch.choices, blank=True, default=""
     )
     # Deductions: credits asked for; what a hard limit refused; what no grant backed (soft).
-    requested = models.DecimalField(**credit_field_kwargs(null=True, blank=True))
+    requested = models.DecimalField(null=True, blank=True, **credit_field_kwargs())
     shortfall = models.DecimalField(**credit_field_kwargs(default=0))
     unbacked = models.DecimalField(**credit_field_kwargs(default=0))
     description = models.CharField(max_length=500, blank=True, default="")

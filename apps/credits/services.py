@@ -213,7 +213,7 @@ def plan_allocation_remove(*, allocation: PlanCreditAllocation, actor: Actor) ->
 
 
 def _pool_ensure_locked(
-    *, environment_id: object, customer_id: object, credit_model: CreditModel
+    *, environment_id: uuid.UUID, customer_id: uuid.UUID, credit_model: CreditModel
 ) -> CreditPool:
     """The customer's pool of the model's denomination, created if missing, row-locked."""
     CreditPool.objects.bulk_create(
@@ -265,7 +265,7 @@ def credit_pool_ensure(
 
 
 def _current_price(
-    environment_id: object, denomination: str, at: dt.datetime
+    environment_id: uuid.UUID, denomination: str, at: dt.datetime
 ) -> CreditPrice | None:
     return (
         CreditPrice.objects.filter(
@@ -463,7 +463,11 @@ class DeductionResult:
 
 
 def _resolve_usage_pool(
-    environment_id: object, customer_id: object, denomination: str | None, *, lock: bool = True
+    environment_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    denomination: str | None,
+    *,
+    lock: bool = True,
 ) -> CreditPool | None:
     """The pool a usage deduction draws from, row-locked (created if the model exists).
 
@@ -539,10 +543,10 @@ def credits_deduct_for_usage(
     credits = quantize_credits(units * quote.credits_per_unit)
     if credits <= 0:
         # Nothing to charge (zero usage): read the balance, take no lock.
-        pool = _resolve_usage_pool(environment.pk, customer_id, denomination, lock=False)
-        if pool is None:
+        found = _resolve_usage_pool(environment.pk, customer_id, denomination, lock=False)
+        if found is None:
             return DeductionResult(ZERO, ZERO, None, None, False, credits, quote)
-        return DeductionResult(ZERO, ZERO, pool, pool.balance, pool.hard_limit, credits, quote)
+        return DeductionResult(ZERO, ZERO, found, found.balance, found.hard_limit, credits, quote)
     key = f"event:{event_ref}"
     pool: CreditPool | None = None
     try:
@@ -755,11 +759,12 @@ def credits_reverse(
             ):
                 raise NotFound("No such credit transaction.") from None
         else:
-            original = lookup.filter(
+            by_event = lookup.filter(
                 event_ref=event_ref, transaction_type=TransactionType.DEDUCTION
             ).first()
-            if original is None:
+            if by_event is None:
                 return None
+            original = by_event
         if original.transaction_type != TransactionType.DEDUCTION:
             raise Conflict("Only deductions can be reversed.", code=errors.NOT_REVERSIBLE)
         pool = lock_pool(environment.pk, original.pool_id)
@@ -845,7 +850,7 @@ def _check_publish_instant(effective_from: dt.datetime, now: dt.datetime) -> Non
         )
 
 
-def _announce_weights(environment_id: object) -> None:
+def _announce_weights(environment_id: uuid.UUID) -> None:
     weight_cache.weights_changed(environment_id)
     transaction.on_commit(lambda: weight_cache.weights_changed(environment_id))
 

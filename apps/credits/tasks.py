@@ -6,6 +6,8 @@ serializes, and a settled pool has nothing due)."""
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
 
 from celery import shared_task
 from django.db.models import F, Q
@@ -20,10 +22,10 @@ logger = logging.getLogger(__name__)
 BATCH = 5_000
 
 
-def _settle(pool_ids: list[object]) -> dict[str, int]:
+def _settle(pool_ids: Sequence[uuid.UUID]) -> dict[str, int]:
     entries = 0
     for pool_id in pool_ids:
-        entries += credits_settle_pool(pool_id=pool_id).entries  # type: ignore[arg-type]
+        entries += credits_settle_pool(pool_id=pool_id).entries
     return {"pools": len(pool_ids), "entries": entries}
 
 

@@ -94,7 +94,7 @@ class EnvWeights:
         return NO_WEIGHT
 
 
-def _load(environment_id: object, feature_id: uuid.UUID | None = None) -> EnvWeights:
+def _load(environment_id: uuid.UUID, feature_id: uuid.UUID | None = None) -> EnvWeights:
     rows = CreditWeight.objects.filter(environment_id=environment_id)
     if feature_id is not None:
         rows = rows.filter(feature_id=feature_id)
@@ -138,7 +138,7 @@ def _usable(entry: _Entry, key: str, now: float) -> bool:
     return stamp == entry.stamp
 
 
-def env_weights(environment_id: object) -> tuple[EnvWeights, dt.datetime]:
+def env_weights(environment_id: uuid.UUID) -> tuple[EnvWeights, dt.datetime]:
     """The environment's weights, and the instant up to which they are known complete."""
     now = time.monotonic()
     key = stamp_key(environment_id)
@@ -158,7 +158,7 @@ def env_weights(environment_id: object) -> tuple[EnvWeights, dt.datetime]:
 
 
 def weight_for(
-    environment_id: object, feature_id: uuid.UUID, model: str, at: dt.datetime
+    environment_id: uuid.UUID, feature_id: uuid.UUID, model: str, at: dt.datetime
 ) -> WeightQuote:
     """The weight in force at ``at`` for the feature and model (no query when cached)."""
     weights, complete_until = env_weights(environment_id)
