@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 from django.http import StreamingHttpResponse
 
 from apps.core.money import decimal_str
+from apps.events.models import Event
+from apps.events.rendering import render_event
 
 from .params import TableQuery
 from .prices import model_price_in_force
-from .rendering import latency_ms
+from .rendering import latency_ms, render_stored_event
 from .selectors import (
     EventFilters,
     Totals,
@@ -237,65 +239,32 @@ def models_csv(
     return csv_response("models.csv", header, rows())
 
 
-EVENT_HEADER = (
-    "id",
-    "eventIdempotencyKey",
-    "eventName",
-    "customerReferenceId",
-    "featureKey",
-    "occurredAt",
-    "receivedAt",
-    "model",
-    "modelProvider",
-    "usageUnits",
-    "inputTokens",
-    "outputTokens",
-    "cacheReadTokens",
-    "cacheWriteTokens",
-    "reasoningTokens",
-    "costAmount",
-    "costSource",
-    "unpricedReason",
-    "priceVersionId",
-    "revenueAmount",
-    "margin",
-    "durationMs",
-    "traceId",
-    "meta",
-    "flags",
-)
+def _event_fields() -> list[str]:
+    """The JSON fields of a stored event, in order (rendered from a blank event)."""
+    return list(render_event(Event(), customer_reference_id="", feature_key=""))
 
 
 def events_csv(environment: Environment, filters: EventFilters) -> StreamingHttpResponse:
-    def rows() -> Iterator[list[Any]]:
+    """Every matching event, newest first; the columns are the JSON event's fields.
+
+    Rows are the JSON rendering itself (``render_event``), so the two cannot drift.
+    The first batch is read here, before the response starts.
+    """
+
+    def rendered() -> Iterator[dict[str, Any]]:
         for batch, names in events_batches(environment, filters):
             for event in batch:
-                yield [
-                    event.id,
-                    event.idempotency_key,
-                    event.event_name,
-                    names.customer(event),
-                    names.feature(event),
-                    event.occurred_at,
-                    event.received_at,
-                    event.model,
-                    event.provider,
-                    event.usage_units,
-                    event.input_tokens,
-                    event.output_tokens,
-                    event.cache_read_tokens,
-                    event.cache_write_tokens,
-                    event.reasoning_tokens,
-                    event.cost_usd,
-                    event.cost_source,
-                    event.unpriced_reason,
-                    event.price_version_id,
-                    event.revenue_usd,
-                    event.margin_usd,
-                    event.duration_ms,
-                    event.trace_id,
-                    event.meta,
-                    event.flags,
-                ]
+                yield render_stored_event(event, names)
 
-    return csv_response("events.csv", EVENT_HEADER, rows())
+    items = rendered()
+    first = next(items, None)
+    header = list(first) if first is not None else _event_fields()
+
+    def rows() -> Iterator[list[Any]]:
+        if first is None:
+            return
+        yield [first.get(name) for name in header]
+        for item in items:
+            yield [item.get(name) for name in header]
+
+    return csv_response("events.csv", header, rows())

@@ -187,3 +187,12 @@ def test_errors_of_a_csv_request_are_the_json_envelope(tenant):
         400,
         "validation_failed",
     )
+
+
+def test_an_empty_events_export_still_has_the_json_fields_as_header(tenant, outsider, catalog):
+    ingest(tenant.api(), event(cost="1"))
+    fields = list(tenant.api().get("/api/events").json()["items"][0])
+    response = outsider.api().get("/api/events", {"format": "csv"})
+    assert response.status_code == 200
+    text = b"".join(response.streaming_content).decode()
+    assert text.splitlines() == [",".join(fields)]
