@@ -5,15 +5,18 @@
 
 Round trips to PostgreSQL per request, whatever the batch size: customers and
 features (0 when cached, else 2 each), one store statement (keys + events +
-rollups, see ``store.py``), and the transaction's BEGIN/COMMIT. Pricing runs
+rollups, see ``store.py``), and the transaction's BEGIN/COMMIT -- unless every
+customer and feature is cached and no pipeline step runs: then the store
+statement is the only write, atomic by itself, and runs alone. Pricing runs
 in process (the catalog is cached). Nothing is written per event.
 
-All of a request's writes share one transaction: a single event is stored
-with its auto-created customer and feature, or nothing is.
+All of a request's writes are atomic: a single event is stored with its
+auto-created customer and feature, or nothing is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,7 +30,7 @@ from . import pipeline
 from .errors import DuplicateEvent
 from .models import RevenueSource
 from .prices import BatchPricer, InvalidUsage, Pricing
-from .resolve import resolve_ids
+from .resolve import cached_ids, resolve_ids
 from .store import store_events
 from .validation import EventInput, parse_event
 
@@ -155,12 +158,14 @@ def event_record(
     pricing = _price(BatchPricer(environment.pk), event)
     steps = pipeline.steps_for(environment)
     batch = None
+    customer_refs, feature_keys = {event.customer_ref}, {event.feature_key}
+    # Nothing to create and no step to run: the store statement is the only
+    # write, atomic by itself, so it needs no BEGIN/COMMIT round trips.
+    cached = None if steps else cached_ids(environment, customer_refs, feature_keys)
     try:
-        with transaction.atomic():
-            customers, features = resolve_ids(
-                environment=environment,
-                customer_refs={event.customer_ref},
-                feature_keys={event.feature_key},
+        with transaction.atomic() if cached is None else contextlib.nullcontext():
+            customers, features = cached or resolve_ids(
+                environment=environment, customer_refs=customer_refs, feature_keys=feature_keys
             )
             customer_id, feature_id = customers[event.customer_ref], features[event.feature_key]
             item: pipeline.Item | None = None
@@ -228,11 +233,13 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
     steps = pipeline.steps_for(environment) if valid else []
     batch = None
     if valid:
-        with transaction.atomic():
-            customers, features = resolve_ids(
-                environment=environment,
-                customer_refs={event.customer_ref for _, event, _ in valid},
-                feature_keys={event.feature_key for _, event, _ in valid},
+        customer_refs = {event.customer_ref for _, event, _ in valid}
+        feature_keys = {event.feature_key for _, event, _ in valid}
+        # As in event_record: with nothing to create and no step, one statement.
+        cached = None if steps else cached_ids(environment, customer_refs, feature_keys)
+        with transaction.atomic() if cached is None else contextlib.nullcontext():
+            customers, features = cached or resolve_ids(
+                environment=environment, customer_refs=customer_refs, feature_keys=feature_keys
             )
             items: list[pipeline.Item | None] = [None] * len(valid)
             if steps:

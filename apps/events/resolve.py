@@ -62,6 +62,28 @@ def _resolve(kind: str, environment: Environment, names: set[str]) -> dict[str, 
     return found
 
 
+def cached_ids(
+    environment: Environment, customer_refs: set[str], feature_keys: set[str]
+) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID]] | None:
+    """Like ``resolve_ids`` from the cache alone: None when any name is not cached.
+
+    When it answers, ingestion has nothing to create, so storing the events is
+    one statement that needs no transaction around it.
+    """
+    now = time.monotonic()
+    env_id = environment.pk
+    out: list[dict[str, uuid.UUID]] = []
+    for kind, names in (("c", customer_refs), ("f", feature_keys)):
+        found: dict[str, uuid.UUID] = {}
+        for name in names:
+            hit = _cache.get((kind, env_id, name))
+            if hit is None or hit[1] <= now:
+                return None
+            found[name] = hit[0]
+        out.append(found)
+    return out[0], out[1]
+
+
 def resolve_ids(
     *, environment: Environment, customer_refs: set[str], feature_keys: set[str]
 ) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID]]:

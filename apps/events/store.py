@@ -44,7 +44,11 @@ import uuid
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import connection
+
+# Executions of a statement on a connection before psycopg prepares it.
+PREPARE_THRESHOLD = 2
 
 # A row is a list in this order; JSON-ready values: str for text, ISO 8601 for
 # the timestamp, str for uuids, decimal strings for amounts (never floats),
@@ -220,9 +224,19 @@ def store_events(
 
 def _prepared_cursor() -> Any:
     """A Django cursor (query logging, execute wrappers) over a server-side-binding
-    psycopg cursor of the same connection, so psycopg may prepare the statement."""
+    psycopg cursor of the same connection, on which psycopg prepares statements.
+
+    Django turns psycopg's prepared statements off (``prepare_threshold=None``)
+    for the sake of transaction-mode poolers; its own cursors bind client-side
+    and never prepare anyway, so enabling them on the connection only affects
+    cursors like this one. ``EVENTS_PREPARED_STATEMENTS = False`` in settings
+    keeps them off (for a pooler without prepared statement support).
+    """
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    conn = connection.connection
+    if conn.prepare_threshold is None and getattr(settings, "EVENTS_PREPARED_STATEMENTS", True):
+        conn.prepare_threshold = PREPARE_THRESHOLD
+    raw = psycopg.Cursor(conn)
     if connection.queries_logged:
         return connection.make_debug_cursor(raw)
     return connection.make_cursor(raw)
