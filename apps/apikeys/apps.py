@@ -7,3 +7,6 @@ class ApiKeysConfig(AppConfig):
     name = "apps.apikeys"
     label = "apikeys"
     verbose_name = "API keys"
+
+    def ready(self) -> None:
+        from . import schema  # noqa: F401  (registers the OpenAPI authentication scheme)

@@ -1,0 +1,18 @@
+"""OpenAPI: how drf-spectacular describes our key authentication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.apikeys.authentication.ApiKeyAuthentication"
+    name = ["bearer", "apiKey"]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
+        return [
+            {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+            {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        ]
