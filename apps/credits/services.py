@@ -517,6 +517,7 @@ def credits_deduct_for_usage(
     occurred_at: dt.datetime,
     event_ref: str,
     denomination: str | None = None,
+    default_credits_per_unit: Decimal | None = None,
 ) -> DeductionResult:
     """Charge an event's usage to the customer's credit pool, inside the caller's transaction.
 
@@ -526,7 +527,9 @@ def credits_deduct_for_usage(
     pool never goes below zero: what it cannot cover is the ``shortfall`` (the
     event is still stored by the caller; flag it with ``event_flags()``). A
     soft-limit pool goes negative. Idempotent by ``event_ref`` (a replay changes
-    nothing and returns ``replayed=True``).
+    nothing and returns ``replayed=True``). ``default_credits_per_unit`` (the plan
+    rule's ``creditsPerUnit``) replaces the 1-per-unit default when no weight is
+    published for the feature.
 
     ``denomination`` picks the pool (the credit model backing the feature).
     Without it: the customer's only pool; with no pool, the environment's only
@@ -540,6 +543,8 @@ def credits_deduct_for_usage(
     if units < 0:
         raise ValidationFailed(fields={"usageUnits": ["Must not be negative."]})
     quote = weight_cache.weight_for(environment.pk, feature_id, model or "", occurred_at)
+    if quote.match == WeightMatch.NONE and default_credits_per_unit is not None:
+        quote = WeightQuote(default_credits_per_unit, None, WeightMatch.NONE)
     credits = quantize_credits(units * quote.credits_per_unit)
     if credits <= 0:
         # Nothing to charge (zero usage): read the balance, take no lock.
