@@ -22,20 +22,20 @@
       return days.map(function (day) { return Number(day[key]); });
     };
     new window.Chart(canvas, {
-      type: "line",
+      type: "bar",
       data: {
-        labels: days.map(function (day) { return day.date; }),
+        // "2026-03-15" -> "03-15": the year is in the window label above the chart.
+        labels: days.map(function (day) { return day.date.slice(5); }),
         datasets: [
-          { label: "Revenue", key: "revenue", data: series("revenue"), borderColor: COLORS.revenue,
-            backgroundColor: COLORS.revenue, tension: 0.2, pointRadius: days.length > 40 ? 0 : 2 },
-          { label: "Cost", key: "cost", data: series("cost"), borderColor: COLORS.cost,
-            backgroundColor: COLORS.cost, tension: 0.2, pointRadius: days.length > 40 ? 0 : 2 }
+          { label: "Revenue", key: "revenue", data: series("revenue"), backgroundColor: COLORS.revenue },
+          { label: "Cost", key: "cost", data: series("cost"), backgroundColor: COLORS.cost }
         ]
       },
       options: {
         animation: false,
         maintainAspectRatio: false,
         interaction: { mode: "index", intersect: false },
+        datasets: { bar: { categoryPercentage: 0.8, barPercentage: 0.9 } },
         scales: { y: { beginAtZero: true, ticks: { callback: function (v) { return "$" + v; } } } },
         plugins: {
           tooltip: {

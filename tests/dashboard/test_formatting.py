@@ -12,7 +12,7 @@ from django.test import override_settings
 from apps.analytics.params import Window
 from apps.analytics.selectors import Totals
 from apps.dashboard.margins import Band, band, band_of
-from apps.dashboard.templatetags.tanso_format import count, dec, pct, usd
+from apps.dashboard.templatetags.tanso_format import count, dec, duration, pct, usd
 from apps.dashboard.windows import window_from
 
 NOW = dt.datetime(2026, 3, 15, 13, 30, tzinfo=dt.UTC)
@@ -122,3 +122,11 @@ def test_query_tag_keeps_parameters_and_drops_blanks():
     template = Template("{% load tanso_format %}{% query params sort='-cost' page='' q=None %}")
     rendered = template.render(Context({"params": {"range": "7", "page": "3", "q": "a b"}}))
     assert rendered == "?range=7&amp;sort=-cost"
+
+
+def test_durations():
+    assert duration(850) == "850 ms"
+    assert duration(2449) == "2.4 s"
+    assert duration(192_000) == "3 min 12 s"
+    assert duration(3_600_200) == "1 h 0 min"
+    assert duration(None) == "—"

@@ -96,6 +96,23 @@ def ms(value: Any) -> str:
 
 
 @register.filter
+def duration(value: Any) -> str:
+    """Whole milliseconds for people: "850 ms", "2.4 s", "3 min 12 s", "1 h 0 min"."""
+    if value is None:
+        return DASH
+    total = int(value)
+    if abs(total) < 1000:
+        return f"{total:,} ms"
+    seconds = Decimal(total) / 1000
+    if abs(seconds) < 60:
+        return f"{seconds.quantize(Decimal('0.1'), rounding=ROUND_HALF_EVEN)} s"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
+
+
+@register.filter
 def margin_band(totals: Totals) -> Band:
     return band(totals)
 
