@@ -68,4 +68,5 @@ urlpatterns = [
     path("", include("apps.plans.urls")),
     path("", include("apps.subscriptions.urls")),
     path("", include("apps.credits.urls")),
+    path("", include("apps.entitlements.urls")),
 ]

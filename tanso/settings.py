@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "apps.plans",
     "apps.subscriptions",
     "apps.credits",
+    "apps.entitlements",
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",

@@ -670,12 +670,8 @@ class PricePublish(APIView):
 
 
 class CustomerUsage(APIView):
-    """The credit part of the usage report.
-
-    Per-feature usage (used / limit / remaining / projected end of period) needs
-    plans and subscriptions; until they report it, the answer holds the credit
-    pools only.
-    """
+    """The usage report: per subscription in force, each feature's used / limit /
+    remaining / projected end of period (``apps.entitlements``), and the credit pools."""
 
     required_scopes = {"GET": S.USAGE_READ, "HEAD": S.USAGE_READ}
     customer_key_scope = S.CUSTOMER_READ
@@ -687,10 +683,15 @@ class CustomerUsage(APIView):
         customer = customer_get(environment, reference_id)
         now = _now()
         usage = sel.customer_credit_usage(environment, customer, now=now)
+        from apps.entitlements.rendering import render_usage_report
+        from apps.entitlements.selectors import feature_usage
+
+        features = feature_usage(environment, customer.reference_id, now=now)
         return Response(
             {
                 "customerReferenceId": customer.reference_id,
                 "asOf": now,
+                "subscriptions": render_usage_report(features, now),
                 "creditPools": [R.render_pool_usage(row) for row in usage],
             }
         )

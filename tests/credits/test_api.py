@@ -528,7 +528,7 @@ class TestUsage:
         assert response.status_code == 200, response.content
         body = response.json()
         assert body["customerReferenceId"] == "cus_1" and body["asOf"]
-        assert set(body) == {"customerReferenceId", "asOf", "creditPools"}
+        assert set(body) == {"customerReferenceId", "asOf", "subscriptions", "creditPools"}
         (pool,) = body["creditPools"]
         assert (pool["poolId"], pool["denomination"], pool["balance"], pool["totalConsumed"]) == (
             str(funded.pk),

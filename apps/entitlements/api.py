@@ -1,0 +1,420 @@
+"""Client API for entitlement checks (``/api/v1/client/entitlements``).
+
+* ``POST /entitlements/check`` ``{customerReferenceId, featureKey, units?, model?,
+  reserve?, ttlSeconds?}``: the integrator's hot path (public page snippet).
+* ``GET /entitlements/{ref}/{featureKey}?units=&model=``: the same check (404 for
+  an unknown customer, as the reference).
+* ``POST /entitlements``: evaluate a proposed usage ``{customerReferenceId,
+  featureKey, usage|track: {usageUnits, model}}``: the check plus ``simulation``
+  (projected usage against the limit) and ``creditQuote``.
+* ``GET /entitlements/{ref}``: every feature of the customer's plans in force.
+
+Scopes: ``usage.read``; ``reserve`` also needs ``events.write`` (the hold is
+settled by the event). ``ck_`` keys with ``read`` may check their own customer.
+
+**Fails closed.** An unexpected error while deciding answers HTTP 200 with
+``allowed: false`` and ``reason.code`` ``internal_error`` (logged with the request
+id), never a 5xx: a caller that reads ``allowed`` (the public page's
+``const { allowed } = await check.json()``) or that treats any non-2xx as "could
+not check, let it through" is denied either way. Bad input is still a 400, a
+bad key 401, a missing scope 403.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.apikeys import scopes as S
+from apps.apikeys.models import ApiKey
+from apps.apikeys.permissions import ensure_customer_access
+from apps.core.errors import ScopeDenied, ValidationFailed
+from apps.customers.api import environment_of
+from apps.customers.selectors import customer_get
+
+from .rendering import render_decision
+from .selectors import Decision, Reason, customer_feature_keys, decide
+from .services import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, entitlement_reserve
+
+logger = logging.getLogger(__name__)
+
+MAX_REFERENCE_LENGTH = 255
+MAX_FEATURE_KEY_LENGTH = 128
+MAX_MODEL_LENGTH = 255
+UNITS_LIMIT = Decimal(10) ** 12
+
+
+# -- input (hand-written: this is the hot path) ----------------------------------------------
+
+
+def _text(data: dict[str, Any], name: str, errors: dict[str, list[str]], limit: int) -> str:
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        errors[name] = ["This field is required."]
+        return ""
+    if not isinstance(value, str):
+        errors[name] = ["Must be a string."]
+        return ""
+    if len(value) > limit or "\x00" in value:
+        errors[name] = [f"At most {limit} characters, no NUL."]
+        return ""
+    return value
+
+
+def parse_units(value: Any, field: str, errors: dict[str, list[str]]) -> Decimal | None:
+    """A positive number or decimal string, at most 12 decimal places (None: not given)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+            raise InvalidOperation
+        units = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, ValueError):
+        errors[field] = ["Must be a number."]
+        return None
+    if not units.is_finite() or units <= 0 or units >= UNITS_LIMIT:
+        errors[field] = ["Must be greater than 0 and less than 1,000,000,000,000."]
+        return None
+    if units != units.quantize(Decimal("1e-12")):
+        errors[field] = ["At most 12 decimal places."]
+        return None
+    return units
+
+
+def _ttl(value: Any, errors: dict[str, list[str]]) -> int:
+    if value is None:
+        return DEFAULT_TTL_SECONDS
+    if isinstance(value, bool) or not isinstance(value, int | Decimal) or value != int(value):
+        errors["ttlSeconds"] = ["Must be a whole number of seconds."]
+        return DEFAULT_TTL_SECONDS
+    if not 1 <= int(value) <= MAX_TTL_SECONDS:
+        errors["ttlSeconds"] = [f"Between 1 and {MAX_TTL_SECONDS}."]
+    return int(value)
+
+
+def _model(value: Any, field: str, errors: dict[str, list[str]]) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_MODEL_LENGTH:
+        errors[field] = [f"A string of at most {MAX_MODEL_LENGTH} characters."]
+        return ""
+    return value
+
+
+def _reserve_allowed(request: Request) -> None:
+    key: ApiKey = request.auth  # type: ignore[assignment]
+    if key.kind != ApiKey.Kind.CUSTOMER and not key.has_scope(S.EVENTS_WRITE):
+        raise ScopeDenied(S.EVENTS_WRITE)
+
+
+# -- deciding, closed on failure ---------------------------------------------------------------
+
+
+def _failed(reference_id: str, feature_key: str, units: Decimal | None) -> Decision:
+    logger.exception("entitlement check failed; answering allowed=false")
+    decision = Decision(reference_id, feature_key, True, requested_units=units)
+    return decision.deny(
+        Reason.INTERNAL_ERROR, "The check could not be completed; access is refused."
+    )
+
+
+def _check(
+    request: Request,
+    reference_id: str,
+    feature_key: str,
+    units: Decimal | None,
+    *,
+    model: str = "",
+    reserve: bool = False,
+    ttl: int = DEFAULT_TTL_SECONDS,
+) -> Decision:
+    environment = environment_of(request)
+    try:
+        if reserve:
+            return entitlement_reserve(
+                environment,
+                reference_id=reference_id,
+                feature_key=feature_key,
+                units=units if units is not None else Decimal(1),
+                ttl_seconds=ttl,
+                model=model,
+            )
+        (decision,) = decide(
+            environment,
+            reference_id=reference_id,
+            feature_keys=[feature_key],
+            units=units,
+            model=model,
+        )
+        return decision
+    except Exception:
+        return _failed(reference_id, feature_key, units)
+
+
+# -- schema documentation ----------------------------------------------------------------------
+
+
+class CheckInputDoc(serializers.Serializer):
+    customerReferenceId = serializers.CharField(max_length=MAX_REFERENCE_LENGTH)
+    featureKey = serializers.CharField(max_length=MAX_FEATURE_KEY_LENGTH)
+    units = serializers.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        required=False,
+        help_text="default: any left (1 when reserving)",
+    )
+    model = serializers.CharField(required=False, help_text="for credit weights per model")
+    reserve = serializers.BooleanField(
+        required=False, help_text="hold the units until an event settles them"
+    )
+    ttlSeconds = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_TTL_SECONDS,
+        help_text=f"default {DEFAULT_TTL_SECONDS}",
+    )
+
+
+class _ReasonDoc(serializers.Serializer):
+    code = serializers.ChoiceField(
+        choices=[
+            Reason.NO_SUBSCRIPTION,
+            Reason.FEATURE_NOT_IN_PLAN,
+            Reason.LIMIT_REACHED,
+            Reason.CREDITS_EXHAUSTED,
+            Reason.PAST_DUE,
+            Reason.INTERNAL_ERROR,
+        ]
+    )
+    message = serializers.CharField()
+
+
+class _UsageDoc(serializers.Serializer):
+    used = serializers.DecimalField(max_digits=38, decimal_places=12)
+    limit = serializers.DecimalField(max_digits=24, decimal_places=12, allow_null=True)
+    remaining = serializers.DecimalField(max_digits=38, decimal_places=12, allow_null=True)
+    held = serializers.DecimalField(max_digits=38, decimal_places=12)
+    unlimited = serializers.BooleanField()
+    resetsAt = serializers.DateTimeField(allow_null=True)
+    resetInterval = serializers.CharField()
+    windowStart = serializers.DateTimeField()
+    periodStart = serializers.DateTimeField()
+    periodEnd = serializers.DateTimeField()
+
+
+class _CreditsDoc(serializers.Serializer):
+    denomination = serializers.CharField()
+    balance = serializers.DecimalField(max_digits=24, decimal_places=6)
+    available = serializers.DecimalField(max_digits=24, decimal_places=6)
+    held = serializers.DecimalField(max_digits=24, decimal_places=6)
+    hardLimit = serializers.BooleanField()
+    requiredCredits = serializers.DecimalField(max_digits=24, decimal_places=6)
+
+
+class DecisionDoc(serializers.Serializer):
+    customerReferenceId = serializers.CharField()
+    featureKey = serializers.CharField()
+    allowed = serializers.BooleanField()
+    reason = _ReasonDoc(allow_null=True)
+    usage = _UsageDoc(required=False)
+    credits = _CreditsDoc(required=False, help_text="credit-backed features")
+    reservationId = serializers.CharField(required=False)
+
+
+# -- views -------------------------------------------------------------------------------------
+
+
+class _EntitlementView(APIView):
+    required_scopes = S.USAGE_READ
+    customer_key_scope = S.CUSTOMER_READ
+
+
+def _parse_check(request: Request) -> tuple[str, str, Decimal | None, str, bool, int]:
+    data = request.data
+    if not isinstance(data, dict):
+        raise ValidationFailed(fields={"_body": ["Must be a JSON object."]})
+    errors: dict[str, list[str]] = {}
+    reference_id = _text(data, "customerReferenceId", errors, MAX_REFERENCE_LENGTH)
+    feature_key = _text(data, "featureKey", errors, MAX_FEATURE_KEY_LENGTH)
+    units = parse_units(data.get("units"), "units", errors)
+    model = _model(data.get("model"), "model", errors)
+    reserve = data.get("reserve", False)
+    if not isinstance(reserve, bool):
+        errors["reserve"] = ["Must be true or false."]
+    ttl = _ttl(data.get("ttlSeconds"), errors)
+    if errors:
+        raise ValidationFailed(fields=errors)
+    return reference_id, feature_key, units, model, bool(reserve), ttl
+
+
+class EntitlementCheck(_EntitlementView):
+    @extend_schema(
+        summary="May this customer use this feature now?",
+        request=CheckInputDoc,
+        responses={200: DecisionDoc, 400: OpenApiResponse(description="validation_failed")},
+    )
+    def post(self, request: Request) -> Response:
+        reference_id, feature_key, units, model, reserve, ttl = _parse_check(request)
+        ensure_customer_access(request, reference_id)
+        if reserve:
+            _reserve_allowed(request)
+        decision = _check(
+            request, reference_id, feature_key, units, model=model, reserve=reserve, ttl=ttl
+        )
+        return Response(render_decision(decision))
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        # GET /entitlements/check is the entitlement list of a customer named "check".
+        return CustomerEntitlements().get_for(request, "check")
+
+
+class EntitlementGet(_EntitlementView):
+    @extend_schema(
+        summary="Check one feature of a customer (404 for an unknown customer)",
+        parameters=[
+            OpenApiParameter("units", str, description="units the caller wants to use"),
+            OpenApiParameter("model", str),
+        ],
+        responses={200: DecisionDoc},
+    )
+    def get(self, request: Request, reference_id: str, feature_key: str) -> Response:
+        ensure_customer_access(request, reference_id)
+        customer_get(environment_of(request), reference_id)  # 404 when unknown
+        errors: dict[str, list[str]] = {}
+        units = parse_units(request.query_params.get("units"), "units", errors)
+        model = _model(request.query_params.get("model"), "model", errors)
+        if errors:
+            raise ValidationFailed(fields=errors)
+        decision = _check(request, reference_id, feature_key, units, model=model)
+        return Response(render_decision(decision))
+
+
+class EntitlementEvaluate(_EntitlementView):
+    @extend_schema(
+        summary="Evaluate a proposed usage: the check, projected usage and a credit quote",
+        responses={200: DecisionDoc},
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, dict):
+            raise ValidationFailed(fields={"_body": ["Must be a JSON object."]})
+        errors: dict[str, list[str]] = {}
+        reference_id = _text(data, "customerReferenceId", errors, MAX_REFERENCE_LENGTH)
+        feature_key = _text(data, "featureKey", errors, MAX_FEATURE_KEY_LENGTH)
+        usage = data.get("usage") if data.get("usage") is not None else data.get("track")
+        prefix = "usage" if data.get("usage") is not None else "track"
+        if usage is not None and not isinstance(usage, dict):
+            errors[prefix] = ["Must be an object."]
+            usage = {}
+        usage = usage or {}
+        units = parse_units(
+            usage.get("usageUnits", data.get("units")), f"{prefix}.usageUnits", errors
+        )
+        model = _model(usage.get("model", data.get("model")), f"{prefix}.model", errors)
+        reserve = data.get("reserve", False)
+        if not isinstance(reserve, bool):
+            errors["reserve"] = ["Must be true or false."]
+        ttl = _ttl(data.get("ttlSeconds"), errors)
+        if errors:
+            raise ValidationFailed(fields=errors)
+        ensure_customer_access(request, reference_id)
+        if reserve:
+            _reserve_allowed(request)
+        units = units if units is not None else Decimal(1)
+        decision = _check(
+            request, reference_id, feature_key, units, model=model, reserve=bool(reserve), ttl=ttl
+        )
+        body = render_decision(decision)
+        context = data.get("context") if isinstance(data.get("context"), dict) else {}
+        flow = context.get("flowId") if isinstance(context.get("flowId"), str) else None
+        body["flowId"] = flow or str(uuid.uuid4())
+        usage_view = decision.usage
+        if usage_view is not None and usage_view.limit is not None:
+            projected = usage_view.used + usage_view.held + units
+            body["simulation"] = {
+                "requestedUsage": units,
+                "projectedUsage": projected,
+                "projectedRemaining": max(usage_view.limit - projected, Decimal(0)),
+                "wouldExceedLimit": projected > usage_view.limit,
+            }
+        if decision.credits is not None and decision.applied is not None:
+            body["creditQuote"] = _credit_quote(request, decision, units, model)
+        return Response(body)
+
+
+def _credit_quote(
+    request: Request, decision: Decision, units: Decimal, model: str
+) -> dict[str, Any]:
+    from apps.credits.models import CreditPrice
+
+    credits = decision.credits
+    assert credits is not None
+    price = (
+        CreditPrice.objects.filter(
+            environment_id=environment_of(request).pk,
+            denomination=credits.denomination,
+            effective_from__lte=timezone.now(),
+        )
+        .order_by("-effective_from")
+        .values_list("price_per_credit", "currency")
+        .first()
+    )
+    quote: dict[str, Any] = {
+        "denomination": credits.denomination,
+        "weight": credits.weight.credits_per_unit,
+        "weightId": str(credits.weight.weight_id) if credits.weight.weight_id else None,
+        "weightMatch": credits.weight.match,
+        "estimatedCredits": credits.required,
+    }
+    if price is not None:
+        quote.update(
+            {
+                "pricePerCredit": price[0],
+                "currency": price[1],
+                "estimatedCost": credits.required * price[0],
+            }
+        )
+    return quote
+
+
+class CustomerEntitlements(_EntitlementView):
+    @extend_schema(
+        summary="Every feature of a customer's plans in force, checked",
+        responses={200: DecisionDoc(many=True)},
+    )
+    def get(self, request: Request, reference_id: str) -> Response:
+        return self.get_for(request, reference_id)
+
+    def get_for(self, request: Request, reference_id: str) -> Response:
+        ensure_customer_access(request, reference_id)
+        environment = environment_of(request)
+        customer_get(environment, reference_id)  # 404 when unknown
+        now = timezone.now()
+        try:
+            keys = customer_feature_keys(environment, reference_id, now=now)
+            decisions = (
+                decide(environment, reference_id=reference_id, feature_keys=keys, now=now)
+                if keys
+                else []
+            )
+            items = [render_decision(decision) for decision in decisions]
+        except Exception:
+            items = [render_decision(_failed(reference_id, "*", None))]
+        return Response(
+            {
+                "customerReferenceId": reference_id,
+                "items": items,
+                "nextCursor": None,
+                "hasMore": False,
+            }
+        )

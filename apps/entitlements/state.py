@@ -1,0 +1,371 @@
+"""Which plan rule applies to a customer's feature at an instant, from a per-process cache.
+
+Checks and ingestion need, per customer, the subscriptions in force and the
+rules of their plans. Reading them costs two queries; they change rarely, so
+each process keeps them, per environment, tagged with the environment's
+*state token*:
+
+* the token lives in Redis (``tanso:{env}:ent:state``); any change to a plan,
+  rule, subscription or plan change of the environment replaces it on commit
+  (``apps.entitlements.signals``) and drops this process's copy;
+* every check and every ingestion request of a Platform environment reads the
+  token in the same Redis round trip as its usage counters; a copy made under
+  another token is reloaded. So a subscription is in force for the next request
+  after the call that made it returned, in every process;
+* with Redis unreachable the token cannot be checked: state is read from
+  PostgreSQL on every request (correct, slower).
+
+Periods move with time, not with writes: the cache keeps each subscription's
+anchoring and the instant's period and usage-cap window are computed on each
+use (:meth:`CustomerState.applicable`), mirroring
+``apps.subscriptions.selectors.active_subscription_rules`` (a period job that
+has not run yet is rolled forward in memory, a due plan change or cancellation
+applied).
+
+*Platform environments.* An environment that has never had a subscription
+("Observe only") skips all of this: :func:`is_platform` answers from a
+per-process flag re-read from PostgreSQL every ``OBSERVE_RECHECK`` seconds. An
+environment becomes Platform for good at its first subscription.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import redis
+from django.db.models import Min, OuterRef, Subquery
+
+from apps.core.redis import env_key, get_redis
+from apps.plans.models import PlanFeatureRule
+from apps.plans.pricing import Rule
+from apps.subscriptions.models import Subscription, SubscriptionChange
+from apps.subscriptions.periods import cap_window, period_at
+
+if TYPE_CHECKING:
+    from apps.accounts.models import Environment
+
+logger = logging.getLogger(__name__)
+
+# An Observe-only environment re-reads "has it any subscription?" this often per process.
+OBSERVE_RECHECK = 5.0
+# Usage counters are not built during this long after an environment's first
+# subscription: a request that began while this process still saw the environment
+# as Observe-only (at most OBSERVE_RECHECK ago) may not have taken the counter
+# locks. Checks answer from PostgreSQL meanwhile.
+YOUNG_PLATFORM = dt.timedelta(seconds=60)
+MAX_CUSTOMERS = 50_000  # per environment per process; the cache is dropped beyond
+
+LIVE = tuple(str(s) for s in Subscription.LIVE_STATUSES)
+
+
+def state_key(environment_id: object) -> str:
+    return env_key(environment_id, "ent", "state")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuleState:
+    """One plan x feature rule."""
+
+    rule_id: uuid.UUID
+    plan_id: uuid.UUID
+    plan_key: str
+    currency: str
+    feature_id: uuid.UUID
+    feature_key: str
+    is_enabled: bool
+    rule: Rule
+    reset_interval: str
+    credit_denomination: str  # "" when not credit-backed
+    credits_per_unit: Decimal | None
+
+    @property
+    def credit_backed(self) -> bool:
+        return bool(self.credit_denomination)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubState:
+    id: uuid.UUID
+    status: str
+    started_at: dt.datetime
+    billing_anchor: dt.datetime
+    interval_months: int
+    current_period_start: dt.datetime
+    current_period_end: dt.datetime
+    cancel_at: dt.datetime | None
+    plan_id: uuid.UUID
+    pending_plan_id: uuid.UUID | None
+    pending_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """The rule that applies to one feature of one customer at ``at``."""
+
+    subscription_id: uuid.UUID
+    status: str  # trialing, active or past_due at ``at``
+    rule: RuleState
+    period_start: dt.datetime
+    period_end: dt.datetime
+    window_start: dt.datetime  # the usage-cap window (the period when uncapped)
+    window_end: dt.datetime | None  # None: never resets
+
+    @property
+    def capped(self) -> bool:
+        return self.rule.rule.max_usage is not None
+
+    @property
+    def cap_is_period(self) -> bool:
+        return (self.window_start, self.window_end) == (self.period_start, self.period_end)
+
+
+@dataclasses.dataclass(slots=True)
+class CustomerState:
+    customer_id: uuid.UUID
+    subscriptions: tuple[SubState, ...]
+    rules: dict[uuid.UUID, dict[str, RuleState]]  # plan id -> feature key -> rule
+    intervals: dict[uuid.UUID, int]  # plan id -> interval in months
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.subscriptions)
+
+    def _in_force(self, at: dt.datetime) -> list[tuple[SubState, uuid.UUID, str]]:
+        out = []
+        for sub in self.subscriptions:
+            if at < sub.started_at or (sub.cancel_at is not None and sub.cancel_at <= at):
+                continue
+            plan_id = sub.plan_id
+            pending_at = sub.pending_at
+            if sub.pending_plan_id is not None and pending_at is not None and pending_at <= at:
+                plan_id = sub.pending_plan_id
+            status = sub.status
+            if status == Subscription.Status.TRIALING and at >= sub.current_period_end:
+                status = Subscription.Status.ACTIVE
+            out.append((sub, plan_id, status))
+        return out
+
+    def has_subscription_at(self, at: dt.datetime) -> bool:
+        return bool(self._in_force(at))
+
+    def status_at(self, at: dt.datetime) -> str | None:
+        """The status of the first subscription in force at ``at`` (None without one)."""
+        live = self._in_force(at)
+        return live[0][2] if live else None
+
+    def applicable(self, feature_key: str, at: dt.datetime) -> Applied | None:
+        """The first subscription in force at ``at`` (by start) whose plan has a rule for
+        the feature, with the period and cap window containing ``at``."""
+        for sub, plan_id, status in self._in_force(at):
+            rule = self.rules.get(plan_id, {}).get(feature_key)
+            if rule is None:
+                continue
+            start, end = _period(sub, self.intervals.get(plan_id), at)
+            window_start, window_end = cap_window(
+                rule.reset_interval,
+                at=at,
+                period_start=start,
+                period_end=end,
+                started_at=sub.started_at,
+            )
+            return Applied(sub.id, status, rule, start, end, window_start, window_end)
+        return None
+
+    def features_at(self, at: dt.datetime) -> list[str]:
+        """Feature keys of the plans in force at ``at`` (sorted, without repeats)."""
+        keys: set[str] = set()
+        for _sub, plan_id, _status in self._in_force(at):
+            keys.update(self.rules.get(plan_id, {}))
+        return sorted(keys)
+
+
+def _period(
+    sub: SubState, plan_interval: int | None, at: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
+    """The billing period containing ``at`` (as active_subscription_rules computes it)."""
+    if sub.current_period_start <= at < sub.current_period_end:
+        return sub.current_period_start, sub.current_period_end
+    if at < sub.billing_anchor:
+        # Before the anchor: the trial (the anchor is the trial's end).
+        return sub.started_at, sub.billing_anchor
+    anchor, months = sub.billing_anchor, sub.interval_months
+    if (
+        at >= sub.current_period_end
+        and sub.pending_at is not None
+        and sub.pending_at <= at
+        and plan_interval is not None
+        and plan_interval != months
+    ):
+        # A due plan change with another interval re-anchors at its effective instant.
+        anchor, months = sub.pending_at, plan_interval
+    return period_at(anchor, months, at)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_customers(
+    environment_id: object, customer_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, CustomerState]:
+    """Read the customers' live subscriptions and their plans' rules. Two queries."""
+    ids = list(set(customer_ids))
+    pending = SubscriptionChange.objects.filter(
+        subscription_id=OuterRef("pk"), status=SubscriptionChange.Status.PENDING
+    )
+    rows = list(
+        Subscription.objects.filter(
+            environment_id=environment_id, customer_id__in=ids, status__in=LIVE
+        )
+        .annotate(
+            pending_plan=Subquery(pending.values("to_plan_id")[:1]),
+            pending_at=Subquery(pending.values("effective_at")[:1]),
+        )
+        .order_by("started_at", "id")
+        .values_list(
+            "customer_id",
+            "id",
+            "status",
+            "started_at",
+            "billing_anchor",
+            "interval_months",
+            "current_period_start",
+            "current_period_end",
+            "cancel_at",
+            "plan_id",
+            "pending_plan",
+            "pending_at",
+        )
+    )
+    plan_ids = {row[9] for row in rows} | {row[10] for row in rows if row[10] is not None}
+    rules: dict[uuid.UUID, dict[str, RuleState]] = {plan_id: {} for plan_id in plan_ids}
+    intervals: dict[uuid.UUID, int] = {}
+    if plan_ids:
+        for rule in PlanFeatureRule.objects.filter(
+            environment_id=environment_id, plan_id__in=plan_ids
+        ).select_related("feature", "plan"):
+            intervals[rule.plan_id] = rule.plan.interval_months
+            rules[rule.plan_id][rule.feature.key] = RuleState(
+                rule_id=rule.pk,
+                plan_id=rule.plan_id,
+                plan_key=rule.plan.key,
+                currency=rule.plan.currency,
+                feature_id=rule.feature_id,
+                feature_key=rule.feature.key,
+                is_enabled=rule.is_enabled,
+                rule=rule.pricing_rule(),
+                reset_interval=rule.reset_interval,
+                credit_denomination=rule.credit_denomination,
+                credits_per_unit=rule.credits_per_unit,
+            )
+    subs: dict[uuid.UUID, list[SubState]] = {customer_id: [] for customer_id in ids}
+    for row in rows:
+        subs[row[0]].append(SubState(*row[1:]))
+    return {
+        customer_id: CustomerState(customer_id, tuple(found), rules, intervals)
+        for customer_id, found in subs.items()
+    }
+
+
+# -- the per-process cache -----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EnvState:
+    platform: bool
+    platform_since: dt.datetime | None
+    checked_at: float  # monotonic: when ``platform`` was last read
+    token: bytes | None = None  # the Redis state token the customers were read under
+    customers: dict[uuid.UUID, CustomerState] = dataclasses.field(default_factory=dict)
+
+    def counters_allowed(self, now: dt.datetime) -> bool:
+        return self.platform_since is not None and now - self.platform_since >= YOUNG_PLATFORM
+
+
+_envs: dict[object, EnvState] = {}
+_lock = threading.Lock()
+
+
+def _first_subscription(environment_id: object) -> dt.datetime | None:
+    return Subscription.objects.filter(environment_id=environment_id).aggregate(
+        first=Min("created_at")
+    )["first"]
+
+
+def env_state(environment_id: object) -> EnvState:
+    """This process's state of the environment (its Platform flag re-read when stale)."""
+    state = _envs.get(environment_id)
+    now = time.monotonic()
+    if state is not None and (state.platform or now - state.checked_at < OBSERVE_RECHECK):
+        return state
+    first = _first_subscription(environment_id)
+    state = EnvState(platform=first is not None, platform_since=first, checked_at=now)
+    with _lock:
+        _envs[environment_id] = state
+    return state
+
+
+def is_platform(environment: Environment) -> bool:
+    """Whether the environment has ever had a subscription (cheap: cached per process)."""
+    return env_state(environment.pk).platform
+
+
+def read_token(environment_id: object) -> bytes | None:
+    """The environment's state token (created when absent); None when Redis is down."""
+    try:
+        client = get_redis()
+        token = client.get(state_key(environment_id))
+        if token is None:
+            fresh = uuid.uuid4().hex.encode()
+            client.set(state_key(environment_id), fresh, nx=True)
+            token = client.get(state_key(environment_id))
+        return token
+    except redis.RedisError:
+        return None
+
+
+def customers(
+    environment_id: object, customer_ids: Iterable[uuid.UUID], token: bytes | None
+) -> dict[uuid.UUID, CustomerState]:
+    """The customers' states, valid under ``token`` (None: Redis down, read them afresh)."""
+    ids = set(customer_ids)
+    if token is None:
+        return load_customers(environment_id, ids)
+    state = env_state(environment_id)
+    if state.token != token or len(state.customers) > MAX_CUSTOMERS:
+        state.customers = {}
+        state.token = token
+    cached = state.customers
+    missing = [customer_id for customer_id in ids if customer_id not in cached]
+    if missing:
+        loaded = load_customers(environment_id, missing)
+        if state.token == token:
+            cached.update(loaded)
+        return {**{c: cached[c] for c in ids if c in cached}, **loaded}
+    return {customer_id: cached[customer_id] for customer_id in ids}
+
+
+def state_changed(environment_id: object) -> None:
+    """Forget this process's copy and give the environment a new token (after a commit that
+    changed plans, rules or subscriptions)."""
+    with _lock:
+        _envs.pop(environment_id, None)
+    try:
+        get_redis().set(state_key(environment_id), uuid.uuid4().hex)
+    except redis.RedisError:
+        # Other processes keep their copy until Redis answers again and they see a new
+        # token; while it is down they read from PostgreSQL anyway.
+        logger.warning("entitlements: cannot renew the state token of %s", environment_id)
+
+
+def clear_local_cache() -> None:
+    """Forget every cached state in this process (tests)."""
+    with _lock:
+        _envs.clear()
