@@ -68,7 +68,7 @@ class EventFilterForm(forms.Form):
     end = forms.DateTimeField(required=False, label="To (UTC)")
 
     def clean(self) -> dict[str, object]:
-        data = super().clean()
+        data = super().clean() or {}
         start, end = data.get("start"), data.get("end")
         if start and end and start >= end:
             self.add_error("end", "Must be later than 'From'.")

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db.models import BigIntegerField, DecimalField, Sum, Value
 from django.db.models.functions import Coalesce
@@ -94,7 +94,9 @@ def heatmap(environment: Environment, window: Window, *, size: int) -> Heatmap:
         .order_by()
     )
     for row in grouped:
-        result.cells[(row["customer_id"], row["feature_id"])] = Totals.of(row)
+        result.cells[(row["customer_id"], row["feature_id"])] = Totals.of(
+            cast("dict[str, Any]", row)
+        )
     return result
 
 

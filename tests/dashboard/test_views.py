@@ -192,3 +192,10 @@ def test_member_cannot_change_settings(tenant):
 
 def test_blank_settings_name_is_400(tenant, web):
     assert web.post("/dashboard/settings/", {"name": "", "mode": "observe"}).status_code == 400
+
+
+def test_switching_to_a_malformed_or_foreign_organization_changes_nothing(tenant, outsider, web):
+    for org in ("not-a-uuid", "", str(outsider.org.pk)):
+        response = web.post("/dashboard/switch-organization/", {"org": org})
+        assert response.status_code == 302
+        assert tenant.org.name in web.get("/dashboard/").content.decode()

@@ -5,6 +5,8 @@ Views call the same services as the API."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from typing import cast
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -17,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts.audit import Actor
 from apps.accounts.middleware import SESSION_ENV, SESSION_ORG
-from apps.accounts.models import Environment, Invitation, Membership, Role
+from apps.accounts.models import Environment, Invitation, Membership, Role, User
 from apps.accounts.selectors import audit_log_of, members_of, open_invitations_of
 from apps.accounts.services import (
     invitation_create,
@@ -53,9 +55,13 @@ def switch_environment(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_view()
 def switch_organization(request: HttpRequest) -> HttpResponse:
-    membership = Membership.objects.filter(
-        user=request.user, organization_id=request.POST.get("org")
-    ).first()
+    try:
+        organization_id = uuid.UUID(request.POST.get("org") or "")
+    except ValueError:
+        # A malformed id is no organization of the user's (not a 500).
+        return redirect("dashboard:home")
+    user = cast("User", request.user)  # tenant_view: signed in
+    membership = Membership.objects.filter(user=user, organization_id=organization_id).first()
     if membership is not None:
         request.session[SESSION_ORG] = str(membership.organization_id)
         request.session[SESSION_ENV] = Environment.Kind.TEST
@@ -244,8 +250,10 @@ def key_rotate(request: HttpRequest, key_id: str) -> HttpResponse:
 @tenant_view(Role.MEMBER)
 def key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
     key = get_scoped_or_404(
-        ApiKey.objects.select_related("environment__organization"), request.environment, pk=key_id
-    )  # type: ignore[attr-defined]
+        ApiKey.objects.select_related("environment__organization"),
+        request.environment,  # type: ignore[attr-defined]
+        pk=key_id,
+    )
     apikey_revoke(key=key, actor=Actor.from_request(request))
     messages.success(request, f"Key {key.prefix}…{key.hint} revoked.")
     return redirect("dashboard:keys")
