@@ -225,10 +225,14 @@ class EntitlementsStep:
         if applied.rule.currency != LEDGER_CURRENCY:
             item.flags["plan_revenue_skipped"] = f"plan currency {applied.rule.currency}"
             return
-        if overage is None:
+        if cap == period:
             revenue = marginal_charge(rule, period_used, units)
         else:
-            within_before = period_used - (running.get(overage.field) or ZERO)
+            # The cap resets on its own interval: the tiers count the period's units within
+            # caps (only positional models need that, and only they track the overage).
+            within_before = period_used
+            if overage is not None:
+                within_before -= running.get(overage.field) or ZERO
             revenue = marginal_charge(
                 rule, max(within_before, ZERO), units, window_used_before=window_used
             )
