@@ -69,4 +69,5 @@ urlpatterns = [
     path("", include("apps.subscriptions.urls")),
     path("", include("apps.credits.urls")),
     path("", include("apps.entitlements.urls")),
+    path("", include("apps.billing.urls")),
 ]

@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "apps.subscriptions",
     "apps.credits",
     "apps.entitlements",
+    "apps.billing",
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",
@@ -376,6 +377,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "roll-over-credit-pools": {
         "task": "apps.credits.tasks.roll_over_credit_pools",
         "schedule": crontab(minute="7-59/15"),
+    },
+    "run-billing-cycle": {
+        "task": "apps.billing.tasks.run_billing_cycle",
+        "schedule": crontab(minute="*/5"),
     },
 }
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("invitations/", include("apps.accounts.urls")),
     path("onboarding/", include("apps.onboarding.urls")),
     path("dashboard/", include("apps.dashboard.urls")),
+    path("invoices/", include("apps.billing.page_urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("tanso.api_urls")),

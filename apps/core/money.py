@@ -49,6 +49,11 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     return int((amount.scaleb(exponent)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
+def from_minor_units(amount_minor: int, currency: str) -> Decimal:
+    """Integer minor units -> the exact amount in major units (``1999`` USD -> ``19.99``)."""
+    return Decimal(amount_minor).scaleb(-currency_exponent(currency))
+
+
 def decimal_str(value: Decimal) -> str:
     """Plain decimal string: no exponent, no trailing zeros (``0.007500`` -> ``"0.0075"``)."""
     if not value.is_finite():

@@ -1,0 +1,256 @@
+"""Client API for invoices: ``/api/v1/client/billing/...`` (the reference API's paths).
+
+Reads need ``billing.read`` (a ``ck_`` key with ``read`` may read its own
+customer's invoices); mark-paid, void and settings need ``billing.write``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.audit import Actor
+from apps.apikeys import scopes as S
+from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
+from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
+from apps.core.errors import NotFound, ValidationFailed
+from apps.customers.api import StrictCharField, environment_of
+from apps.customers.selectors import customer_get
+
+from .models import Invoice, StripeMode
+from .rendering import render_invoice
+from .selectors import invoice_get, invoices_search
+from .services import (
+    billing_settings_get,
+    billing_settings_update,
+    invoice_mark_paid,
+    invoice_void,
+)
+
+EMPTY: dict[str, Any] = {"items": [], "nextCursor": None, "hasMore": False}
+
+
+def _status_filter(request: Request) -> str | None:
+    raw = request.query_params.get("status")
+    if not raw:
+        return None
+    value = raw.lower()
+    if value not in Invoice.Status.values:
+        choices = ", ".join(s.upper() for s in Invoice.Status.values)
+        raise ValidationFailed(fields={"status": [f"One of {choices}."]})
+    return value
+
+
+def _subscription_filter(request: Request) -> str | None:
+    raw = request.query_params.get("subscriptionId")
+    if not raw:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValidationFailed(fields={"subscriptionId": ["Not a subscription id."]}) from None
+
+
+def _newest_first(invoices: QuerySet[Invoice], request: Request) -> dict[str, Any]:
+    """Keyset pages in issue order, newest first: invoice numbers are a total order per
+    environment (invoices of one run share their creation instant)."""
+    limit = page_limit(request)
+    cursor = request.query_params.get("cursor")
+    invoices = invoices.order_by("-sequence")
+    if cursor:
+        sequence, _ = decode_cursor(cursor)
+        if not sequence.isdigit():
+            raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+        invoices = invoices.filter(sequence__lt=int(sequence))
+    rows = list(invoices[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor([rows[-1].sequence, rows[-1].pk]) if has_more else None
+    return {
+        "items": [render_invoice(row) for row in rows],
+        "nextCursor": next_cursor,
+        "hasMore": has_more,
+    }
+
+
+def _invoice(request: Request, invoice_id: str) -> Invoice:
+    invoice = invoice_get(environment_of(request), invoice_id)
+    pinned = pinned_customer_reference(request)
+    if pinned is not None and invoice.customer.reference_id != pinned:
+        raise NotFound("No such invoice.")
+    return invoice
+
+
+class InvoiceList(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+
+    @extend_schema(
+        summary="The environment's invoices, newest first",
+        request=None,
+        parameters=[
+            OpenApiParameter("customerReferenceId", str),
+            OpenApiParameter("subscriptionId", str),
+            OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("cursor", str),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        environment = environment_of(request)
+        status, subscription_id = _status_filter(request), _subscription_filter(request)
+        customer = None
+        reference = request.query_params.get("customerReferenceId")
+        if reference:
+            try:
+                customer = customer_get(environment, reference)
+            except NotFound:
+                return Response(EMPTY)
+        invoices = invoices_search(
+            environment, customer=customer, status=status, subscription_id=subscription_id
+        )
+        return Response(_newest_first(invoices, request))
+
+
+class _CustomerReadable(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+    customer_key_scope = S.CUSTOMER_READ
+
+
+class CustomerInvoices(_CustomerReadable):
+    @extend_schema(
+        summary="A customer's invoices with their items, newest first",
+        request=None,
+        parameters=[
+            OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("cursor", str),
+        ],
+    )
+    def get(self, request: Request, reference_id: str) -> Response:
+        ensure_customer_access(request, reference_id)
+        environment = environment_of(request)
+        status = _status_filter(request)
+        customer = customer_get(environment, reference_id)
+        invoices = invoices_search(environment, customer=customer, status=status)
+        return Response(_newest_first(invoices, request))
+
+
+class CustomerInvoiceDetail(_CustomerReadable):
+    @extend_schema(summary="One invoice of a customer", request=None)
+    def get(self, request: Request, reference_id: str, invoice_id: str) -> Response:
+        ensure_customer_access(request, reference_id)
+        invoice = _invoice(request, invoice_id)
+        if invoice.customer.reference_id != reference_id:
+            raise NotFound("No such invoice.")
+        return Response(render_invoice(invoice))
+
+
+class MarkPaidInput(serializers.Serializer):
+    paidAt = serializers.DateTimeField(required=False)
+    paymentReference = StrictCharField(max_length=255, required=False, allow_blank=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+
+class InvoiceMarkPaid(APIView):
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(
+        summary="Record an out-of-band payment: the invoice becomes PAID", request=MarkPaidInput
+    )
+    def post(self, request: Request, invoice_id: str) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
+        body = MarkPaidInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        invoice = _invoice(request, invoice_id)
+        invoice_mark_paid(
+            invoice=invoice,
+            paid_at=data.get("paidAt"),
+            reference=data.get("paymentReference", ""),
+            actor=Actor.from_request(request),
+        )
+        return Response(render_invoice(invoice_get(environment_of(request), invoice_id)))
+
+
+class VoidInput(serializers.Serializer):
+    reason = StrictCharField(max_length=255, required=False, allow_blank=True)
+
+
+class InvoiceVoid(APIView):
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(summary="Void an unpaid invoice", request=VoidInput)
+    def post(self, request: Request, invoice_id: str) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
+        body = VoidInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        invoice = _invoice(request, invoice_id)
+        invoice_void(
+            invoice=invoice,
+            reason=body.validated_data.get("reason", ""),
+            actor=Actor.from_request(request),
+        )
+        return Response(render_invoice(invoice_get(environment_of(request), invoice_id)))
+
+
+class SettingsInput(serializers.Serializer):
+    paymentTermsDays = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    gracePeriodDays = serializers.IntegerField(
+        min_value=0, max_value=365, required=False, allow_null=True
+    )
+    stripeMode = serializers.ChoiceField(
+        choices=[m.upper() for m in StripeMode.values], required=False
+    )
+
+
+def _render_settings(environment: Any) -> dict[str, Any]:
+    settings = billing_settings_get(environment)
+    return {
+        "paymentTermsDays": settings.payment_terms_days,
+        "gracePeriodDays": settings.grace_period_days,
+        "stripeMode": settings.stripe_mode.upper(),
+    }
+
+
+class BillingSettingsView(APIView):
+    required_scopes = {
+        "GET": S.BILLING_READ,
+        "HEAD": S.BILLING_READ,
+        "PATCH": S.BILLING_WRITE,
+    }
+
+    @extend_schema(summary="The environment's billing settings", request=None)
+    def get(self, request: Request) -> Response:
+        return Response(_render_settings(environment_of(request)))
+
+    @extend_schema(
+        summary="Change payment terms, grace period or Stripe mode", request=SettingsInput
+    )
+    def patch(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
+        body = SettingsInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        environment = environment_of(request)
+        billing_settings_update(
+            environment=environment,
+            payment_terms_days=data.get("paymentTermsDays"),
+            grace_period_days=data.get("gracePeriodDays", "unchanged"),
+            stripe_mode=data["stripeMode"].lower() if "stripeMode" in data else None,
+        )
+        return Response(_render_settings(environment))
