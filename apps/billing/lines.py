@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from .periods import Period, PlanSpan
 
 ZERO = Decimal(0)
-_PRECISE = Context(prec=60)
+# Sums and products of stored amounts (24 digits each) are exact within 100 digits; only a
+# prorated share (a division) is cut there, far below any currency's minor unit.
+_PRECISE = Context(prec=100)
 _EXACT_QUANTUM = Decimal(1).scaleb(-EXACT_PLACES)
 WINDOWED = frozenset(
     {
@@ -165,7 +167,8 @@ class UsageFigures:
 
     @property
     def within(self) -> Decimal:
-        return self.units - self.beyond
+        with localcontext(_PRECISE):
+            return self.units - self.beyond
 
 
 def _window_start(reset_interval: str, day: dt.datetime) -> dt.datetime:
@@ -208,13 +211,14 @@ def usage_figures(
     # Per cap window: the units before the period count towards the cap, not the bill.
     before: dict[dt.datetime, Decimal] = {}
     inside: dict[dt.datetime, Decimal] = {}
-    for day, amount in sorted((daily or {}).items()):
-        window = _window_start(reset, day)
-        target = before if day < day_start(period_start) else inside
-        target[window] = target.get(window, ZERO) + amount
     beyond = ZERO
-    for window, amount in inside.items():
-        beyond += pricing.cap_split(rule, before.get(window, ZERO), amount)[1]
+    with localcontext(_PRECISE):
+        for day, amount in sorted((daily or {}).items()):
+            window = _window_start(reset, day)
+            target = before if day < day_start(period_start) else inside
+            target[window] = target.get(window, ZERO) + amount
+        for window, amount in inside.items():
+            beyond += pricing.cap_split(rule, before.get(window, ZERO), amount)[1]
     # Units of a partial first day (a period starting mid-day) are in ``inside``.
     return UsageFigures(units, min(beyond, units))
 
@@ -226,13 +230,15 @@ class UsageAmounts:
 
     @property
     def total(self) -> Decimal:
-        return self.usage + self.overage
+        with localcontext(_PRECISE):
+            return self.usage + self.overage
 
 
 def usage_amounts(rule_row: PlanFeatureRule, figures: UsageFigures) -> UsageAmounts:
     rule = rule_row.pricing_rule()
     usage = pricing.usage_charge(rule, figures.within)
-    overage = figures.beyond * (rule.overage_unit_price or ZERO)
+    with localcontext(_PRECISE):
+        overage = figures.beyond * (rule.overage_unit_price or ZERO)
     return UsageAmounts(usage, overage)
 
 
@@ -304,7 +310,7 @@ def usage_lines(
                     f"{rule_row.credit_denomination} credits"
                 )[:255],
                 service_end=end,
-                amount_exact=-amounts.total,
+                amount_exact=amounts.total.copy_negate(),
                 quantity=figures.units,
                 details={"denomination": rule_row.credit_denomination},
                 **common,
@@ -325,10 +331,12 @@ def late_usage_line(
 ) -> LineDraft:
     """The difference between a closed period's usage now and what its invoice billed."""
     then, now = usage_amounts(rule_row, billed), usage_amounts(rule_row, current)
-    amount = now.total - then.total
+    with localcontext(_PRECISE):
+        amount = now.total - then.total
+        extra = current.units - billed.units
+        extra_beyond = current.beyond - billed.beyond
     if rule_row.is_credit_backed:
         amount = ZERO  # paid with credits, as the period's own lines were
-    extra = current.units - billed.units
     unit = _unit(feature)
     return LineDraft(
         kind=InvoiceLine.Kind.LATE_USAGE,
@@ -344,7 +352,7 @@ def late_usage_line(
         plan_id=plan.pk,
         quantity=extra,
         units_total=extra,
-        units_beyond_cap=current.beyond - billed.beyond,
+        units_beyond_cap=extra_beyond,
         details={
             "billedUnits": decimal_str(billed.units),
             "currentUnits": decimal_str(current.units),
@@ -373,7 +381,7 @@ def proration_lines(
             )[:255],
             service_start=at,
             service_end=period_end,
-            amount_exact=-prorate(old.price_amount, remaining, length),
+            amount_exact=prorate(old.price_amount, remaining, length).copy_negate(),
             plan_id=old.pk,
             details={"plan": old.key, "price": decimal_str(old.price_amount), "fraction": fraction},
         ),
@@ -404,7 +412,7 @@ def unused_credit_line(
         )[:255],
         service_start=at,
         service_end=period_end,
-        amount_exact=-prorate(plan.price_amount, remaining, length),
+        amount_exact=prorate(plan.price_amount, remaining, length).copy_negate(),
         plan_id=plan.pk,
         details={
             "plan": plan.key,

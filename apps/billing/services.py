@@ -35,7 +35,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from django.db import connection, transaction
@@ -85,6 +85,7 @@ logger = logging.getLogger(__name__)
 SYSTEM = Actor.system()
 BATCH_SIZE = 500
 IN_ADVANCE = Plan.BillingTiming.IN_ADVANCE
+EXACT_SUMS = Context(prec=100)
 
 
 # -- settings and numbers -----------------------------------------------------------------
@@ -470,12 +471,13 @@ def _billed_snapshots(subscription_ids: Sequence[Any]) -> dict[Any, dict[tuple, 
         )
         .order_by()
     )
-    for sub_id, feature_id, start, end, units, beyond in rows:
-        key = (feature_id, start, end)
-        seen = out[sub_id].get(key, UsageFigures(ZERO, ZERO))
-        out[sub_id][key] = UsageFigures(
-            seen.units + (units or ZERO), seen.beyond + (beyond or ZERO)
-        )
+    with localcontext(EXACT_SUMS):
+        for sub_id, feature_id, start, end, units, beyond in rows:
+            key = (feature_id, start, end)
+            seen = out[sub_id].get(key, UsageFigures(ZERO, ZERO))
+            out[sub_id][key] = UsageFigures(
+                seen.units + (units or ZERO), seen.beyond + (beyond or ZERO)
+            )
     return out
 
 
@@ -505,8 +507,9 @@ def _late_usage(
     suspects: list[_Plan] = []
     for p in with_history:
         billed: dict[Any, Decimal] = defaultdict(Decimal)
-        for (feature_id, _s, _e), figures in snapshots[p.subscription.pk].items():
-            billed[feature_id] += figures.units
+        with localcontext(EXACT_SUMS):
+            for (feature_id, _s, _e), figures in snapshots[p.subscription.pk].items():
+                billed[feature_id] += figures.units
         priced = {
             r.feature_id for plan in _plans_of(p.timeline) for r in catalog.rules_of.get(plan, [])
         }

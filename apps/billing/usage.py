@@ -16,7 +16,7 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from django.db import connection
@@ -29,6 +29,8 @@ Totals = dict[Any, dict[Any, Decimal]]
 Daily = dict[Any, dict[Any, dict[dt.datetime, Decimal]]]
 
 CHUNK = 2000
+# Sums of rollup sums (38 digits each) stay exact.
+_SUMS = Context(prec=100)
 
 
 def _hour_floor(at: dt.datetime) -> dt.datetime:
@@ -104,9 +106,10 @@ def usage_totals(environment_id: Any, ranges: Sequence[Range]) -> Totals:
     for sql, rows in ((_HOURLY, hourly), (_RAW, raw)):
         if not rows:
             continue
-        for index, feature_id, units in _run(sql, rows, 4, [environment_id]):
-            bucket = out[ranges[index][0]]
-            bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
+        with localcontext(_SUMS):
+            for index, feature_id, units in _run(sql, rows, 4, [environment_id]):
+                bucket = out[ranges[index][0]]
+                bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
     return out
 
 
@@ -150,5 +153,6 @@ def usage_by_day(environment_id: Any, ranges: Sequence[Range], feature_ids: Iter
         for index, feature_id, naive_day, units in _run(sql, rows, 4, [environment_id, features]):
             day = naive_day.replace(tzinfo=dt.UTC)
             per_day = out[ranges[index][0]][feature_id]
-            per_day[day] = per_day.get(day, Decimal(0)) + units
+            with localcontext(_SUMS):
+                per_day[day] = per_day.get(day, Decimal(0)) + units
     return out
