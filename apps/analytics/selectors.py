@@ -29,6 +29,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.postgres.fields import ArrayField
+from django.db import connection
 from django.db.models import (
     Aggregate,
     BigIntegerField,
@@ -40,6 +41,7 @@ from django.db.models import (
     FloatField,
     Max,
     Min,
+    Model,
     OuterRef,
     Q,
     QuerySet,
@@ -48,13 +50,19 @@ from django.db.models import (
     Value,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce, Concat, NullIf, TruncDate
+from django.db.models.functions import Coalesce, NullIf
 
 from apps.core.errors import NotFound
 from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_get, customers_search
-from apps.events.models import CostSource, Event, HourlyRollup
+from apps.events.models import (
+    CostSource,
+    DailyCustomerRollup,
+    DailyFeatureModelRollup,
+    Event,
+    HourlyRollup,
+)
 from apps.features.models import Feature
 from apps.features.selectors import features_search
 
@@ -183,28 +191,125 @@ class Overview:
     daily: list[DayTotals]
 
 
+def _hour_ceil(at: dt.datetime) -> dt.datetime:
+    floor = at.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == at else floor + dt.timedelta(hours=1)
+
+
+def _day_floor(at: dt.datetime) -> dt.datetime:
+    return at.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A window cut for the rollups: the hour buckets ``[start, end)`` it covers
+    (``bucket_start >= window.start`` and ``< window.end``), of which the whole UTC
+    days ``[days_start, days_end)`` are read from a daily rollup, the edge hours
+    ``[start, days_start)`` and ``[days_end, end)`` from the hourly one."""
+
+    start: dt.datetime
+    days_start: dt.datetime
+    days_end: dt.datetime
+    end: dt.datetime
+
+    @classmethod
+    def of(cls, window: Window) -> _Split:
+        start, end = _hour_ceil(window.start), _hour_ceil(window.end)
+        first_day = _day_floor(start)
+        if first_day < start:
+            first_day += dt.timedelta(days=1)
+        last_day = _day_floor(end)
+        if first_day >= last_day:
+            return cls(start, end, end, end)  # no whole day: hours only
+        return cls(start, first_day, last_day, end)
+
+    def rollups(
+        self, environment: Environment, daily: type[Model], columns: str, hourly_columns: str
+    ) -> tuple[str, list[Any]]:
+        """SQL and parameters of the window's rollup rows: the whole days from
+        ``daily``'s table, the edge hours from the hourly rollup (each part one
+        range of its table's primary key)."""
+        env, qn = environment.pk, connection.ops.quote_name
+        sql = f"""
+            SELECT {columns} FROM {qn(daily._meta.db_table)}
+             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
+            UNION ALL
+            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)}
+             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
+            UNION ALL
+            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)}
+             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
+        """  # noqa: S608 - table and column names are ours
+        params = [env, self.days_start, self.days_end, env, self.start, self.days_start]
+        return sql, [*params, env, self.days_end, self.end]
+
+
+_MEASURE_SQL = """
+    COALESCE(SUM(event_count), 0)::bigint AS events,
+    COALESCE(SUM(cost_usd), 0) AS cost,
+    COALESCE(SUM(revenue_usd), 0) AS revenue,
+    COALESCE(SUM(unpriced_count), 0)::bigint AS unpriced,
+    COALESCE(SUM(usage_units), 0) AS usage_units
+"""
+_MEASURE_COLUMNS = "event_count, cost_usd, revenue_usd, unpriced_count, usage_units"
+
+
+def _dicts(cursor: Any) -> list[dict[str, Any]]:
+    columns = [col.name for col in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
 def overview(environment: Environment, window: Window) -> Overview:
-    """Totals, activity counts and a gap-free daily series: two GROUP BY queries."""
-    rollups = rollups_in(environment, window)
-    head = rollups.aggregate(
-        **_measures(),
-        customers=Count("customer_id", distinct=True),
-        features=Count("feature_id", distinct=True),
-        models=Count(Concat("provider", Value("/"), "model"), distinct=True, filter=~Q(model="")),
+    """Totals, activity counts and a gap-free daily series: two queries.
+
+    Whole days come from the daily rollups (day x customer for the sums, the
+    series and the customer count; day x feature x model for the feature and
+    model counts), the window's edge hours from the hourly one: ~24 x fewer
+    rows than the hourly rollup alone, the same sums (every rollup is exact).
+    """
+    split = _Split.of(window)
+    day = "(bucket_start AT TIME ZONE 'UTC')::date AS day"
+    rollups, params = split.rollups(
+        environment,
+        DailyCustomerRollup,
+        f"{day}, customer_id, {_MEASURE_COLUMNS}",
+        f"{day}, customer_id, {_MEASURE_COLUMNS}",
     )
-    by_day = {
-        row["day"]: Totals.of(row)
-        for row in rollups.annotate(day=TruncDate("bucket_start", tzinfo=dt.UTC))
-        .values("day")
-        .annotate(**_measures())
-        .order_by("day")
-    }
+    activity, activity_params = split.rollups(
+        environment,
+        DailyFeatureModelRollup,
+        "feature_id, model, provider",
+        "feature_id, model, provider",
+    )
+    with connection.cursor() as cursor:
+        # One row per day, and the totals (day NULL) with the distinct customers.
+        cursor.execute(
+            f"""
+            WITH r AS ({rollups})
+            SELECT day, {_MEASURE_SQL}, NULL::bigint AS customers FROM r GROUP BY day
+            UNION ALL
+            SELECT NULL, {_MEASURE_SQL}, count(DISTINCT customer_id) FROM r
+            """,  # noqa: S608
+            params,
+        )
+        rows = _dicts(cursor)
+        cursor.execute(
+            f"""
+            SELECT count(DISTINCT feature_id),
+                   count(DISTINCT provider || '/' || model) FILTER (WHERE model <> '')
+              FROM ({activity}) r
+            """,  # noqa: S608
+            activity_params,
+        )
+        features, models = cursor.fetchone()
+    head = next(row for row in rows if row["day"] is None)
+    by_day = {row["day"]: Totals.of(row) for row in rows if row["day"] is not None}
     return Overview(
         window=window,
         totals=Totals.of(head),
         customers=head["customers"],
-        features=head["features"],
-        models=head["models"],
+        features=features,
+        models=models,
         daily=[DayTotals(day, by_day.get(day, Totals())) for day in window.days()],
     )
 
@@ -293,23 +398,75 @@ def _chunks(rows: QuerySet[Any], size: int) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
-def customers_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]:
-    """Per-customer sums over the window's rollups, in the query's total order."""
-    rollups = rollups_in(environment, query.window)
-    if query.search:
-        rollups = rollups.filter(
-            customer_id__in=customers_search(environment, query.search).values("id")
-        )
-    grouped = (
-        rollups.values("customer_id")
-        .annotate(**_measures(), last_bucket=Max("bucket_start"))
-        .annotate(**_derived())
+class _GroupedRows:
+    """A grouped SQL query read like a sliced or iterated values() QuerySet."""
+
+    def __init__(self, sql: str, params: list[Any]) -> None:
+        self.sql, self.params = sql, params
+
+    def __getitem__(self, page: slice) -> list[dict[str, Any]]:
+        start = page.start or 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"{self.sql} LIMIT %s OFFSET %s", [*self.params, page.stop - start, start]
+            )
+            return _dicts(cursor)
+
+    def iterator(self, chunk_size: int) -> Iterator[dict[str, Any]]:
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            columns = [col.name for col in cursor.description]
+            while rows := cursor.fetchmany(chunk_size):
+                for row in rows:
+                    yield dict(zip(columns, row, strict=True))
+
+
+def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
+    """Per-customer sums over the window's rollups, in the query's total order.
+
+    Whole days from the day x customer rollup, the edge hours from the hourly
+    one (see :class:`_Split`): the same sums and last active hour as the hourly
+    rollup alone gives, from ~24 x fewer rows.
+    """
+    rollups, params = _Split.of(query.window).rollups(
+        environment,
+        DailyCustomerRollup,
+        f"customer_id, {_MEASURE_COLUMNS}, last_bucket_start AS last_bucket",
+        f"customer_id, {_MEASURE_COLUMNS}, bucket_start AS last_bucket",
     )
+    last_seen = where = ""
     if _sorts_by_last_seen(query):
-        grouped = grouped.annotate(
-            last_seen=_last_event(environment, query.window, customer_id="customer_id")
+        last_seen = """,
+            (SELECT e.occurred_at FROM events_event e
+              WHERE e.environment_id = %s AND e.customer_id = r.customer_id
+                AND e.occurred_at >= %s AND e.occurred_at < %s
+              ORDER BY 1 DESC LIMIT 1) AS last_seen"""
+        params = [environment.pk, query.window.start, query.window.end, *params]
+    if query.search:
+        search_sql, search_params = (
+            customers_search(environment, query.search).values("id").query.sql_with_params()
         )
-    return grouped.order_by(*_order_by(query.sort, ("customer_id",)))
+        where = f"WHERE r.customer_id IN ({search_sql})"
+        params.extend(search_params)
+    name = TABLE_SORTS[query.sort.lstrip("-")]
+    direction = "DESC" if query.sort.startswith("-") else "ASC"
+    revenue, cost = "COALESCE(SUM(r.revenue_usd), 0)", "COALESCE(SUM(r.cost_usd), 0)"
+    sql = f"""
+        SELECT r.customer_id,
+               COALESCE(SUM(r.event_count), 0)::bigint AS events,
+               {cost} AS cost,
+               {revenue} AS revenue,
+               COALESCE(SUM(r.unpriced_count), 0)::bigint AS unpriced,
+               COALESCE(SUM(r.usage_units), 0) AS usage_units,
+               MAX(r.last_bucket) AS last_bucket,
+               ({revenue} - {cost}) AS margin,
+               ((({revenue} - {cost}) * 100) / NULLIF({revenue}, 0)) AS margin_pct{last_seen}
+          FROM ({rollups}) r
+          {where}
+         GROUP BY 1
+         ORDER BY {name} {direction} NULLS LAST, 1 ASC
+    """  # noqa: S608 - names from TABLE_SORTS, values bound
+    return _GroupedRows(sql, params)
 
 
 def customer_rows(
