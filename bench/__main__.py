@@ -11,26 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from . import harness
 from .harness import Row, log, percentile
-
-
-def _tenant() -> tuple[str, str]:
-    from django.db import connections
-
-    from apps.accounts.audit import Actor
-    from apps.accounts.models import Environment, User
-    from apps.accounts.services import organization_create
-    from apps.apikeys.services import apikey_create
-
-    owner = User.objects.create_user(email=f"bench{time.time_ns()}@tanso.local")
-    org = organization_create(name="Bench", owner=owner, mode="platform", actor=Actor(user=owner))
-    env = Environment.objects.select_related("organization").get(organization=org, kind="test")
-    key = apikey_create(environment=env, kind="sk", actor=Actor.system()).plaintext
-    connections.close_all()
-    return str(env.pk), key
 
 
 def bench_ingest(rows: list[Row], clients: int, batches_per_client: int, workers: int) -> None:
@@ -38,7 +21,7 @@ def bench_ingest(rows: list[Row], clients: int, batches_per_client: int, workers
     from .load import batch_ingest
     from .workload import make_batches
 
-    _, key = _tenant()
+    _, key = harness.tenant()
     per_client = [
         make_batches(seed=n, batches=batches_per_client, size=1000) for n in range(clients)
     ]
@@ -71,7 +54,7 @@ def bench_single(rows: list[Row], clients: int, per_client: int) -> None:
     from .load import single_events
     from .workload import make_batches
 
-    _, key = _tenant()
+    _, key = harness.tenant()
 
     def bodies(seed: int) -> list[list[bytes]]:
         out = []

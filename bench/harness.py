@@ -85,6 +85,23 @@ def setup_django() -> None:
     connections.close_all()
 
 
+def tenant() -> tuple[str, str]:
+    """A fresh organization (Platform mode): its test environment id and a secret key."""
+    from django.db import connections
+
+    from apps.accounts.audit import Actor
+    from apps.accounts.models import Environment, User
+    from apps.accounts.services import organization_create
+    from apps.apikeys.services import apikey_create
+
+    owner = User.objects.create_user(email=f"bench{time.time_ns()}@tanso.local")
+    org = organization_create(name="Bench", owner=owner, mode="platform", actor=Actor(user=owner))
+    env = Environment.objects.select_related("organization").get(organization=org, kind="test")
+    key = apikey_create(environment=env, kind="sk", actor=Actor.system()).plaintext
+    connections.close_all()
+    return str(env.pk), key
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
