@@ -12,6 +12,8 @@ from apps.onboarding import api as onboarding
 from apps.pricing import api as pricing
 
 urlpatterns = [
+    # The entitlement check is the integrators' hot path: resolved first.
+    path("", include("apps.entitlements.urls")),
     path("signup", onboarding.Signup.as_view(), name="api-signup"),
     path("plan", onboarding.AccountPlan.as_view(), name="api-plan"),
     path("sdk-keys", keys.SdkKeyListCreate.as_view(), name="api-sdk-keys"),
@@ -68,6 +70,5 @@ urlpatterns = [
     path("", include("apps.plans.urls")),
     path("", include("apps.subscriptions.urls")),
     path("", include("apps.credits.urls")),
-    path("", include("apps.entitlements.urls")),
     path("", include("apps.billing.urls")),
 ]

@@ -209,8 +209,13 @@ def _load(secret_hash: str) -> ApiKey | None:
     return key
 
 
-def authenticate_key(raw: str) -> ApiKey:
-    """The key for ``raw``, or Unauthorized if unknown, revoked or expired."""
+def authenticate_key(raw: str, *, touch: bool = True) -> ApiKey:
+    """The key for ``raw``, or Unauthorized if unknown, revoked or expired.
+
+    ``touch=False``: the caller records the use itself, in a Redis round trip it makes
+    anyway (``touch_redis_key`` / ``TOUCH_INTERVAL``, then ``apikey_used`` when it won
+    the gate): the entitlement check does, on its hot path.
+    """
     if not raw or len(raw) > 128:
         raise Unauthorized("Invalid API key.", code="invalid_key")
     key = _load(hash_key(raw))
@@ -221,22 +226,34 @@ def authenticate_key(raw: str) -> ApiKey:
         raise Unauthorized("This API key has been revoked.", code="key_revoked")
     if status == "expired":
         raise Unauthorized("This API key has expired.", code="key_expired")
-    _touch(key)
+    if touch:
+        _touch(key)
     return key
+
+
+TOUCH_INTERVAL = _TOUCH_INTERVAL
+
+
+def touch_redis_key(key: ApiKey) -> str:
+    """The Redis key whose ``SET NX EX TOUCH_INTERVAL`` gates the ``last_used_at`` write."""
+    return env_key(key.environment_id, "key-touch", key.pk)
+
+
+def apikey_used(key: ApiKey) -> None:
+    """Write ``last_used_at`` (call when the once-a-minute gate let you through)."""
+    now = timezone.now()
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    key.last_used_at = now
 
 
 def _touch(key: ApiKey) -> None:
     """Record use at most once a minute per key (a Redis SET NX gates the write)."""
     try:
-        first = get_redis().set(
-            env_key(key.environment_id, "key-touch", key.pk), 1, nx=True, ex=_TOUCH_INTERVAL
-        )
+        first = get_redis().set(touch_redis_key(key), 1, nx=True, ex=_TOUCH_INTERVAL)
     except redis.RedisError:
         return
     if first:
-        now = timezone.now()
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
+        apikey_used(key)
 
 
 # --- Budgets -----------------------------------------------------------------------------

@@ -156,15 +156,27 @@ class Snapshot:
 
 # -- Redis ---------------------------------------------------------------------------------
 
+# With a gate (ARGV[1] = 2): the API key's use stamp (SET NX EX) and the key's rate-limit
+# window (INCR, EXPIRE) first, so a check makes one round trip in all. KEYS: [touch, rate,]
+# state, counters...; the answer: touched (0/1), rate count, state token, then the hashes.
 _READ = """
-local token = redis.call('GET', KEYS[1])
-if not token then
-  redis.call('SET', KEYS[1], ARGV[1], 'NX')
-  token = redis.call('GET', KEYS[1])
+local gate = tonumber(ARGV[1])
+local out = {0, 0}
+local first = 1
+if gate == 2 then
+  out[1] = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) and 1 or 0
+  out[2] = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  first = 3
 end
-local out = {token}
-for i = 2, #KEYS do
-  out[i] = redis.call('HGETALL', KEYS[i])
+local token = redis.call('GET', KEYS[first])
+if not token then
+  redis.call('SET', KEYS[first], ARGV[4], 'NX')
+  token = redis.call('GET', KEYS[first])
+end
+out[3] = token
+for i = first + 1, #KEYS do
+  out[#out + 1] = redis.call('HGETALL', KEYS[i])
 end
 return out
 """
@@ -220,21 +232,47 @@ def _script(name: str, source: str) -> Any:
     return cached[1]
 
 
-def read(state_key: str, keys: Sequence[str]) -> tuple[bytes | None, list[Snapshot]] | None:
-    """The environment's state token and each counter hash, in one round trip.
+@dataclasses.dataclass(slots=True)
+class Gate:
+    """The API key's bookkeeping, done in the check's own round trip: the use stamp
+    (``apps.apikeys``: SET NX EX, then a ``last_used_at`` write when it was set) and the
+    per-key rate-limit window (``apps.core.ratelimit``'s keys: INCR + EXPIRE)."""
+
+    touch_key: str
+    touch_ttl: int
+    rate_key: str
+    rate_ttl: int
+    tried: bool = False  # a round trip was attempted (it may have failed: Redis down)
+    ran: bool = False
+    touched: bool = False
+    count: int = 0
+
+
+def read(
+    state_key: str, keys: Sequence[str], gate: Gate | None = None
+) -> tuple[bytes | None, list[Snapshot]] | None:
+    """The environment's state token and each counter hash, in one round trip (with the
+    ``gate`` commands first when given).
 
     None when Redis cannot be reached (callers then read PostgreSQL).
     """
+    all_keys = [state_key, *keys]
+    args: list[Any] = [0, 0, 0, uuid.uuid4().hex]
+    if gate is not None:
+        gate.tried = True
+        all_keys = [gate.touch_key, gate.rate_key, *all_keys]
+        args = [2, gate.touch_ttl, gate.rate_ttl, args[3]]
     try:
         if _missed:
             _drop_missed()
-        out = _script("read", _READ)(keys=[state_key, *keys], args=[uuid.uuid4().hex])
+        out = _script("read", _READ)(keys=all_keys, args=args)
     except redis.RedisError:
         logger.warning("entitlements: Redis unavailable; reading usage from PostgreSQL")
         missed(keys)
         return None
-    token = out[0]
-    return token, [Snapshot.decode(flat) for flat in out[1:]]
+    if gate is not None:
+        gate.ran, gate.touched, gate.count = True, bool(out[0]), int(out[1])
+    return out[2], [Snapshot.decode(flat) for flat in out[3:]]
 
 
 def write(key: str, snapshot: Snapshot) -> bool:

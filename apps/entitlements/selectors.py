@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -347,8 +348,13 @@ def decide(
     units: Decimal | None = None,
     model: str = "",
     now: dt.datetime | None = None,
+    gate: counters.Gate | None = None,
 ) -> list[Decision]:
-    """One decision per feature key for one customer (as of ``now``), in the given order."""
+    """One decision per feature key for one customer (as of ``now``), in the given order.
+
+    ``gate``: the API key's use stamp and rate-limit hit, made in the same Redis round
+    trip when there is one (see ``api.check_endpoint``); check ``gate.tried`` after.
+    """
     now = now or timezone.now()
     env_id = environment.pk
     decisions = [Decision(reference_id, key, True, requested_units=units) for key in feature_keys]
@@ -364,7 +370,9 @@ def decide(
         for feature_id in feature_ids
         if feature_id is not None
     ]
-    read = counters.read(state.state_key(env_id), keys)
+    read = counters.read(state.state_key(env_id), keys, gate)
+    if gate is not None and gate.count > settings.API_RATE_LIMIT_PER_SECOND:
+        return decisions  # the caller answers 429 (nothing decided)
     token = read[0] if read is not None else None
     snaps = iter(read[1] if read is not None else [])
     customer = state.customers(env_id, [customer_id], token).get(customer_id)

@@ -262,6 +262,33 @@ class TestTenancyAndScopes:
             assert response.status_code == 400, body
             assert field in response.json()["error"]["fields"]
 
+    def test_bad_or_missing_key_is_401(self, capped):
+        from rest_framework.test import APIClient
+
+        body = {"customerReferenceId": "cus_1", "featureKey": "tokens"}
+        for client in (capped.api("sk_test_" + "0" * 32), APIClient()):
+            response = client.post("/api/v1/client/entitlements/check", body, format="json")
+            assert response.status_code == 401
+            assert response.json()["error"]["code"] in {"invalid_key", "unauthorized"}
+
+    def test_rate_limited_like_every_endpoint(self, capped, settings):
+        settings.API_RATE_LIMIT_PER_SECOND = 1
+        body = {"customerReferenceId": "cus_1", "featureKey": "tokens"}
+        statuses = [
+            capped.api().post("/api/v1/client/entitlements/check", body, format="json")
+            for _ in range(3)
+        ]
+        limited = [r for r in statuses if r.status_code == 429]
+        assert limited and limited[0]["Retry-After"]
+        assert limited[0].json()["error"]["code"] == "rate_limited"
+
+    def test_the_check_records_the_key_use(self, capped):
+        from apps.apikeys.models import ApiKey
+
+        capped.check()
+        key = ApiKey.objects.get(environment=capped.env, kind="sk")
+        assert key.last_used_at is not None
+
     def test_fails_closed_on_internal_errors(self, capped, monkeypatch):
         from apps.entitlements import api
 
