@@ -1,6 +1,6 @@
 """`make bench`: each figure beside the raw ceiling measured in the same run.
 
-    python -m bench [--only ingest,single,reads] [--read-scales 1000000,10000000]
+    python -m bench [--only ingest,single,reads,entitlements] [--read-scales 1000000,10000000]
 
 Runs against a dedicated database (BENCH_DATABASE_NAME, default tanso_bench) on
 the server DATABASE_URL points at; it is dropped and recreated each run.
@@ -115,7 +115,7 @@ def bench_single(rows: list[Row], clients: int, per_client: int) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", default="ingest,single,reads")
+    parser.add_argument("--only", default="ingest,single,reads,entitlements")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     parser.add_argument("--batches-per-client", type=int, default=25)
@@ -139,6 +139,11 @@ def main(argv: list[str]) -> int:
         for scale in [int(s) for s in args.read_scales.split(",") if s]:
             log(f"analytics reads over {scale:,} events")
             bench_reads(rows, scale)
+    if "entitlements" in only:
+        from .entitlements import bench_entitlements
+
+        log("entitlement checks and Platform ingestion")
+        bench_entitlements(rows, clients=args.clients, workers=args.workers)
     print()
     harness.print_table(rows)
     return 0
