@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import observe, pricing, shell
+from .views import observe, platform, pricing, shell
 
 app_name = "dashboard"
 
@@ -38,6 +38,37 @@ urlpatterns = [
     ),
     path("settings/model-prices/recost/", pricing.recost, name="recost"),
     path("settings/model-prices/recost/status/", pricing.recost_status, name="recost_status"),
+    # Platform: catalog, subscriptions, invoices, credits.
+    path("plans/", platform.plan_list, name="plans"),
+    path("plans/new/", platform.plan_new, name="plan_new"),
+    path("plans/<uuid:plan_id>/", platform.plan_detail, name="plan"),
+    path("plans/<uuid:plan_id>/rule/", platform.plan_rule, name="plan_rule"),
+    path(
+        "plans/<uuid:plan_id>/rule/<path:feature_key>/remove/",
+        platform.plan_rule_remove,
+        name="plan_rule_remove",
+    ),
+    path(
+        "plans/<uuid:plan_id>/<str:action>/",
+        platform.plan_status,
+        name="plan_status",
+    ),
+    path("subscriptions/", platform.subscription_list, name="subscriptions"),
+    path(
+        "subscriptions/<uuid:subscription_id>/",
+        platform.subscription_detail,
+        name="subscription",
+    ),
+    path(
+        "subscriptions/<uuid:subscription_id>/<str:action>/",
+        platform.subscription_action,
+        name="subscription_action",
+    ),
+    path("invoices/", platform.invoice_list, name="invoices"),
+    path("invoices/<uuid:invoice_id>/", platform.invoice_detail, name="invoice"),
+    path("invoices/<uuid:invoice_id>/pay/", platform.invoice_pay, name="invoice_pay"),
+    path("credits/", platform.credit_pools, name="credits"),
+    path("credits/<uuid:pool_id>/", platform.credit_pool, name="credit_pool"),
     # The shell.
     path("switch-environment/", shell.switch_environment, name="switch_environment"),
     path("switch-organization/", shell.switch_organization, name="switch_organization"),

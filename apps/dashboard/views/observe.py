@@ -35,6 +35,7 @@ from apps.dashboard import selectors
 from apps.dashboard.decorators import tenant_view
 from apps.dashboard.forms import EventFilterForm
 from apps.dashboard.margins import thresholds
+from apps.dashboard.views import platform
 from apps.dashboard.windows import PRESETS, WindowChoice, window_from
 from apps.events.models import Event
 from apps.events.selectors import event_get
@@ -255,6 +256,10 @@ def customers(request: HttpRequest) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     state = _table_state(request)
     table = analytics.customer_table(environment, state.query, limit=PAGE_SIZE)
+    # The Plan / Status columns: each customer's newest subscription (one query).
+    subs = platform.customer_plans(environment, [row.customer.reference_id for row in table.rows])
+    for row in table.rows:
+        row.customer.subscription_shown = subs.get(row.customer.reference_id)  # type: ignore[attr-defined]
     context = {
         **_table_context(state, (*COLUMNS, ("lastSeen", "Last seen"))),
         "rows": table.rows,
@@ -279,6 +284,7 @@ def customer(request: HttpRequest, reference_id: str) -> HttpResponse:
         **_window_context(choice),
         "detail": detail,
         "rows": event_rows(environment, events),
+        **platform.customer_platform(environment, reference_id),
     }
     return _render(request, "dashboard/observe/customer.html", "body", context)
 
