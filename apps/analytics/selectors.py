@@ -262,18 +262,23 @@ def _dicts(cursor: Any) -> list[dict[str, Any]]:
 def overview(environment: Environment, window: Window) -> Overview:
     """Totals, activity counts and a gap-free daily series: two queries.
 
-    Whole days come from the daily rollups (day x customer for the sums, the
-    series and the customer count; day x feature x model for the feature and
-    model counts), the window's edge hours from the hourly one: ~24 x fewer
-    rows than the hourly rollup alone, the same sums (every rollup is exact).
+    Whole days come from the daily rollups, the window's edge hours from the
+    hourly one: the sums, the series and the feature and model counts from
+    day x feature x model (a few thousand rows a month, whatever the volume),
+    the customer count from day x customer (its primary key alone). The same
+    values as the hourly rollup alone gives: every rollup is exact, and the
+    totals are the exact sum of the days.
     """
     split = _Split.of(window)
     day = "(bucket_start AT TIME ZONE 'UTC')::date AS day"
-    rollups, params = split.rollups(
+    sums, params = split.rollups(
         environment,
-        DailyCustomerRollup,
-        f"{day}, customer_id, {_MEASURE_COLUMNS}",
-        f"{day}, customer_id, {_MEASURE_COLUMNS}",
+        DailyFeatureModelRollup,
+        f"{day}, {_MEASURE_COLUMNS}",
+        f"{day}, {_MEASURE_COLUMNS}",
+    )
+    customers, customer_params = split.rollups(
+        environment, DailyCustomerRollup, "customer_id", "customer_id"
     )
     activity, activity_params = split.rollups(
         environment,
@@ -282,32 +287,28 @@ def overview(environment: Environment, window: Window) -> Overview:
         "feature_id, model, provider",
     )
     with connection.cursor() as cursor:
-        # One row per day, and the totals (day NULL) with the distinct customers.
         cursor.execute(
-            f"""
-            WITH r AS ({rollups})
-            SELECT day, {_MEASURE_SQL}, NULL::bigint AS customers FROM r GROUP BY day
-            UNION ALL
-            SELECT NULL, {_MEASURE_SQL}, count(DISTINCT customer_id) FROM r
-            """,  # noqa: S608
+            f"SELECT day, {_MEASURE_SQL} FROM ({sums}) r GROUP BY day",  # noqa: S608
             params,
         )
-        rows = _dicts(cursor)
+        by_day = {row["day"]: Totals.of(row) for row in _dicts(cursor)}
         cursor.execute(
             f"""
-            SELECT count(DISTINCT feature_id),
+            SELECT (SELECT count(*) FROM (SELECT customer_id FROM ({customers}) c GROUP BY 1) g),
+                   count(DISTINCT feature_id),
                    count(DISTINCT provider || '/' || model) FILTER (WHERE model <> '')
               FROM ({activity}) r
             """,  # noqa: S608
-            activity_params,
+            [*customer_params, *activity_params],
         )
-        features, models = cursor.fetchone()
-    head = next(row for row in rows if row["day"] is None)
-    by_day = {row["day"]: Totals.of(row) for row in rows if row["day"] is not None}
+        customer_count, features, models = cursor.fetchone()
+    totals = Totals()
+    for day_totals in by_day.values():
+        totals.add(day_totals)
     return Overview(
         window=window,
-        totals=Totals.of(head),
-        customers=head["customers"],
+        totals=totals,
+        customers=customer_count,
         features=features,
         models=models,
         daily=[DayTotals(day, by_day.get(day, Totals())) for day in window.days()],
