@@ -124,10 +124,14 @@ def test_customer_page_shows_subscription_pools_and_invoices(web, platform):
     page = web.get("/dashboard/customers/cus_1").content
     [section] = find_all(page, "section", data_testid="customer-platform")
     assert section["data-plan"] == "pro"
+    assert find_all(page, "article", data_testid="plan")[0]["data-plan"] == "pro"
+    [usage_row] = find_all(page, "tr", data_feature="tokens", data_used=None)
+    assert usage_row["data-limit"] == ""  # per unit, no cap: unlimited
     assert find_all(page, "tr", data_pool=str(platform["pool"].pk))
     assert len(find_all(page, "tr", data_invoice=None)) == 2
-    table = web.get("/dashboard/customers/?range=90").content
-    assert b"cus_1" not in table or find_all(table, "td", data_plan="pro")
+    table = web.get("/dashboard/customers/?from=2026-03-01&to=2026-03-31").content
+    assert len(find_all(table, "tr", data_customer="cus_1")) == 1
+    assert find_all(table, "td", data_plan="pro") and find_all(table, "td", data_status="active")
 
 
 # --- the plan editor ---------------------------------------------------------------------------
