@@ -264,6 +264,11 @@ def test_tier_rows_are_added_without_javascript_and_with_htmx(tenant, web):
     partial = web.post(f"/dashboard/plans/{draft.pk}/rule/", body, HTTP_HX_REQUEST="true")
     assert b"<html" not in partial.content
     assert len(find_all(partial.content, "tr", data_tier=None)) == 4
+    # An htmx preview with an error: 200 (htmx swaps only 2xx), the error in the form.
+    bad = graduated(action="preview", **{"tier-1-up_to": "500"})
+    partial = web.post(f"/dashboard/plans/{draft.pk}/rule/", bad, HTTP_HX_REQUEST="true")
+    assert partial.status_code == 200 and b"<html" not in partial.content
+    assert b'data-field="tiers.1.upTo"' in partial.content
     assert not PlanFeatureRule.objects.filter(plan=draft).exists()
 
 

@@ -335,6 +335,8 @@ def _plan_page(
         "can_manage": _can_manage(request),
         "editable": _can_manage(request) and not plan.terms_frozen,
     }
+    if getattr(request, "htmx", None):
+        status = 200  # htmx swaps only 2xx answers: the errors are in the form it swaps in
     return _render(request, "dashboard/platform/plan.html", "editor", context, status)
 
 
