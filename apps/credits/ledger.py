@@ -93,6 +93,11 @@ class PoolBook:
 
     # -- grants --------------------------------------------------------------------------
 
+    def use_grants(self, grants: list[CreditGrant]) -> None:
+        """The pool's grants holding credits, in spend order, read for several books at
+        once (``credits_deduct_for_usage_many``) instead of one query per book."""
+        self._grants = grants
+
     def grants(self) -> list[CreditGrant]:
         """The pool's grants that hold credits, in spend order (read once per operation)."""
         if self._grants is None:
@@ -329,6 +334,31 @@ class PoolBook:
         self.pool.save(update_fields=_POOL_FIELDS)
         self._new_grants, self._changed_grants = [], {}
         self.entries, self.consumptions = [], []
+
+
+def flush_books(books: Iterable[PoolBook]) -> None:
+    """``flush()`` for several books (distinct pools) in one statement per table, in the
+    same order: new grants, changed grants, entries, consumptions, pools."""
+    books = list(books)
+    new_grants = [g for book in books for g in book._new_grants]
+    changed = [g for book in books for g in book._changed_grants.values()]
+    entries = [e for book in books for e in book.entries]
+    consumptions = [c for book in books for c in book.consumptions]
+    if new_grants:
+        CreditGrant.objects.bulk_create(new_grants)
+    if changed:
+        CreditGrant.objects.bulk_update(changed, ["remaining", "closed_at"])
+    if entries:
+        CreditTransaction.objects.bulk_create(entries)
+    if consumptions:
+        CreditConsumption.objects.bulk_create(consumptions)
+    for book in books:
+        book.pool.updated_at = book.now
+    if books:
+        CreditPool.objects.bulk_update([book.pool for book in books], _POOL_FIELDS)
+    for book in books:
+        book._new_grants, book._changed_grants = [], {}
+        book.entries, book.consumptions = [], []
 
 
 def _spend_key(grant: CreditGrant) -> tuple[Any, ...]:

@@ -24,13 +24,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.errors import Conflict, NotFound, ValidationFailed
+from apps.core.errors import Conflict, NotFound, TansoError, ValidationFailed
 from apps.core.money import decimal_str
 
 from . import errors
 from . import weights as weight_cache
 from .amounts import ZERO, add_months, quantize_credits
-from .ledger import PoolBook, lock_pool
+from .ledger import SPEND_ORDER, PoolBook, flush_books, lock_pool
 from .models import (
     DEFAULT_PRIORITY,
     CreditGrant,
@@ -591,6 +591,137 @@ def credits_deduct_for_usage(
         quote,
         entry.pk,
     )
+
+
+@dataclass(frozen=True)
+class UsageCharge:
+    """One event's usage to charge (``credits_deduct_for_usage_many``)."""
+
+    customer_id: uuid.UUID
+    feature_id: uuid.UUID
+    model: str | None
+    units: Decimal
+    occurred_at: dt.datetime
+    event_ref: str
+    denomination: str
+    default_credits_per_unit: Decimal | None = None
+
+
+def credits_deduct_for_usage_many(
+    *, environment: Environment, charges: Sequence[UsageCharge]
+) -> list[DeductionResult | TansoError]:
+    """``credits_deduct_for_usage`` for the events of an ingestion batch, in the caller's
+    transaction: the same charges, ledger entries and results (one per charge, in order;
+    a ``TansoError`` where that one charge could not be made, e.g. no credit model), in a
+    fixed number of statements whatever the number of events and pools: lock the pools
+    (in id order), find replays, read the grants, then write new grants, drawn grants,
+    entries, consumptions and pools once each. The charges of one pool are made in
+    order; a pool is created (locked) when missing and its credit model exists.
+    """
+    results: list[DeductionResult | TansoError | None] = [None] * len(charges)
+    if not charges:
+        return []
+    env_id = environment.pk
+    quotes = []
+    for charge in charges:
+        if charge.units < 0:
+            raise ValidationFailed(fields={"usageUnits": ["Must not be negative."]})
+        quote = weight_cache.weight_for(
+            env_id, charge.feature_id, charge.model or "", charge.occurred_at
+        )
+        if quote.match == WeightMatch.NONE and charge.default_credits_per_unit is not None:
+            quote = WeightQuote(charge.default_credits_per_unit, None, WeightMatch.NONE)
+        quotes.append((quote, quantize_credits(charge.units * quote.credits_per_unit)))
+    wanted = {(c.customer_id, c.denomination) for c in charges}
+    with transaction.atomic():
+        pools = {
+            (p.customer_id, p.denomination): p
+            for p in CreditPool.objects.select_for_update()
+            .filter(
+                environment_id=env_id,
+                customer_id__in={c for c, _ in wanted},
+                denomination__in={d for _, d in wanted},
+            )
+            .order_by("id")
+            if (p.customer_id, p.denomination) in wanted
+        }
+        missing = sorted(wanted - set(pools), key=lambda pair: (str(pair[0]), pair[1]))
+        if missing:
+            models_ = {
+                m.denomination: m
+                for m in CreditModel.objects.filter(
+                    environment_id=env_id, denomination__in={d for _, d in missing}
+                )
+            }
+            for customer_id, denomination in missing:
+                if denomination in models_:
+                    pools[(customer_id, denomination)] = _pool_ensure_locked(
+                        environment_id=env_id,
+                        customer_id=customer_id,
+                        credit_model=models_[denomination],
+                    )
+        keys = [f"event:{c.event_ref}" for c in charges]
+        replayed = set(
+            CreditTransaction.objects.filter(
+                pool_id__in=[p.pk for p in pools.values()], idempotency_key__in=keys
+            ).values_list("pool_id", "idempotency_key")
+        )
+        grants: dict[uuid.UUID, list[CreditGrant]] = {p.pk: [] for p in pools.values()}
+        for grant in CreditGrant.objects.filter(pool_id__in=list(grants), remaining__gt=0).order_by(
+            "pool_id", *SPEND_ORDER
+        ):
+            grants[grant.pool_id].append(grant)
+        now = timezone.now()
+        books: dict[uuid.UUID, PoolBook] = {}
+        for index, charge in enumerate(charges):
+            pool = pools.get((charge.customer_id, charge.denomination))
+            quote, credits = quotes[index]
+            if pool is None:
+                results[index] = ValidationFailed(
+                    f"No credit model for {charge.denomination!r}.",
+                    code=errors.UNKNOWN_DENOMINATION,
+                )
+                continue
+            if (pool.pk, keys[index]) in replayed:
+                results[index] = _replayed_deduction(pool.pk, keys[index], quote, credits)
+                continue
+            book = books.get(pool.pk)
+            if book is None:
+                book = books[pool.pk] = PoolBook(pool, now=now, actor_label="system")
+                book.use_grants(grants[pool.pk])
+                book.settle()
+            if credits <= 0:
+                results[index] = DeductionResult(
+                    ZERO, ZERO, pool, pool.balance, pool.hard_limit, credits, quote
+                )
+                continue
+            entry = _deduct(
+                book,
+                credits,
+                idempotency_key=keys[index],
+                event_ref=charge.event_ref,
+                feature_id=charge.feature_id,
+                model=charge.model or "",
+                units=charge.units,
+                credits_per_unit=quote.credits_per_unit,
+                weight_id=quote.weight_id,
+                weight_match=quote.match,
+                description="Usage",
+            )
+            replayed.add((pool.pk, keys[index]))  # the same event twice in one batch: once
+            results[index] = DeductionResult(
+                -entry.amount,
+                entry.shortfall,
+                pool,
+                entry.balance_after,
+                pool.hard_limit,
+                credits,
+                quote,
+                entry.pk,
+            )
+        flush_books(books.values())
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
 
 
 def _replayed_deduction(

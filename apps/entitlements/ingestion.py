@@ -28,7 +28,8 @@ before the events are stored, inside the request's transaction:
 
 after the events are stored, still in the transaction:
   5. credits: each stored event of a credit-backed feature is charged with
-     ``apps.credits.services.credits_deduct_for_usage`` (pools in a fixed order);
+     ``apps.credits.services.credits_deduct_for_usage`` (a batch: with
+     ``credits_deduct_for_usage_many``, pools locked in id order, one statement per table);
      a hard-limit pool never goes below zero: the shortfall is stamped on the
      event and returned (``insufficientCredits``, ``creditShortfall``);
   6. the reservations are settled;
@@ -60,6 +61,7 @@ from .models import Reservation
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
+    from apps.credits.services import DeductionResult
 
     from .state import Applied
 
@@ -326,10 +328,35 @@ class EntitlementsStep:
             if applied is not None and applied.rule.is_enabled and applied.rule.credit_backed:
                 order = (str(item.customer_id), applied.rule.credit_denomination)
                 charges.append((order, item, applied))
-        # Pools are locked one at a time: the same order everywhere rules out a deadlock.
-        charges.sort(key=lambda charge: charge[0])
-        for _order, item, applied in charges:
+        if len(charges) == 1:
+            _order, item, applied = charges[0]
             self._charge(batch.environment, item, applied)
+        elif charges:
+            self._charge_many(batch.environment, [(item, applied) for _o, item, applied in charges])
+
+    @staticmethod
+    def _charge_many(environment: Environment, charges: list[tuple[Item, Applied]]) -> None:
+        """A batch: every charge in a fixed number of statements (pools locked in id order)."""
+        from apps.credits.services import UsageCharge, credits_deduct_for_usage_many
+
+        results = credits_deduct_for_usage_many(
+            environment=environment,
+            charges=[
+                UsageCharge(
+                    customer_id=item.customer_id,
+                    feature_id=item.feature_id,
+                    model=item.event.model or None,
+                    units=item.event.usage_units,
+                    occurred_at=item.event.occurred_at,
+                    event_ref=str(item.event_id),
+                    denomination=applied.rule.credit_denomination,
+                    default_credits_per_unit=applied.rule.credits_per_unit,
+                )
+                for item, applied in charges
+            ],
+        )
+        for (item, applied), result in zip(charges, results, strict=True):
+            _record_charge(item, applied, result)
 
     @staticmethod
     def _charge(environment: Environment, item: Item, applied: Applied) -> None:
@@ -348,15 +375,9 @@ class EntitlementsStep:
                 default_credits_per_unit=applied.rule.credits_per_unit,
             )
         except TansoError as exc:
-            # No credit model for the denomination, ...: the event stands, uncharged.
-            item.flags["credit_error"] = exc.code
-            item.answer["creditError"] = {"code": exc.code, "message": exc.message}
+            _record_charge(item, applied, exc)
             return
-        fields: dict[str, Any] = result.response_fields()
-        fields["creditDenomination"] = applied.rule.credit_denomination
-        item.answer.update(fields)
-        if result.insufficient:
-            item.flags.update(result.event_flags())
+        _record_charge(item, applied, result)
 
     # -- after the commit -----------------------------------------------------------------
 
@@ -364,3 +385,16 @@ class EntitlementsStep:
         work: _Work | None = batch.state.get(NAME)
         if work is not None and work.deltas:
             counters.apply(list(work.deltas.values()))
+
+
+def _record_charge(item: Item, applied: Applied, result: DeductionResult | TansoError) -> None:
+    if isinstance(result, TansoError):
+        # No credit model for the denomination, ...: the event stands, uncharged.
+        item.flags["credit_error"] = result.code
+        item.answer["creditError"] = {"code": result.code, "message": result.message}
+        return
+    fields: dict[str, Any] = result.response_fields()
+    fields["creditDenomination"] = applied.rule.credit_denomination
+    item.answer.update(fields)
+    if result.insufficient:
+        item.flags.update(result.event_flags())

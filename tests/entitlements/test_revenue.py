@@ -153,3 +153,90 @@ class TestCapsAndOverage:
         assert "usageLimitExceeded" not in second
         third = platform.event(units=10, occurredAt=iso(day2 + dt.timedelta(hours=1))).json()
         assert third["revenueAmount"] == "0.01"  # 10 x 0.001, from the counters this time
+
+
+class TestCreditsInBatches:
+    @pytest.fixture
+    def backed(self, platform):
+        plan = platform.plan(
+            "pro", {"tokens": rule(price="0.01", credits="AI_CREDITS", per_unit="2")}
+        )
+        for ref in ("cus_1", "cus_2"):
+            platform.subscribe(plan, ref)
+        for ref, amount in (("cus_1", "20"), ("cus_2", "100")):
+            platform.grant(platform.pool(ref), amount)
+        return platform
+
+    def test_a_batch_charges_each_event_in_order(self, backed):
+        from apps.credits.models import CreditPool, CreditTransaction
+        from tests.credits.conftest import assert_ledger_consistent
+
+        response = backed.batch(
+            [
+                batch_event(units=4, ref="cus_1"),  # 8 credits
+                batch_event(units=5, ref="cus_2"),  # 10
+                batch_event(units=4, ref="cus_1"),  # 8
+                batch_event(units=4, ref="cus_1"),  # 8 asked, 4 left: shortfall 4
+                batch_event(units=1, ref="cus_2"),  # 2
+            ]
+        )
+        items = response.json()["events"]
+        assert [i["creditsDeducted"] for i in items] == ["8", "10", "8", "4", "2"]
+        assert [i["remainingBalance"] for i in items] == ["12", "90", "4", "0", "88"]
+        assert [i.get("insufficientCredits", False) for i in items] == [
+            False,
+            False,
+            False,
+            True,
+            False,
+        ]
+        assert items[3]["creditShortfall"] == "4"
+        short = Event.objects.get(pk=int(items[3]["id"]))
+        assert short.flags["credit_shortfall"] == "4" and short.usage_units == D(4)
+        for pool in CreditPool.objects.filter(environment=backed.env):
+            assert_ledger_consistent(pool)
+        refs = set(
+            CreditTransaction.objects.filter(transaction_type="deduction").values_list(
+                "event_ref", flat=True
+            )
+        )
+        assert refs == {i["id"] for i in items}
+        check = backed.check()
+        assert (check["allowed"], check["reason"]["code"]) == (False, "credits_exhausted")
+
+    def test_single_events_and_a_batch_charge_the_same(self, backed):
+        from apps.credits.models import CreditTransaction
+
+        def ledger(ref):
+            return list(
+                CreditTransaction.objects.filter(
+                    pool__customer__reference_id=ref, transaction_type="deduction"
+                )
+                .order_by("sequence")
+                .values_list("amount", "requested", "shortfall", "balance_after")
+            )
+
+        for units in (3, 4, 5):
+            backed.event(units=units, ref="cus_1")
+        backed.batch([batch_event(units=u, ref="cus_2") for u in (3, 4, 5)])
+        single = ledger("cus_1")
+        assert [row[0] for row in single] == [D(-6), D(-8), D(-6)]  # 20 - 6 - 8 = 6 left
+        batch = ledger("cus_2")
+        assert [row[:3] for row in batch] == [
+            (D(-6), D(6), D(0)),
+            (D(-8), D(8), D(0)),
+            (
+                D(-10),
+                D(10),
+                D(0),
+            ),
+        ]
+
+    def test_no_credit_model_flags_the_event(self, platform):
+        plan = platform.plan("pro", {"tokens": rule(price="1", credits="NOPE", per_unit="1")})
+        platform.subscribe(plan)
+        single = platform.event(units=2).json()
+        assert single["creditError"]["code"] == "unknown_denomination"
+        items = platform.batch([batch_event(units=1), batch_event(units=1)]).json()["events"]
+        assert all(i["creditError"]["code"] == "unknown_denomination" for i in items)
+        assert Event.objects.filter(flags__credit_error="unknown_denomination").count() == 3
