@@ -14,7 +14,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import Role
 from apps.billing.models import Invoice
@@ -379,3 +381,23 @@ def test_htmx_gets_only_the_partial(web, platform):
         assert response.status_code == 200
         assert marker in response.content, url
         assert b"<html" not in response.content and b"<nav" not in response.content, url
+
+
+def test_list_queries_do_not_grow_with_rows(tenant, web, platform):
+    lists = ["/dashboard/plans/", "/dashboard/subscriptions/", "/dashboard/invoices/"]
+
+    def counts() -> list[int]:
+        found = []
+        for url in lists:
+            with CaptureQueriesContext(connection) as queries:
+                assert web.get(url).status_code == 200
+            found.append(len(queries))
+        return found
+
+    before = counts()
+    for n in range(3):
+        extra = plan(tenant.test, f"extra-{n}", price="5", timing=ADVANCE)
+        subscribe(tenant.test, extra, at=utc(2026, 3, 1, 9), reference=f"cus_x{n}")
+    billing_close_periods(now=utc(2026, 4, 1, 0, 5))
+    assert Invoice.objects.filter(environment=tenant.test).count() > 2
+    assert counts() == before
