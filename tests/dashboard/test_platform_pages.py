@@ -401,3 +401,22 @@ def test_list_queries_do_not_grow_with_rows(tenant, web, platform):
     billing_close_periods(now=utc(2026, 4, 1, 0, 5))
     assert Invoice.objects.filter(environment=tenant.test).count() > 2
     assert counts() == before
+
+
+def test_edit_prefills_the_editor_with_the_rule(tenant, web):
+    make_feature(tenant.test, "tokens")
+    draft = make_plan(tenant.test, "draft", features={}, active=False)
+    url = f"/dashboard/plans/{draft.pk}/"
+    body = graduated(max_usage="50000", overage_price="0.004")
+    assert web.post(f"{url}rule/", body).status_code == 302
+    page = web.get(f"{url}?feature=tokens").content
+    assert len(find_all(page, "tr", data_tier=None)) == 3
+    for value in ("1000", "10000", "0.002", "5", "0.001", "50000", "0.004"):
+        assert f'value="{value}"'.encode() in page, value
+    assert find_all(page, "option", value="graduated", selected=None)
+    # Saving it back unchanged gives the same rule.
+    before = PlanFeatureRule.objects.get(plan=draft).tiers
+    assert web.post(f"{url}rule/", body).status_code == 302
+    assert PlanFeatureRule.objects.get(plan=draft).tiers == before
+    assert web.post(f"{url}rule/tokens/remove/").status_code == 302
+    assert not PlanFeatureRule.objects.filter(plan=draft).exists()

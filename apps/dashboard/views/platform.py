@@ -26,7 +26,7 @@ from apps.billing import selectors as billing
 from apps.billing.models import Invoice
 from apps.billing.services import invoice_mark_paid
 from apps.core.errors import NotFound, TansoError
-from apps.core.money import from_minor_units
+from apps.core.money import decimal_str, from_minor_units
 from apps.core.tenancy import scoped
 from apps.credits import selectors as credits
 from apps.credits.models import CreditPool
@@ -216,7 +216,9 @@ def _blank_rule_form(count: int) -> RuleForm:
 
 def _rule_form_from(rule: PlanFeatureRule) -> RuleForm:
     def s(value: Any) -> str:
-        return "" if value is None else str(value)
+        if value is None:
+            return ""
+        return decimal_str(value) if isinstance(value, Decimal) else str(value)
 
     values = {
         "feature": rule.feature.key,
