@@ -144,6 +144,11 @@ def main(argv: list[str]) -> int:
 
         log("entitlement checks and Platform ingestion")
         bench_entitlements(rows, clients=args.clients, workers=args.workers)
+    if "billing" in only:
+        from .billing import bench_billing
+
+        log("billing run: 10,000 subscriptions, 1,000,000 events")
+        bench_billing(rows)
     print()
     harness.print_table(rows)
     return 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal, localcontext
@@ -41,6 +42,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
@@ -187,12 +189,26 @@ class InvoiceDraft:
     credited_invoice_id: Any = None
 
 
-def _insert(drafts: Sequence[InvoiceDraft], *, now: dt.datetime) -> list[Invoice]:
-    """Number and store invoices with their lines (each line rounded once, here).
+_INVOICE_COLUMNS = (
+    "id, environment_id, number, sequence, subscription_id, customer_id, plan_change_id,"
+    " credited_invoice_id, type, reason, status, currency, period_start, period_end,"
+    " total_minor, issued_at, due_at, grace_period_days, paid_at, past_due_at, voided_at,"
+    " payment_reference, metadata, created_at, updated_at"
+)
+_LINE_COLUMNS = (
+    "environment_id, invoice_id, position, kind, description, feature_id, plan_id,"
+    " service_start, service_end, quantity, amount_exact, amount_minor, units_total,"
+    " units_beyond_cap, details"
+)
+
+
+def _insert(drafts: Sequence[InvoiceDraft], *, now: dt.datetime) -> list[uuid.UUID]:
+    """Number and store invoices with their lines (each line rounded once, here); returns
+    their ids in the drafts' order.
 
     Status: a credit note, or an invoice with nothing to pay, is paid at once;
     otherwise due on issue plus the environment's payment terms (pending until
-    then).
+    then). Rows go in with ``COPY`` (a billing run writes tens of thousands).
     """
     if not drafts:
         return []
@@ -200,8 +216,9 @@ def _insert(drafts: Sequence[InvoiceDraft], *, now: dt.datetime) -> list[Invoice
     for draft in drafts:
         by_env[draft.subscription.environment_id].append(draft)
     settings = _env_billing(by_env)
-    invoices: list[Invoice] = []
-    lines: list[InvoiceLine] = []
+    ids: dict[int, uuid.UUID] = {}
+    invoices: list[tuple] = []
+    lines: list[tuple] = []
     for env_id in sorted(by_env, key=str):  # counters locked in a fixed order
         env_drafts = by_env[env_id]
         env = settings[env_id]
@@ -217,55 +234,67 @@ def _insert(drafts: Sequence[InvoiceDraft], *, now: dt.datetime) -> list[Invoice
             else:
                 status = Invoice.Status.DUE if due_at <= now else Invoice.Status.PENDING
             grace = env.grace_period_days
-            invoice = Invoice(
-                environment_id=env_id,
-                number=f"{env.prefix}-{sequence:06d}",
-                sequence=sequence,
-                subscription=subscription,
-                customer_id=subscription.customer_id,
-                plan_change_id=draft.plan_change_id,
-                credited_invoice_id=draft.credited_invoice_id,
-                type=draft.type,
-                reason=draft.reason,
-                status=status,
-                currency=draft.currency,
-                period_start=draft.period_start,
-                period_end=draft.period_end,
-                total_minor=total,
-                issued_at=now,
-                due_at=due_at,
-                grace_period_days=grace if grace is not None else subscription.grace_period_days,
-                paid_at=now if paid else None,
-                payment_reference="nothing to pay" if paid and total == 0 else "",
-                created_at=now,
-                updated_at=now,
+            invoice_id = uuid.uuid4()
+            ids[id(draft)] = invoice_id
+            invoices.append(
+                (
+                    invoice_id,
+                    env_id,
+                    f"{env.prefix}-{sequence:06d}",
+                    sequence,
+                    subscription.pk,
+                    subscription.customer_id,
+                    draft.plan_change_id,
+                    draft.credited_invoice_id,
+                    draft.type,
+                    draft.reason,
+                    status,
+                    draft.currency,
+                    draft.period_start,
+                    draft.period_end,
+                    total,
+                    now,
+                    due_at,
+                    grace if grace is not None else subscription.grace_period_days,
+                    now if paid else None,
+                    None,
+                    None,
+                    "nothing to pay" if paid and total == 0 else "",
+                    Jsonb({}),
+                    now,
+                    now,
+                )
             )
-            invoices.append(invoice)
             for position, (line, amount_minor) in enumerate(
                 zip(draft.lines, minor, strict=True), start=1
             ):
                 lines.append(
-                    InvoiceLine(
-                        environment_id=env_id,
-                        invoice=invoice,
-                        position=position,
-                        kind=line.kind,
-                        description=line.description,
-                        feature_id=line.feature_id,
-                        plan_id=line.plan_id,
-                        service_start=line.service_start,
-                        service_end=line.service_end,
-                        quantity=line.quantity,
-                        amount_exact=line.stored_exact,
-                        amount_minor=amount_minor,
-                        units_total=line.units_total,
-                        units_beyond_cap=line.units_beyond_cap,
-                        details=line.details,
+                    (
+                        env_id,
+                        invoice_id,
+                        position,
+                        line.kind,
+                        line.description,
+                        line.feature_id,
+                        line.plan_id,
+                        line.service_start,
+                        line.service_end,
+                        line.quantity,
+                        line.stored_exact,
+                        amount_minor,
+                        line.units_total,
+                        line.units_beyond_cap,
+                        Jsonb(line.details),
                     )
                 )
-    Invoice.objects.bulk_create(invoices)
-    InvoiceLine.objects.bulk_create(lines, batch_size=2000)
-    return invoices
+    with connection.cursor() as cur:
+        with cur.copy(f"COPY billing_invoice ({_INVOICE_COLUMNS}) FROM STDIN") as copy:
+            for row in invoices:
+                copy.write_row(row)
+        with cur.copy(f"COPY billing_invoiceline ({_LINE_COLUMNS}) FROM STDIN") as copy:
+            for row in lines:
+                copy.write_row(row)
+    return [ids[id(draft)] for draft in drafts]
 
 
 # -- the cycle: planning one subscription -------------------------------------------------
@@ -595,7 +624,6 @@ def _close_batch(
             subscription__in=subscriptions, type__in=Invoice.PERIOD_TYPES
         ).values_list("subscription_id", "period_start")
     )
-    period_invoices: dict[tuple, Invoice] = {}
     cancelled = set(
         Invoice.objects.filter(
             subscription__in=subscriptions, reason=Invoice.Reason.CANCELLATION
@@ -712,9 +740,7 @@ def _close_batch(
             cursor[subscription.pk] = through
             next_at[subscription.pk] = timeline.next_boundary(through)
 
-    invoices = _insert(drafts, now=now)
-    for invoice in invoices:
-        period_invoices[(invoice.subscription_id, invoice.period_start)] = invoice
+    _insert(drafts, now=now)
     _save_cursors(subscriptions, states, cursor, next_at, now)
     for subscription, plan, period in grants:
         credits_grant_plan_period(
@@ -930,7 +956,8 @@ def billing_prorate_change(
         if subscription is None or not _unprorated_changes(now).filter(pk=change.pk).exists():
             return None
         change = SubscriptionChange.objects.select_related("from_plan", "to_plan").get(pk=change.pk)
-        return _insert([_proration_draft(change, subscription)], now=now)[0]
+        (invoice_id,) = _insert([_proration_draft(change, subscription)], now=now)
+        return Invoice.objects.get(pk=invoice_id)
 
 
 # -- statuses -----------------------------------------------------------------------------

@@ -61,23 +61,23 @@ def _split(start: dt.datetime, end: dt.datetime) -> tuple[list[tuple], list[tupl
     return hours, raw
 
 
-def _run(sql: str, rows: list[tuple], width: int, params: list[Any]) -> list[tuple]:
+def _run(sql: str, rows: list[tuple], params: list[Any]) -> list[tuple]:
+    """Run ``sql`` with the ranges as four arrays (index, customer, lo, hi) unnested into
+    ``w``: one statement per chunk whatever the number of ranges."""
     out: list[tuple] = []
     for offset in range(0, len(rows), CHUNK):
         chunk = rows[offset : offset + CHUNK]
-        values = ", ".join(
-            ["(%s::int, %s::uuid" + ", %s::timestamptz" * (width - 2) + ")"] * len(chunk)
-        )
-        flat: list[Any] = [value for row in chunk for value in row]
+        columns = [list(column) for column in zip(*chunk, strict=True)]
         with connection.cursor() as cur:
-            cur.execute(sql.format(values=values), [*flat, *params])
+            cur.execute(sql, [*columns, *params])
             out.extend(cur.fetchall())
     return out
 
 
 _HOURLY = """
 SELECT w.idx, r.feature_id, SUM(r.usage_units)
-FROM (VALUES {values}) AS w(idx, customer_id, lo, hi)
+FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
+     AS w(idx, customer_id, lo, hi)
 JOIN events_hourlyrollup r
   ON r.environment_id = %s AND r.customer_id = w.customer_id
  AND r.bucket_start >= w.lo AND r.bucket_start < w.hi
@@ -86,7 +86,8 @@ GROUP BY w.idx, r.feature_id
 
 _RAW = """
 SELECT w.idx, e.feature_id, SUM(e.usage_units)
-FROM (VALUES {values}) AS w(idx, customer_id, lo, hi)
+FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
+     AS w(idx, customer_id, lo, hi)
 JOIN events_event e
   ON e.environment_id = %s AND e.customer_id = w.customer_id
  AND e.occurred_at >= w.lo AND e.occurred_at < w.hi
@@ -107,7 +108,7 @@ def usage_totals(environment_id: Any, ranges: Sequence[Range]) -> Totals:
         if not rows:
             continue
         with localcontext(_SUMS):
-            for index, feature_id, units in _run(sql, rows, 4, [environment_id]):
+            for index, feature_id, units in _run(sql, rows, [environment_id]):
                 bucket = out[ranges[index][0]]
                 bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
     return out
@@ -116,7 +117,8 @@ def usage_totals(environment_id: Any, ranges: Sequence[Range]) -> Totals:
 _HOURLY_DAILY = """
 SELECT w.idx, r.feature_id, date_trunc('day', r.bucket_start AT TIME ZONE 'UTC'),
        SUM(r.usage_units)
-FROM (VALUES {values}) AS w(idx, customer_id, lo, hi)
+FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
+     AS w(idx, customer_id, lo, hi)
 JOIN events_hourlyrollup r
   ON r.environment_id = %s AND r.customer_id = w.customer_id
  AND r.bucket_start >= w.lo AND r.bucket_start < w.hi AND r.feature_id = ANY(%s)
@@ -126,7 +128,8 @@ GROUP BY 1, 2, 3
 _RAW_DAILY = """
 SELECT w.idx, e.feature_id, date_trunc('day', e.occurred_at AT TIME ZONE 'UTC'),
        SUM(e.usage_units)
-FROM (VALUES {values}) AS w(idx, customer_id, lo, hi)
+FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
+     AS w(idx, customer_id, lo, hi)
 JOIN events_event e
   ON e.environment_id = %s AND e.customer_id = w.customer_id
  AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
@@ -150,7 +153,7 @@ def usage_by_day(environment_id: Any, ranges: Sequence[Range], feature_ids: Iter
     for sql, rows in ((_HOURLY_DAILY, hourly), (_RAW_DAILY, raw)):
         if not rows:
             continue
-        for index, feature_id, naive_day, units in _run(sql, rows, 4, [environment_id, features]):
+        for index, feature_id, naive_day, units in _run(sql, rows, [environment_id, features]):
             day = naive_day.replace(tzinfo=dt.UTC)
             per_day = out[ranges[index][0]][feature_id]
             with localcontext(_SUMS):
