@@ -158,7 +158,8 @@ class Snapshot:
 
 # With a gate (ARGV[1] = 2): the API key's use stamp (SET NX EX) and the key's rate-limit
 # window (INCR, EXPIRE) first, so a check makes one round trip in all. KEYS: [touch, rate,]
-# state, counters...; the answer: touched (0/1), rate count, state token, then the hashes.
+# state, counters...; the answer: touched (0/1), rate count, state token, then the hashes:
+# whole (HGETALL), or only the fields a check needs (ARGV[5..]: per hash a count, then names).
 _READ = """
 local gate = tonumber(ARGV[1])
 local out = {0, 0}
@@ -175,8 +176,28 @@ if not token then
   token = redis.call('GET', KEYS[first])
 end
 out[3] = token
+local a = 5
 for i = first + 1, #KEYS do
-  out[#out + 1] = redis.call('HGETALL', KEYS[i])
+  local n = tonumber(ARGV[a] or '0')
+  a = a + 1
+  if n == 0 then
+    out[#out + 1] = redis.call('HGETALL', KEYS[i])
+  else
+    local names = {'g', 'b', 'r'}
+    for j = 1, n do
+      names[#names + 1] = ARGV[a]
+      a = a + 1
+    end
+    local values = redis.call('HMGET', KEYS[i], unpack(names))
+    local flat = {}
+    for j = 1, #names do
+      if values[j] then
+        flat[#flat + 1] = names[j]
+        flat[#flat + 1] = values[j]
+      end
+    end
+    out[#out + 1] = flat
+  end
 end
 return out
 """
@@ -249,10 +270,14 @@ class Gate:
 
 
 def read(
-    state_key: str, keys: Sequence[str], gate: Gate | None = None
+    state_key: str,
+    keys: Sequence[str],
+    gate: Gate | None = None,
+    fields: Sequence[Sequence[str]] | None = None,
 ) -> tuple[bytes | None, list[Snapshot]] | None:
     """The environment's state token and each counter hash, in one round trip (with the
-    ``gate`` commands first when given).
+    ``gate`` commands first when given). ``fields``: per hash, only these window fields
+    (with ``g``, ``b``, ``r``; empty: all), which keeps a check's answer small.
 
     None when Redis cannot be reached (callers then read PostgreSQL).
     """
@@ -262,6 +287,8 @@ def read(
         gate.tried = True
         all_keys = [gate.touch_key, gate.rate_key, *all_keys]
         args = [2, gate.touch_ttl, gate.rate_ttl, args[3]]
+    for names in fields or [[] for _ in keys]:
+        args += [len(names), *names]
     try:
         if _missed:
             _drop_missed()

@@ -370,7 +370,19 @@ def decide(
         for feature_id in feature_ids
         if feature_id is not None
     ]
-    read = counters.read(state.state_key(env_id), keys, gate)
+    # Ask Redis for only the window each check needs, as the cached plan state says (the
+    # token it was cached under is checked in the same trip; a stale guess only costs a
+    # read of the ledger).
+    cached = state.peek(env_id, customer_id)
+    fields = None
+    if cached is not None:
+        fields = []
+        for key, feature_id in zip(feature_keys, feature_ids, strict=True):
+            if feature_id is None:
+                continue
+            guess = cached.applicable(key, now)
+            fields.append([usage_window(guess).field] if guess is not None else [])
+    read = counters.read(state.state_key(env_id), keys, gate, fields)
     if gate is not None and gate.count > settings.API_RATE_LIMIT_PER_SECOND:
         return decisions  # the caller answers 429 (nothing decided)
     token = read[0] if read is not None else None

@@ -352,6 +352,12 @@ def customers(
     return {customer_id: cached[customer_id] for customer_id in ids}
 
 
+def peek(environment_id: object, customer_id: uuid.UUID) -> CustomerState | None:
+    """This process's cached state of a customer, if any (no I/O; it may be stale)."""
+    state = _envs.get(environment_id)
+    return None if state is None else state.customers.get(customer_id)
+
+
 def state_changed(environment_id: object) -> None:
     """Forget this process's copy and give the environment a new token (after a commit that
     changed plans, rules or subscriptions)."""
