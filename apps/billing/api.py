@@ -6,6 +6,7 @@ customer's invoices); mark-paid, void and settings need ``billing.write``.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -24,6 +25,7 @@ from apps.core.errors import NotFound, ValidationFailed
 from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 
+from .attribution import revenue_attribution, summarize
 from .models import Invoice, StripeMode
 from .rendering import render_invoice
 from .selectors import invoice_get, invoices_search
@@ -254,3 +256,59 @@ class BillingSettingsView(APIView):
             stripe_mode=data["stripeMode"].lower() if "stripeMode" in data else None,
         )
         return Response(_render_settings(environment))
+
+
+MAX_WINDOW = dt.timedelta(days=366)
+
+
+def _instant(request: Request, name: str, problems: dict[str, list[str]]) -> dt.datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        problems[name] = ["Required (ISO 8601)."]
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        problems[name] = ["Not an ISO 8601 date or time."]
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class RevenueAttribution(APIView):
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+
+    @extend_schema(
+        summary="Invoice revenue per customer and feature in a window, beside its cost",
+        request=None,
+        parameters=[OpenApiParameter("from", str), OpenApiParameter("to", str)],
+    )
+    def get(self, request: Request) -> Response:
+        problems: dict[str, list[str]] = {}
+        start, end = _instant(request, "from", problems), _instant(request, "to", problems)
+        if start and end and not start < end:
+            problems["to"] = ["Must be after from."]
+        elif start and end and end - start > MAX_WINDOW:
+            problems["to"] = ["At most 366 days after from."]
+        if problems or start is None or end is None:
+            raise ValidationFailed(fields=problems)
+        items = revenue_attribution(environment_of(request), start=start, end=end)
+        return Response(
+            {
+                "from": start,
+                "to": end,
+                "items": [
+                    {
+                        "customerReferenceId": item.customer_reference_id,
+                        "featureKey": item.feature_key,
+                        "currency": item.currency,
+                        "revenue": item.revenue,
+                        "usageRevenue": item.usage_revenue,
+                        "baseRevenue": item.base_revenue,
+                        "costUsd": item.cost_usd,
+                        "margin": item.margin,
+                    }
+                    for item in items
+                ],
+                "totals": summarize(items),
+            }
+        )

@@ -9,6 +9,11 @@ from . import api
 urlpatterns = [
     path("v1/client/billing/invoices", api.InvoiceList.as_view(), name="api-client-invoices"),
     path(
+        "v1/client/billing/revenue",
+        api.RevenueAttribution.as_view(),
+        name="api-client-billing-revenue",
+    ),
+    path(
         "v1/client/billing/settings",
         api.BillingSettingsView.as_view(),
         name="api-client-billing-settings",

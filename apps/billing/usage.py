@@ -75,7 +75,7 @@ def _run(sql: str, rows: list[tuple], params: list[Any]) -> list[tuple]:
 
 
 _HOURLY = """
-SELECT w.idx, r.feature_id, SUM(r.usage_units)
+SELECT w.idx, r.feature_id, SUM(r.{measure})
 FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
      AS w(idx, customer_id, lo, hi)
 JOIN events_hourlyrollup r
@@ -85,7 +85,7 @@ GROUP BY w.idx, r.feature_id
 """
 
 _RAW = """
-SELECT w.idx, e.feature_id, SUM(e.usage_units)
+SELECT w.idx, e.feature_id, COALESCE(SUM(e.{measure}), 0)
 FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
      AS w(idx, customer_id, lo, hi)
 JOIN events_event e
@@ -95,8 +95,16 @@ GROUP BY w.idx, e.feature_id
 """
 
 
-def usage_totals(environment_id: Any, ranges: Sequence[Range]) -> Totals:
-    """Units per feature for each range (features without usage are absent)."""
+MEASURES = frozenset({"usage_units", "cost_usd"})
+
+
+def usage_totals(
+    environment_id: Any, ranges: Sequence[Range], *, measure: str = "usage_units"
+) -> Totals:
+    """Units (or known cost, USD) per feature for each range (features without events are
+    absent)."""
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}")
     hourly: list[tuple] = []
     raw: list[tuple] = []
     for index, (_key, customer_id, start, end) in enumerate(ranges):
@@ -108,7 +116,9 @@ def usage_totals(environment_id: Any, ranges: Sequence[Range]) -> Totals:
         if not rows:
             continue
         with localcontext(_SUMS):
-            for index, feature_id, units in _run(sql, rows, [environment_id]):
+            for index, feature_id, units in _run(
+                sql.format(measure=measure), rows, [environment_id]
+            ):
                 bucket = out[ranges[index][0]]
                 bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
     return out

@@ -106,8 +106,10 @@ def usage(
     *events: tuple[dt.datetime, str | int | Decimal],
     feature: str = "tokens",
     reference: str = "cus_1",
+    cost: str = "0.001",
 ) -> None:
-    """Store events of ``feature`` for ``reference``: (occurredAt, usageUnits) each."""
+    """Store events of ``feature`` for ``reference``: (occurredAt, usageUnits) each, each
+    costing ``cost`` (USD)."""
     items = [
         {
             "eventIdempotencyKey": f"ev-{next(_keys)}",
@@ -115,7 +117,7 @@ def usage(
             "customerReferenceId": reference,
             "featureKey": feature,
             "usageUnits": str(units),
-            "costAmount": "0.001",
+            "costAmount": cost,
             "occurredAt": at.isoformat(),
         }
         for at, units in events
