@@ -942,24 +942,6 @@ def billing_prorate_changes(*, now: dt.datetime | None = None, limit: int = 1000
     return created
 
 
-def billing_prorate_change(
-    *, change: SubscriptionChange, now: dt.datetime | None = None
-) -> Invoice | None:
-    """Prorate one plan change now (the API and tests); None when it needs none or has one."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        subscription = (
-            Subscription.objects.select_for_update(of=("self",))
-            .filter(pk=change.subscription_id)
-            .first()
-        )
-        if subscription is None or not _unprorated_changes(now).filter(pk=change.pk).exists():
-            return None
-        change = SubscriptionChange.objects.select_related("from_plan", "to_plan").get(pk=change.pk)
-        (invoice_id,) = _insert([_proration_draft(change, subscription)], now=now)
-        return Invoice.objects.get(pk=invoice_id)
-
-
 # -- statuses -----------------------------------------------------------------------------
 
 
