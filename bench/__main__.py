@@ -26,18 +26,23 @@ def bench_ingest(rows: list[Row], clients: int, batches_per_client: int, workers
         make_batches(seed=n, batches=batches_per_client, size=1000) for n in range(clients)
     ]
     bodies = [[json.dumps({"events": b}).encode() for b in batches] for batches in per_client]
+    meter = harness.CpuMeter()
     with harness.gunicorn(workers=workers) as port:
         harness.warm_up(port, key, workers)
+        meter.start()
         result = batch_ingest(port, key, bodies)
+        cpu = meter.stop()
+    log(harness.cpu_note(cpu, result["accepted"] + result["duplicates"], "event"))
     if result["errors"]:
         log(f"ingest errors: {result['errors'][:3]}")
     ceiling = copy_ceiling(harness.bench_database_url(), per_client)
     ratio = result["events_per_s"] / ceiling["events_per_s"]
     ok = result["events_per_s"] >= 15_000 and ratio >= 0.35
+    events = result["accepted"] + result["duplicates"]
     rows.append(
         Row(
             f"batch ingest, HTTP, {clients} clients x 1000-event batches, 10% dups",
-            f"{result['events_per_s']:,.0f} events/s",
+            f"{result['events_per_s']:,.0f} events/s ({harness.cpu_note(cpu, events, 'event')})",
             f"{ceiling['events_per_s']:,.0f} events/s (COPY + ON CONFLICT)",
             f"{ratio:.2f}",
             ">= 15,000/s and >= 0.35",
@@ -50,7 +55,7 @@ def ms(latencies: list[float], q: float) -> str:
     return f"{percentile(latencies, q) * 1000:.1f} ms"
 
 
-def bench_single(rows: list[Row], clients: int, per_client: int) -> None:
+def bench_single(rows: list[Row], clients: int, per_client: int, workers: int) -> None:
     from .load import single_events
     from .workload import make_batches
 
@@ -82,15 +87,20 @@ def bench_single(rows: list[Row], clients: int, per_client: int) -> None:
             )
         return out
 
-    with harness.gunicorn(workers=3) as port:
-        single_events(port, key, bodies(5000)[:1][:1])  # warm-up
+    meter = harness.CpuMeter()
+    with harness.gunicorn(workers=workers) as port:
+        harness.warm_up(port, key, workers)
+        single_events(port, key, [b[:200] for b in bodies(5000)])  # warm the id caches
+        meter.start()
         peak = single_events(port, key, bodies(100))
+        cpu = meter.stop()
         half = single_events(port, key, bodies(200), rate=peak["rps"] / 2)
     lat = peak["latencies"]
     rows.append(
         Row(
             f"single-event POST, {clients} clients, closed loop",
-            f"{peak['rps']:,.0f} req/s (p50 {ms(lat, 0.5)}, p99 {ms(lat, 0.99)})",
+            f"{peak['rps']:,.0f} req/s (p50 {ms(lat, 0.5)}, p99 {ms(lat, 0.99)};"
+            f" {harness.cpu_note(cpu, peak['requests'], 'request')})",
             "",
             "",
             ">= 700 req/s",
@@ -132,7 +142,7 @@ def main(argv: list[str]) -> int:
         bench_ingest(rows, args.clients, args.batches_per_client, args.workers)
     if "single" in only:
         log("single-event POST")
-        bench_single(rows, args.clients, args.single_per_client)
+        bench_single(rows, args.clients, args.single_per_client, args.workers)
     if "reads" in only:
         from .reads import bench_reads
 

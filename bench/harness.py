@@ -129,6 +129,7 @@ def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
         "30",
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_env())
+    running_server["pid"] = proc.pid
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -166,6 +167,83 @@ def warm_up(port: int, key: str, workers: int) -> None:
         for n in range(workers * 2)
     ]
     batch_ingest(port, key, per_client)
+
+
+# --- Who used the CPU during a measurement ----------------------------------------------
+#
+# The box is shared (PostgreSQL, the server, the load generators and whatever
+# else runs), so every throughput figure comes with where the CPU went: ours
+# per event, and how many cores other processes took meanwhile.
+
+running_server = {"pid": 0}  # the gunicorn master (set by gunicorn())
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command line, CPU seconds so far)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(entry)] = (int(fields[1]), cmd, (int(fields[11]) + int(fields[12])) / _TICK)
+    return out
+
+
+class CpuMeter:
+    """CPU seconds between ``start()`` and ``stop()``, by group: the server
+    (gunicorn tree), PostgreSQL (backends of the bench database and the server's
+    shared background processes), the load generators (this process and its
+    children) and everything else on the machine."""
+
+    def start(self) -> None:
+        self.before = _processes()
+        self.own = os.times()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        after = _processes()
+        own = os.times()
+        wall = time.perf_counter() - self.t0
+        groups = {"server": 0.0, "postgres": 0.0, "other": 0.0}
+        me = os.getpid()
+        server_tree = {running_server["pid"]}
+        for pid, (ppid, _, _) in after.items():
+            if ppid in server_tree:
+                server_tree.add(pid)
+        for pid, (ppid, cmd, cpu) in after.items():
+            used = cpu - self.before.get(pid, (0, "", 0.0))[2]
+            if me in (pid, ppid):
+                continue  # counted below, children included once they exit
+            if pid in server_tree:
+                groups["server"] += used
+            elif cmd.startswith("postgres:") and (
+                BENCH_DB in cmd or not any(w in cmd for w in (" postgres ", "autovacuum worker"))
+            ):
+                groups["postgres"] += used
+            else:
+                groups["other"] += used
+        groups["clients"] = (own.user + own.system + own.children_user + own.children_system) - (
+            self.own.user + self.own.system + self.own.children_user + self.own.children_system
+        )
+        groups["wall"] = wall
+        return groups
+
+
+def cpu_note(groups: dict[str, float], units: float, unit: str) -> str:
+    """``server 48 us + PostgreSQL 57 us CPU/event; others 0.3 cores``."""
+    return (
+        f"CPU/{unit}: server {groups['server'] / units * 1e6:,.0f} us"
+        f" + PostgreSQL {groups['postgres'] / units * 1e6:,.0f} us;"
+        f" other processes {groups['other'] / groups['wall']:.1f} of {os.cpu_count()} cores"
+    )
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
