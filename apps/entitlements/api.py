@@ -423,8 +423,9 @@ class EntitlementEvaluate(_EntitlementView):
             request, reference_id, feature_key, units, model=model, reserve=bool(reserve), ttl=ttl
         )
         body = render_decision(decision)
-        context = data.get("context") if isinstance(data.get("context"), dict) else {}
-        flow = context.get("flowId") if isinstance(context.get("flowId"), str) else None
+        context = data.get("context")
+        flow = context.get("flowId") if isinstance(context, dict) else None
+        flow = flow if isinstance(flow, str) and flow else None
         body["flowId"] = flow or str(uuid.uuid4())
         usage_view = decision.usage
         if usage_view is not None and usage_view.limit is not None:

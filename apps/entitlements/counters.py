@@ -66,7 +66,7 @@ ZERO = Decimal(0)
 INEXACT = "x"
 
 
-def counter_key(environment_id: object, customer_id: object, feature_id: object) -> str:
+def counter_key(environment_id: uuid.UUID, customer_id: object, feature_id: object) -> str:
     return env_key(environment_id, "ent", "c", customer_id, feature_id)
 
 
@@ -430,7 +430,7 @@ HOLDS_MARK = "holds"
 
 
 def ledger_sums(
-    environment_id: object,
+    environment_id: uuid.UUID,
     requests: Sequence[tuple[uuid.UUID, uuid.UUID, Sequence[Window]]],
     *,
     now: dt.datetime,

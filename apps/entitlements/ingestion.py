@@ -107,7 +107,7 @@ class _Work:
     )
 
 
-def _existing_keys(environment_id: object, keys: list[str]) -> set[str]:
+def _existing_keys(environment_id: uuid.UUID, keys: list[str]) -> set[str]:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT idempotency_key FROM events_eventkey"

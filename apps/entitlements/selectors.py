@@ -123,7 +123,7 @@ class Decision:
 _ids: dict[tuple[str, object, str], tuple[uuid.UUID, float]] = {}
 
 
-def _cached_id(kind: str, environment_id: object, name: str) -> uuid.UUID | None:
+def _cached_id(kind: str, environment_id: uuid.UUID, name: str) -> uuid.UUID | None:
     hit = _ids.get((kind, environment_id, name))
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
@@ -149,7 +149,9 @@ def clear_local_cache() -> None:
 # -- usage -----------------------------------------------------------------------------------
 
 
-def _weight(environment_id: object, applied: Applied, model: str, at: dt.datetime) -> WeightQuote:
+def _weight(
+    environment_id: uuid.UUID, applied: Applied, model: str, at: dt.datetime
+) -> WeightQuote:
     """Credits per unit now: a published weight (the model's, then the feature's), else the
     plan rule's ``creditsPerUnit``, else 1."""
     from apps.credits.models import WeightMatch
@@ -162,7 +164,7 @@ def _weight(environment_id: object, applied: Applied, model: str, at: dt.datetim
 
 
 def credit_view(
-    environment_id: object,
+    environment_id: uuid.UUID,
     customer_id: uuid.UUID,
     applied: Applied,
     units: Decimal,
@@ -226,7 +228,7 @@ def credit_view(
 
 
 def held_units(
-    environment_id: object, customer_id: uuid.UUID, feature_id: uuid.UUID, now: dt.datetime
+    environment_id: uuid.UUID, customer_id: uuid.UUID, feature_id: uuid.UUID, now: dt.datetime
 ) -> Decimal:
     total = Reservation.objects.filter(
         environment_id=environment_id,
@@ -246,7 +248,7 @@ def usage_window(applied: Applied) -> Window:
 
 
 def _usage_from_ledger(
-    environment_id: object,
+    environment_id: uuid.UUID,
     customer_id: uuid.UUID,
     feature_id: uuid.UUID,
     window: Window,

@@ -66,7 +66,7 @@ MAX_CUSTOMERS = 50_000  # per environment per process; the cache is dropped beyo
 LIVE = tuple(str(s) for s in Subscription.LIVE_STATUSES)
 
 
-def state_key(environment_id: object) -> str:
+def state_key(environment_id: uuid.UUID) -> str:
     return env_key(environment_id, "ent", "state")
 
 
@@ -213,7 +213,7 @@ def _period(
 
 
 def load_customers(
-    environment_id: object, customer_ids: Iterable[uuid.UUID]
+    environment_id: uuid.UUID, customer_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, CustomerState]:
     """Read the customers' live subscriptions and their plans' rules. Two queries."""
     ids = list(set(customer_ids))
@@ -293,13 +293,13 @@ _envs: dict[object, EnvState] = {}
 _lock = threading.Lock()
 
 
-def _first_subscription(environment_id: object) -> dt.datetime | None:
+def _first_subscription(environment_id: uuid.UUID) -> dt.datetime | None:
     return Subscription.objects.filter(environment_id=environment_id).aggregate(
         first=Min("created_at")
     )["first"]
 
 
-def env_state(environment_id: object) -> EnvState:
+def env_state(environment_id: uuid.UUID) -> EnvState:
     """This process's state of the environment (its Platform flag re-read when stale)."""
     state = _envs.get(environment_id)
     now = time.monotonic()
@@ -317,7 +317,7 @@ def is_platform(environment: Environment) -> bool:
     return env_state(environment.pk).platform
 
 
-def read_token(environment_id: object) -> bytes | None:
+def read_token(environment_id: uuid.UUID) -> bytes | None:
     """The environment's state token (created when absent); None when Redis is down."""
     try:
         client = get_redis()
@@ -326,13 +326,13 @@ def read_token(environment_id: object) -> bytes | None:
             fresh = uuid.uuid4().hex.encode()
             client.set(state_key(environment_id), fresh, nx=True)
             token = client.get(state_key(environment_id))
-        return token
+        return token if isinstance(token, bytes) or token is None else str(token).encode()
     except redis.RedisError:
         return None
 
 
 def customers(
-    environment_id: object, customer_ids: Iterable[uuid.UUID], token: bytes | None
+    environment_id: uuid.UUID, customer_ids: Iterable[uuid.UUID], token: bytes | None
 ) -> dict[uuid.UUID, CustomerState]:
     """The customers' states, valid under ``token`` (None: Redis down, read them afresh)."""
     ids = set(customer_ids)
@@ -352,13 +352,13 @@ def customers(
     return {customer_id: cached[customer_id] for customer_id in ids}
 
 
-def peek(environment_id: object, customer_id: uuid.UUID) -> CustomerState | None:
+def peek(environment_id: uuid.UUID, customer_id: uuid.UUID) -> CustomerState | None:
     """This process's cached state of a customer, if any (no I/O; it may be stale)."""
     state = _envs.get(environment_id)
     return None if state is None else state.customers.get(customer_id)
 
 
-def state_changed(environment_id: object) -> None:
+def state_changed(environment_id: uuid.UUID) -> None:
     """Forget this process's copy and give the environment a new token (after a commit that
     changed plans, rules or subscriptions)."""
     with _lock:

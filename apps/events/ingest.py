@@ -241,7 +241,7 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
             customers, features = cached or resolve_ids(
                 environment=environment, customer_refs=customer_refs, feature_keys=feature_keys
             )
-            items: list[pipeline.Item | None] = [None] * len(valid)
+            step_items: list[pipeline.Item | None] = [None] * len(valid)
             if steps:
                 for position, (index, event, key) in enumerate(valid):
                     customer_id = customers[event.customer_ref]
@@ -249,8 +249,8 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
                         index, event, key, customer_id, features[event.feature_key]
                     )
                     item.duplicate_in_batch = index in in_batch_duplicates
-                    items[position] = item
-                batch = pipeline.Batch(environment, [i for i in items if i is not None], now)
+                    step_items[position] = item
+                batch = pipeline.Batch(environment, [i for i in step_items if i is not None], now)
                 pipeline.run_before_store(steps, batch)
             customer_ids = {ref: str(pk) for ref, pk in customers.items()}
             feature_ids = {key: str(pk) for key, pk in features.items()}
@@ -263,7 +263,9 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
                     pricing,
                     item=item,
                 )
-                for (index, event, key), pricing, item in zip(valid, pricings, items, strict=True)
+                for (index, event, key), pricing, item in zip(
+                    valid, pricings, step_items, strict=True
+                )
                 if index not in in_batch_duplicates
             ]
             stored = store_events(environment_id=environment.pk, rows=rows, received_at=now)
