@@ -382,6 +382,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "apps.billing.tasks.run_billing_cycle",
         "schedule": crontab(minute="*/5"),
     },
+    "expire-reservations": {
+        "task": "apps.entitlements.tasks.expire_reservations",
+        "schedule": crontab(minute="*/10"),
+    },
 }
 
 # --- Logging -----------------------------------------------------------------------------
