@@ -246,12 +246,26 @@ def apikey_used(key: ApiKey) -> None:
     key.last_used_at = now
 
 
+# key pk -> monotonic time before which this process does not ask Redis again.
+_touch_checked: dict[object, float] = {}
+
+
 def _touch(key: ApiKey) -> None:
-    """Record use at most once a minute per key (a Redis SET NX gates the write)."""
+    """Record use at most once a minute per key (a Redis SET NX gates the write).
+
+    Each process asks Redis at most once a minute per key, not on every request
+    (a round trip, ~0.2 ms of a single-event request's CPU).
+    """
+    now = time.monotonic()
+    if _touch_checked.get(key.pk, 0.0) > now:
+        return
     try:
         first = get_redis().set(touch_redis_key(key), 1, nx=True, ex=_TOUCH_INTERVAL)
     except redis.RedisError:
         return
+    if len(_touch_checked) > 10_000:
+        _touch_checked.clear()
+    _touch_checked[key.pk] = now + _TOUCH_INTERVAL
     if first:
         apikey_used(key)
 
