@@ -15,12 +15,14 @@ have run yet.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
 from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 
@@ -347,18 +349,76 @@ def flush_books(books: Iterable[PoolBook]) -> None:
     if new_grants:
         CreditGrant.objects.bulk_create(new_grants)
     if changed:
-        CreditGrant.objects.bulk_update(changed, ["remaining", "closed_at"])
+        _update_rows(CreditGrant, changed, ["remaining", "closed_at"])
     if entries:
-        CreditTransaction.objects.bulk_create(entries)
+        _insert_rows(CreditTransaction, entries)
     if consumptions:
-        CreditConsumption.objects.bulk_create(consumptions)
+        _insert_rows(CreditConsumption, consumptions)
     for book in books:
         book.pool.updated_at = book.now
     if books:
-        CreditPool.objects.bulk_update([book.pool for book in books], _POOL_FIELDS)
+        _update_rows(CreditPool, [book.pool for book in books], _POOL_FIELDS)
     for book in books:
         book._new_grants, book._changed_grants = [], {}
         book.entries, book.consumptions = [], []
+
+
+def _json_value(value: Any) -> Any:
+    """A field value for ``jsonb_to_recordset``: JSON natives as they are, anything else
+    (decimals, instants, uuids) as its exact text, cast by the column's type."""
+    if value is None or isinstance(value, bool | int | str | dict | list):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _insert_rows(model: Any, rows: list[Any]) -> None:
+    """``bulk_create`` as one ``INSERT ... SELECT FROM jsonb_to_recordset`` (for the rows
+    of a batch; defaults must already be on the instances, as they are once built)."""
+    meta = model._meta
+    columns = [
+        f
+        for f in meta.concrete_fields
+        if not (f.primary_key and f.get_internal_type().endswith("AutoField"))
+    ]
+    names = ", ".join(c.column for c in columns)
+    types = ", ".join(f"{c.column} {c.db_type(connection)}" for c in columns)
+    data = [{c.column: _json_value(getattr(row, c.attname)) for c in columns} for row in rows]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {meta.db_table} ({names})"  # noqa: S608 -- names from the model
+            f" SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS v({types})",
+            [json.dumps(data)],
+        )
+
+
+def _update_rows(model: Any, rows: list[Any], fields: list[str]) -> None:
+    """``bulk_update`` as one ``UPDATE ... FROM jsonb_to_recordset`` (Django's CASE per
+    field and row costs ~1 ms of Python per row at batch sizes). Values travel as text
+    and are cast by the column's type: decimals stay exact."""
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    pk = meta.pk
+    types = ", ".join(
+        [f"{pk.column} {pk.db_type(connection)}"]
+        + [f"{c.column} {c.db_type(connection)}" for c in columns]
+    )
+    assignments = ", ".join(f"{c.column} = v.{c.column}" for c in columns)
+    data = [
+        {
+            pk.column: str(row.pk),
+            **{c.column: _json_value(getattr(row, c.attname)) for c in columns},
+        }
+        for row in rows
+    ]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {meta.db_table} AS t SET {assignments}"  # noqa: S608 -- names from the model
+            f" FROM jsonb_to_recordset(%s::jsonb) AS v({types})"
+            f" WHERE t.{pk.column} = v.{pk.column}",
+            [json.dumps(data)],
+        )
 
 
 def _spend_key(grant: CreditGrant) -> tuple[Any, ...]:

@@ -85,11 +85,12 @@ class Window:
     start: dt.datetime
     end: dt.datetime | None
     kind: str = "u"
+    field: str = dataclasses.field(init=False, compare=False, repr=False)
 
-    @property
-    def field(self) -> str:
+    def __post_init__(self) -> None:
         end = "inf" if self.end is None else str(_micros_of(self.end))
-        return f"{self.kind}:{_micros_of(self.start)}:{end}"
+        # The hash field's name, computed once (ingestion asks for it per event).
+        object.__setattr__(self, "field", f"{self.kind}:{_micros_of(self.start)}:{end}")
 
     def contains(self, at: dt.datetime) -> bool:
         return self.start <= at and (self.end is None or at < self.end)
