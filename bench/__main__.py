@@ -16,7 +16,9 @@ from . import harness
 from .harness import Row, log, percentile
 
 
-def bench_ingest(rows: list[Row], clients: int, batches_per_client: int, workers: int) -> None:
+def bench_ingest(
+    rows: list[Row], clients: int, batches_per_client: int, workers: int, threads: int
+) -> None:
     from .ceiling import copy_ceiling
     from .load import batch_ingest
     from .workload import make_batches
@@ -27,7 +29,7 @@ def bench_ingest(rows: list[Row], clients: int, batches_per_client: int, workers
     ]
     bodies = [[json.dumps({"events": b}).encode() for b in batches] for batches in per_client]
     meter = harness.CpuMeter()
-    with harness.gunicorn(workers=workers) as port:
+    with harness.gunicorn(workers=workers, threads=threads) as port:
         harness.warm_up(port, key, workers)
         meter.start()
         result = batch_ingest(port, key, bodies)
@@ -41,7 +43,8 @@ def bench_ingest(rows: list[Row], clients: int, batches_per_client: int, workers
     events = result["accepted"] + result["duplicates"]
     rows.append(
         Row(
-            f"batch ingest, HTTP, {clients} clients x 1000-event batches, 10% dups",
+            f"batch ingest, HTTP, {clients} clients x 1000-event batches, 10% dups"
+            f" (gunicorn {workers}x{threads})",
             f"{result['events_per_s']:,.0f} events/s ({harness.cpu_note(cpu, events, 'event')})",
             f"{ceiling['events_per_s']:,.0f} events/s (COPY + ON CONFLICT)",
             f"{ratio:.2f}",
@@ -55,7 +58,9 @@ def ms(latencies: list[float], q: float) -> str:
     return f"{percentile(latencies, q) * 1000:.1f} ms"
 
 
-def bench_single(rows: list[Row], clients: int, per_client: int, workers: int) -> None:
+def bench_single(
+    rows: list[Row], clients: int, per_client: int, workers: int, threads: int
+) -> None:
     from .load import single_events
     from .workload import make_batches
 
@@ -88,7 +93,7 @@ def bench_single(rows: list[Row], clients: int, per_client: int, workers: int) -
         return out
 
     meter = harness.CpuMeter()
-    with harness.gunicorn(workers=workers) as port:
+    with harness.gunicorn(workers=workers, threads=threads) as port:
         harness.warm_up(port, key, workers)
         single_events(port, key, [b[:200] for b in bodies(5000)])  # warm the id caches
         meter.start()
@@ -98,7 +103,7 @@ def bench_single(rows: list[Row], clients: int, per_client: int, workers: int) -
     lat = peak["latencies"]
     rows.append(
         Row(
-            f"single-event POST, {clients} clients, closed loop",
+            f"single-event POST, {clients} clients, closed loop (gunicorn {workers}x{threads})",
             f"{peak['rps']:,.0f} req/s (p50 {ms(lat, 0.5)}, p99 {ms(lat, 0.99)};"
             f" {harness.cpu_note(cpu, peak['requests'], 'request')})",
             "",
@@ -128,6 +133,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default="ingest,single,reads,entitlements")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads per worker (gthread: keep-alive)"
+    )
     parser.add_argument("--batches-per-client", type=int, default=25)
     parser.add_argument("--single-per-client", type=int, default=2000)
     parser.add_argument("--read-scales", default="1000000,10000000")
@@ -139,10 +147,10 @@ def main(argv: list[str]) -> int:
     rows: list[Row] = []
     if "ingest" in only:
         log("batch ingestion")
-        bench_ingest(rows, args.clients, args.batches_per_client, args.workers)
+        bench_ingest(rows, args.clients, args.batches_per_client, args.workers, args.threads)
     if "single" in only:
         log("single-event POST")
-        bench_single(rows, args.clients, args.single_per_client, args.workers)
+        bench_single(rows, args.clients, args.single_per_client, args.workers, args.threads)
     if "reads" in only:
         from .reads import bench_reads
 
