@@ -41,6 +41,25 @@ def test_the_cycle_bills_up_to_now_once(tenant):
     assert Subscription.objects.get(pk=subscription.pk).status == "active"
 
 
+@pytest.mark.django_db
+def test_the_cycle_runs_as_of_a_given_instant(tenant):
+    """``now`` (ISO 8601, as a Celery argument) runs every step as of that instant: the
+    periods up to it are invoiced, the later ones not yet, and statuses move at it."""
+    subscription = subscribe(
+        tenant.test,
+        plan(tenant.test, price="10", timing=Plan.BillingTiming.IN_ADVANCE),
+        at=dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC),
+    )
+    result = run_billing_cycle.apply(kwargs={"now": "2026-04-01T00:05:00+00:00"}).get()
+    assert result["closed"]["invoices"] == 2  # March (initial) and April, not May
+    assert result["advanced"]["advanced"] == 1
+    statuses = run_billing_cycle.apply(kwargs={"now": "2026-04-04T00:05:00+00:00"}).get()
+    assert statuses["statuses"]["past_due"] == 2
+    assert Subscription.objects.get(pk=subscription.pk).status == "past_due"
+    with pytest.raises(ValueError, match="UTC offset"):
+        run_billing_cycle.apply(kwargs={"now": "2026-04-04T00:05:00"}).get()
+
+
 def test_through_a_real_worker(tenant, celery_worker):
     subscription = subscribe(
         tenant.test,
