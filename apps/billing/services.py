@@ -566,7 +566,10 @@ def _late_usage(
     out: dict[Any, list[LineDraft]] = defaultdict(list)
     for need in needs:
         snapshot = snapshots[need.subscription.pk]
-        for feature_id, (rule_row, plan) in need.rules.items():
+        # By feature key, as the usage lines are (the rules' own order is their ids').
+        for feature_id, (rule_row, plan) in sorted(
+            need.rules.items(), key=lambda item: catalog.features[item[0]].key
+        ):
             current = _figures(book, need, feature_id)
             was = snapshot.get(
                 (feature_id, need.period.start, need.period.end), UsageFigures(ZERO, ZERO)

@@ -380,6 +380,29 @@ class TestLateEvents:
         close(utc(2026, 6, 1, 0, 5))
         assert not invoices_of(sub)[2].lines.filter(kind="late_usage").exists()
 
+    def test_late_usage_lines_in_feature_order(self, tenant):
+        """Several features' late usage: one line each, in feature-key order like the usage
+        lines (they followed the rules' creation order, i.e. random ids, before)."""
+        from apps.plans.models import PlanFeatureRule
+
+        the_plan = plan(tenant.test, features={"zeta": per_unit("0.01"), "alpha": per_unit("0.02")})
+        # Make the rules' own order the reverse of the keys'.
+        PlanFeatureRule.objects.filter(plan=the_plan, feature__key="zeta").update(
+            created_at=utc(2026, 1, 1)
+        )
+        sub = subscribe(tenant.test, the_plan, at=MARCH)
+        close(APRIL_CLOSE)
+        usage(tenant.test, (utc(2026, 3, 5), 100), feature="zeta")
+        usage(tenant.test, (utc(2026, 3, 5), 100), feature="alpha")
+        close(MAY_CLOSE)
+        april = invoices_of(sub)[-1]
+        late = april.lines.filter(kind="late_usage").order_by("position")
+        # alpha 100 x 0.02 = 2.00; zeta 100 x 0.01 = 1.00
+        assert [(line.feature.key, line.amount_minor) for line in late] == [
+            ("alpha", 200),
+            ("zeta", 100),
+        ]
+
     def test_late_usage_of_a_period_that_had_none(self, tenant):
         the_plan = plan(tenant.test, price="5", timing=ADVANCE)
         sub = subscribe(tenant.test, the_plan, at=MARCH)
