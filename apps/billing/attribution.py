@@ -76,6 +76,16 @@ def _shares(by_units: dict[Any, Decimal], by_cost: dict[Any, Decimal]) -> dict[A
     return {}
 
 
+def attribution_shares(
+    by_units: dict[Any, Decimal], by_cost: dict[Any, Decimal]
+) -> dict[Any, Decimal]:
+    """The share rule of revenue no feature carries: each key's share of the known cost,
+    else of the units; empty when there was no usage. Exact (a 100-digit context); the
+    keys are whatever the caller grouped by (features, or feature x model). Public for
+    the Stripe import, which spreads imported subscription revenue the same way."""
+    return _shares(by_units, by_cost)
+
+
 def revenue_attribution(
     environment: Environment, *, start: dt.datetime, end: dt.datetime
 ) -> list[AttributedRevenue]:

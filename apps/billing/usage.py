@@ -23,7 +23,7 @@ from django.db import connection
 
 # (key, customer_id, start, end): the usage of one customer over [start, end).
 Range = tuple[Any, Any, dt.datetime, dt.datetime]
-# key -> feature_id -> units
+# key -> feature_id (or (feature_id, model, provider) with ``by_model``) -> units
 Totals = dict[Any, dict[Any, Decimal]]
 # key -> feature_id -> UTC day -> units
 Daily = dict[Any, dict[Any, dict[dt.datetime, Decimal]]]
@@ -75,34 +75,39 @@ def _run(sql: str, rows: list[tuple], params: list[Any]) -> list[tuple]:
 
 
 _HOURLY = """
-SELECT w.idx, r.feature_id, SUM(r.{measure})
+SELECT w.idx, {keys}, SUM(r.{measure})
 FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
      AS w(idx, customer_id, lo, hi)
 JOIN events_hourlyrollup r
   ON r.environment_id = %s AND r.customer_id = w.customer_id
  AND r.bucket_start >= w.lo AND r.bucket_start < w.hi
-GROUP BY w.idx, r.feature_id
+GROUP BY w.idx, {keys}
 """
 
 _RAW = """
-SELECT w.idx, e.feature_id, COALESCE(SUM(e.{measure}), 0)
+SELECT w.idx, {keys}, COALESCE(SUM(e.{measure}), 0)
 FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
      AS w(idx, customer_id, lo, hi)
 JOIN events_event e
   ON e.environment_id = %s AND e.customer_id = w.customer_id
  AND e.occurred_at >= w.lo AND e.occurred_at < w.hi
-GROUP BY w.idx, e.feature_id
+GROUP BY w.idx, {keys}
 """
 
 
-MEASURES = frozenset({"usage_units", "cost_usd"})
+# revenue_usd: the events' own revenue (the Stripe import leaves periods that have some alone).
+MEASURES = frozenset({"usage_units", "cost_usd", "revenue_usd"})
 
 
 def usage_totals(
-    environment_id: Any, ranges: Sequence[Range], *, measure: str = "usage_units"
+    environment_id: Any,
+    ranges: Sequence[Range],
+    *,
+    measure: str = "usage_units",
+    by_model: bool = False,
 ) -> Totals:
-    """Units (or known cost, USD) per feature for each range (features without events are
-    absent)."""
+    """Units (or known cost, or event revenue, USD) per feature for each range (features
+    without events are absent); with ``by_model``, per ``(feature_id, model, provider)``."""
     if measure not in MEASURES:
         raise ValueError(f"unknown measure {measure!r}")
     hourly: list[tuple] = []
@@ -112,15 +117,18 @@ def usage_totals(
         hourly.extend((index, customer_id, lo, hi) for lo, hi in hours)
         raw.extend((index, customer_id, lo, hi) for lo, hi in edges)
     out: Totals = {key: {} for key, *_ in ranges}
-    for sql, rows in ((_HOURLY, hourly), (_RAW, raw)):
+    for sql, rows, alias in ((_HOURLY, hourly, "r"), (_RAW, raw, "e")):
         if not rows:
             continue
+        columns = ("feature_id", "model", "provider") if by_model else ("feature_id",)
+        keys = ", ".join(f"{alias}.{column}" for column in columns)
         with localcontext(_SUMS):
-            for index, feature_id, units in _run(
-                sql.format(measure=measure), rows, [environment_id]
+            for index, *key, units in _run(
+                sql.format(measure=measure, keys=keys), rows, [environment_id]
             ):
+                group = tuple(key) if by_model else key[0]
                 bucket = out[ranges[index][0]]
-                bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
+                bucket[group] = bucket.get(group, Decimal(0)) + units
     return out
 
 
