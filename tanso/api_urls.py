@@ -71,4 +71,5 @@ urlpatterns = [
     path("", include("apps.subscriptions.urls")),
     path("", include("apps.credits.urls")),
     path("", include("apps.billing.urls")),
+    path("", include("apps.stripe_sync.urls")),
 ]

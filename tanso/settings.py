@@ -113,6 +113,8 @@ INSTALLED_APPS = [
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",
+    "djstripe",
+    "apps.stripe_sync",
 ]
 
 MIDDLEWARE = [
@@ -387,6 +389,20 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": crontab(minute="*/10"),
     },
 }
+
+# --- Stripe (apps/stripe_sync, docs/stripe.md) ------------------------------------------
+# Keys are per environment (StripeConnection, encrypted), never global settings.
+# Where the stripe SDK sends API calls; tests point it at a local localstripe peer.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+# Fernet key (urlsafe base64 of 32 bytes) for secrets at rest; derived from SECRET_KEY when unset.
+TANSO_ENCRYPTION_KEY = env_str("TANSO_ENCRYPTION_KEY", "")
+# Where Stripe delivers webhooks: SITE_URL + /stripe/webhook/<uuid>/ unless set.
+STRIPE_WEBHOOK_BASE_URL = env_str("STRIPE_WEBHOOK_BASE_URL", SITE_URL).rstrip("/")
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Every verified event goes to our handler (recorded once, dispatched once), not to
+# dj-stripe's default processing (which would call Stripe with a global key).
+DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "apps.stripe_sync.webhooks.djstripe_event_callback"
 
 # --- Logging -----------------------------------------------------------------------------
 LOGGING = {

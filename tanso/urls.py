@@ -18,6 +18,8 @@ urlpatterns = [
     path("onboarding/", include("apps.onboarding.urls")),
     path("dashboard/", include("apps.dashboard.urls")),
     path("invoices/", include("apps.billing.page_urls")),
+    # Stripe webhooks: dj-stripe's receiver, /stripe/webhook/<uuid>/ (apps/stripe_sync/webhooks.py).
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("tanso.api_urls")),

@@ -1,0 +1,178 @@
+"""Stripe webhook events, each handled once.
+
+dj-stripe's ``ProcessWebhookView`` (``/stripe/webhook/<uuid>/``) finds the
+``WebhookEndpoint`` by its uuid, verifies the ``Stripe-Signature`` against the
+endpoint's secret (a missing or forged one is a 400 before anything is stored
+beyond dj-stripe's own trigger row) and, inside one transaction, calls
+:func:`djstripe_event_callback` (``settings.DJSTRIPE_WEBHOOK_EVENT_CALLBACK``).
+
+The callback finds the environment from the endpoint (``StripeConnection``),
+inserts a :class:`StripeWebhookEvent` ``ON CONFLICT (environment, stripe_event_id)
+DO NOTHING RETURNING id`` and only when the row is new runs the handlers
+registered for the event type, in the same transaction. A duplicate delivery
+finds the row and is skipped; a concurrent one waits on the unique index until
+the first commits (then skips) or rolls back (then handles it). A handler that
+raises rolls the row back too, so Stripe's retry handles the event again.
+Unknown types are recorded and ignored.
+
+Registering a handler (from any app, imported by its ``AppConfig.ready``)::
+
+    from apps.stripe_sync.webhooks import WebhookContext, webhook_handler
+
+    @webhook_handler("invoice.paid", "invoice.payment_succeeded")
+    def on_invoice_paid(ctx: WebhookContext) -> None:
+        ...  # ctx.environment, ctx.event (StripeWebhookEvent), ctx.obj (data.object)
+
+Handlers run inside the transaction: enqueue Celery work with
+``transaction.on_commit``, never call Stripe from a handler. Every handler for
+a type runs, so each must ignore events that are not its business (another
+mode, an object it does not map).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from apps.accounts.models import Environment
+
+    from .models import StripeConnection, StripeWebhookEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookContext:
+    environment: Environment
+    connection: StripeConnection
+    event: StripeWebhookEvent
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        """The Stripe object of the event (``data.object``)."""
+        return self.event.data_object
+
+    @property
+    def type(self) -> str:
+        return self.event.type
+
+
+Handler = Callable[[WebhookContext], None]
+_handlers: dict[str, list[Handler]] = defaultdict(list)
+
+
+def webhook_handler(*event_types: str) -> Callable[[Handler], Handler]:
+    """Register ``func`` for these Stripe event types (registering twice is a no-op)."""
+    if not event_types:
+        raise ValueError("name at least one Stripe event type")
+
+    def register(func: Handler) -> Handler:
+        for event_type in event_types:
+            if func not in _handlers[event_type]:
+                _handlers[event_type].append(func)
+        return func
+
+    return register
+
+
+def handlers_for(event_type: str) -> list[Handler]:
+    return list(_handlers.get(event_type, ()))
+
+
+_RECORD = """
+INSERT INTO stripe_sync_stripewebhookevent
+    (environment_id, stripe_event_id, type, livemode, received_at, handled, payload)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (environment_id, stripe_event_id) DO NOTHING
+RETURNING id
+"""
+
+
+def record_event(*, environment_id: Any, payload: dict[str, Any], handled: bool) -> int | None:
+    """Insert the event once; the new row's id, or None when it was recorded before
+    (after waiting for a concurrent insert of the same event to commit or roll back)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _RECORD,
+            [
+                environment_id,
+                str(payload["id"]),
+                str(payload.get("type") or ""),
+                bool(payload.get("livemode")),
+                timezone.now(),
+                handled,
+                Jsonb(payload),
+            ],
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def handle_event(*, stripe_connection: StripeConnection, payload: dict[str, Any]) -> bool:
+    """Record and dispatch one verified event of ``stripe_connection``'s environment.
+    True when this call handled it, False for a duplicate. Runs in one transaction."""
+    from .models import StripeWebhookEvent
+
+    event_type = str(payload.get("type") or "")
+    handlers = handlers_for(event_type)
+    with transaction.atomic():
+        row_id = record_event(
+            environment_id=stripe_connection.environment_id,
+            payload=payload,
+            handled=bool(handlers),
+        )
+        if row_id is None:
+            logger.info("stripe event %s already handled; skipped", payload.get("id"))
+            return False
+        if not handlers:
+            return True
+        event = StripeWebhookEvent.objects.select_related("environment").get(pk=row_id)
+        ctx = WebhookContext(
+            environment=event.environment, connection=stripe_connection, event=event
+        )
+        for handler in handlers:
+            handler(ctx)
+    _mirror(stripe_connection, payload)
+    return True
+
+
+def _mirror(stripe_connection: StripeConnection, payload: dict[str, Any]) -> None:
+    """Best effort: keep dj-stripe's local mirror of the object (see docs/stripe.md).
+    Never fails the webhook."""
+    from .mirror import mirror_object
+
+    try:
+        mirror_object(stripe_connection, payload)
+    except Exception:  # the mirror is a convenience; the event is handled
+        logger.warning("stripe mirror of %s failed", payload.get("id"), exc_info=True)
+
+
+def djstripe_event_callback(trigger: Any, api_key: str | None = None) -> None:
+    """``DJSTRIPE_WEBHOOK_EVENT_CALLBACK``: dj-stripe verified ``trigger`` (a
+    ``WebhookEventTrigger``); we record and dispatch it instead of dj-stripe's
+    default processing (which would call Stripe with a global key)."""
+    from .models import StripeConnection
+
+    payload = trigger.json_body
+    stripe_connection = (
+        StripeConnection.objects.select_related("environment")
+        .filter(webhook_endpoint_id=trigger.webhook_endpoint_id)
+        .first()
+        if trigger.webhook_endpoint_id
+        else None
+    )
+    if stripe_connection is None or not payload.get("id"):
+        # The endpoint is no longer connected (disconnected): acknowledge, change nothing.
+        logger.info("stripe event %s for an unconnected endpoint ignored", payload.get("id"))
+        trigger.processed = True
+        return
+    handle_event(stripe_connection=stripe_connection, payload=payload)
+    trigger.processed = True
