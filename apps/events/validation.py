@@ -115,6 +115,15 @@ def _string(
     return value
 
 
+def _integral_reference(value: Any) -> Any:
+    """A JSON integer customer id (``customerReferenceId: user.id`` in JavaScript) is its
+    decimal text: the reference is "your customer's ID, whatever you already use".
+    Floats and booleans stay errors (``1.0`` and ``true`` are not ids)."""
+    if type(value) is int:
+        return str(value)
+    return value
+
+
 def _encodable(text: str) -> bool:
     """False for text UTF-8 cannot carry (lone surrogates such as "\\ud800" in JSON)."""
     try:
@@ -483,7 +492,7 @@ def _parse_full(
         get("eventName"), "eventName", errors, max_length=MAX_NAME_LENGTH, required=True
     )
     customer_ref = _string(
-        get("customerReferenceId"),
+        _integral_reference(get("customerReferenceId")),
         "customerReferenceId",
         errors,
         max_length=MAX_CUSTOMER_REF_LENGTH,

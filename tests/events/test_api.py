@@ -130,6 +130,19 @@ class TestPublicPageSnippets:
         assert event.cost_source == "catalog"
         assert event.price_version_id is not None
 
+    def test_numeric_user_id_from_javascript_is_the_reference_text(self, tenant, catalog):
+        # 003_*: `customerReferenceId: user.id`: a numeric id arrives as a JSON number.
+        body = {"eventName": "chat", "customerReferenceId": 4217, "featureKey": "chat"}
+        response = tenant.api().post(CLIENT_EVENTS, body, format="json")
+        assert response.status_code == 201, response.content
+        assert response.json()["customerReferenceId"] == "4217"
+        assert Customer.objects.filter(environment=tenant.test, reference_id="4217").exists()
+        for bad in (4217.0, True, [4217]):
+            body = {"eventName": "chat", "customerReferenceId": bad, "featureKey": "chat"}
+            response = tenant.api().post(CLIENT_EVENTS, body, format="json")
+            error = assert_envelope(response, 400, "validation_failed")
+            assert "customerReferenceId" in str(error), error
+
 
 class TestSingleEvent:
     def test_header_key_overrides_body_key(self, tenant):
