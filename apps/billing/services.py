@@ -958,7 +958,10 @@ def billing_prorate_changes(*, now: dt.datetime | None = None, limit: int = 1000
 _PAST_DUE = """
 UPDATE billing_invoice SET status = 'past_due', past_due_at = %s, updated_at = %s
 WHERE status = 'due' AND due_at + make_interval(days => grace_period_days) <= %s
+  AND NOT metadata @> '{"source": "stripe"}'
 """
+# Invoices Stripe issued (Stripe-driven mode): Stripe's own collection moves their status.
+MIRRORED = Q(metadata__contains={"source": "stripe"})
 
 
 @dataclasses.dataclass
@@ -972,12 +975,15 @@ class StatusResult:
 def billing_update_statuses(*, now: dt.datetime | None = None) -> StatusResult:
     """Pending -> due at the due date; due -> past due once the grace period is over; the
     subscription of a past-due invoice becomes past due (entitlement checks then deny),
-    and one with no past-due invoice left becomes active again. Idempotent."""
+    and one with no past-due invoice left becomes active again. Idempotent. Invoices
+    mirrored from Stripe keep the status Stripe gives them (its collection decides)."""
     now = now or timezone.now()
     result = StatusResult()
     with transaction.atomic():
-        result.due = Invoice.objects.filter(status=Invoice.Status.PENDING, due_at__lte=now).update(
-            status=Invoice.Status.DUE, updated_at=now
+        result.due = (
+            Invoice.objects.filter(status=Invoice.Status.PENDING, due_at__lte=now)
+            .exclude(MIRRORED)
+            .update(status=Invoice.Status.DUE, updated_at=now)
         )
         with connection.cursor() as cur:
             cur.execute(_PAST_DUE, [now, now, now])
