@@ -162,11 +162,12 @@ def djstripe_event_callback(trigger: Any, api_key: str | None = None) -> None:
     from .models import StripeConnection
 
     payload = trigger.json_body
+    endpoint = trigger.webhook_endpoint
     stripe_connection = (
         StripeConnection.objects.select_related("environment")
-        .filter(webhook_endpoint_id=trigger.webhook_endpoint_id)
+        .filter(webhook_endpoint=endpoint)
         .first()
-        if trigger.webhook_endpoint_id
+        if endpoint is not None
         else None
     )
     if stripe_connection is None or not payload.get("id"):

@@ -125,6 +125,20 @@ class StripePeer:
         )
 
 
+def connect_environment(environment: Any, peer: StripePeer, api_key: str | None = None) -> Any:
+    """Connect ``environment`` to the peer through the real service (key checked, stored
+    encrypted, webhook endpoint created in the peer pointing at
+    ``settings.STRIPE_WEBHOOK_BASE_URL``); returns the ``StripeConnection``. The key is
+    ``connection.api_key_for_tests`` (a fresh one unless given)."""
+    from apps.accounts.audit import Actor
+    from apps.stripe_sync.services import stripe_connect
+
+    key = api_key or peer.new_key("live" if environment.kind == "live" else "test")
+    connection, _ = stripe_connect(environment=environment, api_key=key, actor=Actor.system())
+    connection.api_key_for_tests = key
+    return connection
+
+
 def _start_peer() -> StripePeer:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(

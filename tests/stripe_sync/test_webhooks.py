@@ -1,0 +1,146 @@
+"""Webhooks from the Stripe peer reach dj-stripe's endpoint on a live server with real
+signatures; each event is recorded and handled once, however often or concurrently it
+is delivered; a forged or missing signature is a 400 and changes nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from apps.stripe_sync import webhooks
+from apps.stripe_sync.models import StripeWebhookEvent
+from apps.stripe_sync.webhooks import WebhookContext, webhook_handler
+from tests.conftest import Tenant
+from tests.stripe_peer.fixtures import StripePeer, connect_environment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+calls: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def customer_handler() -> Iterator[list[tuple[str, str]]]:
+    """A handler for customer.created, registered for the test only."""
+
+    def on_customer(ctx: WebhookContext) -> None:
+        calls.append((str(ctx.environment.pk), ctx.obj["id"]))
+
+    calls.clear()
+    webhook_handler("customer.created")(on_customer)
+    yield calls
+    webhooks._handlers["customer.created"].remove(on_customer)
+
+
+def post(delivery: dict[str, Any], **overrides: Any) -> requests.Response:
+    headers = {**delivery["headers"], **overrides.pop("headers", {})}
+    body = overrides.pop("payload", delivery["payload"])
+    return requests.post(delivery["url"], data=body.encode(), headers=headers, timeout=30)
+
+
+def test_an_event_is_delivered_signed_and_handled_once(
+    tenant: Tenant, stripe_webhooks: StripePeer, customer_handler: list
+) -> None:
+    connection = connect_environment(tenant.test, stripe_webhooks)
+    client = stripe_webhooks.client(connection.api_key_for_tests)
+    customer = client.v1.customers.create(params={"email": "ada@example.com"})
+
+    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    assert delivery["status"] == 200, delivery
+    assert "/stripe/webhook/" in delivery["url"]
+    row = StripeWebhookEvent.objects.get()
+    assert row.environment_id == tenant.test.pk
+    assert row.type == "customer.created" and row.handled
+    assert row.data_object["id"] == customer.id
+    assert customer_handler == [(str(tenant.test.pk), customer.id)]
+
+    # The same signed delivery again: 200, nothing more happens.
+    assert post(delivery).status_code == 200
+    assert StripeWebhookEvent.objects.count() == 1
+    assert customer_handler == [(str(tenant.test.pk), customer.id)]
+
+
+def test_concurrent_deliveries_of_one_event_are_handled_once(
+    tenant: Tenant, stripe_webhooks: StripePeer, customer_handler: list
+) -> None:
+    connection = connect_environment(tenant.test, stripe_webhooks)
+    stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
+    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    StripeWebhookEvent.objects.all().delete()
+    customer_handler.clear()
+
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        statuses.append(post(delivery).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 6
+    assert StripeWebhookEvent.objects.count() == 1
+    assert len(customer_handler) == 1
+
+
+def test_forged_or_missing_signatures_are_400_and_change_nothing(
+    tenant: Tenant, stripe_webhooks: StripePeer, customer_handler: list
+) -> None:
+    connection = connect_environment(tenant.test, stripe_webhooks)
+    stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
+    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    StripeWebhookEvent.objects.all().delete()
+    customer_handler.clear()
+
+    tampered = delivery["payload"].replace("customer.created", "customer.created ")
+    forged_sig = delivery["headers"]["Stripe-Signature"].rsplit("=", 1)[0] + "=" + "0" * 64
+    cases = [
+        post(delivery, payload=tampered),  # body changed after signing
+        post(delivery, headers={"Stripe-Signature": forged_sig}),
+        requests.post(
+            delivery["url"],
+            data=delivery["payload"].encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        ),
+    ]
+    assert [r.status_code for r in cases] == [400, 400, 400]
+    assert not StripeWebhookEvent.objects.exists()
+    assert customer_handler == []
+
+
+def test_unknown_types_are_recorded_and_ignored(
+    tenant: Tenant, stripe_webhooks: StripePeer
+) -> None:
+    connection = connect_environment(tenant.test, stripe_webhooks)
+    # Subscribe the endpoint to everything (as an operator might in the dashboard).
+    stripe_webhooks.register_webhook(
+        "all", connection.webhook_endpoint.url, connection.webhook_endpoint.secret
+    )
+    stripe_webhooks.client(connection.api_key_for_tests).v1.products.create(
+        params={"name": "Widget"}
+    )
+    stripe_webhooks.wait_delivered("product.created")
+    row = StripeWebhookEvent.objects.get(type="product.created")
+    assert row.handled is False
+
+
+def test_after_disconnect_the_endpoint_is_gone(tenant: Tenant, stripe_webhooks: StripePeer) -> None:
+    from apps.accounts.audit import Actor
+    from apps.stripe_sync.services import stripe_disconnect
+
+    connection = connect_environment(tenant.test, stripe_webhooks)
+    url, secret = connection.webhook_endpoint.url, connection.webhook_endpoint.secret
+    stripe_disconnect(environment=tenant.test, actor=Actor.system())
+    # Stripe no longer sends to it; a delivery that was under way is a 404.
+    stripe_webhooks.register_webhook("stale", url, secret)
+    stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
+    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    assert delivery["status"] == 404
+    assert not StripeWebhookEvent.objects.exists()
