@@ -72,4 +72,5 @@ urlpatterns = [
     path("", include("apps.credits.urls")),
     path("", include("apps.billing.urls")),
     path("", include("apps.stripe_sync.urls")),
+    path("", include("apps.stripe_import.urls")),
 ]

@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "apps.demo",
     "djstripe",
     "apps.stripe_sync",
+    "apps.stripe_import",
 ]
 
 MIDDLEWARE = [

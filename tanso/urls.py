@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("invitations/", include("apps.accounts.urls")),
     path("onboarding/", include("apps.onboarding.urls")),
+    path("dashboard/stripe/import/", include("apps.stripe_import.page_urls")),
     path("dashboard/", include("apps.dashboard.urls")),
     path("invoices/", include("apps.billing.page_urls")),
     # Stripe webhooks: dj-stripe's receiver, /stripe/webhook/<uuid>/ (apps/stripe_sync/webhooks.py).
