@@ -56,7 +56,7 @@ from apps.subscriptions.models import Subscription, SubscriptionChange
 from apps.subscriptions.periods import day_start
 from apps.subscriptions.services import subscription_set_past_due
 
-from . import errors
+from . import errors, signals
 from .lines import (
     WINDOWED,
     ZERO,
@@ -301,7 +301,9 @@ def _insert(drafts: Sequence[InvoiceDraft], *, now: dt.datetime) -> list[uuid.UU
         with cur.copy(f"COPY billing_invoiceline ({_LINE_COLUMNS}) FROM STDIN") as copy:
             for row in lines:
                 copy.write_row(row)
-    return [ids[id(draft)] for draft in drafts if id(draft) in ids]
+    issued = [ids[id(draft)] for draft in drafts if id(draft) in ids]
+    signals.invoices_issued.send(sender=Invoice, invoice_ids=issued)
+    return issued
 
 
 # -- the cycle: planning one subscription -------------------------------------------------
@@ -1067,6 +1069,7 @@ def invoice_mark_paid(
     invoice.updated_at = now
     invoice.save(update_fields=["status", "paid_at", "payment_reference", "updated_at"])
     _restore_if_settled(invoice.subscription_id, now)
+    signals.invoice_settled.send(sender=Invoice, invoice=invoice)
     return invoice
 
 
@@ -1088,6 +1091,7 @@ def invoice_void(
     invoice.updated_at = now
     invoice.save(update_fields=["status", "voided_at", "metadata", "updated_at"])
     _restore_if_settled(invoice.subscription_id, now)
+    signals.invoice_settled.send(sender=Invoice, invoice=invoice)
     return invoice
 
 
