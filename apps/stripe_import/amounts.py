@@ -82,8 +82,9 @@ class PriceTerms:
         interval = str(recurring.get("interval") or "")
         if interval and interval not in INTERVALS:
             raise PriceError(f"price {stripe_id} has an unknown interval {interval!r}")
+        raw_count = recurring.get("interval_count")
         try:
-            count = int(recurring.get("interval_count") or 1)
+            count = 1 if raw_count in (None, "") else int(raw_count)
         except (TypeError, ValueError):
             raise PriceError(f"price {stripe_id} has a bad interval_count") from None
         if count < 1:
