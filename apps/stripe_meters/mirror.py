@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +201,30 @@ def _type_of(subscription: Subscription, invoice: dict[str, Any], start: dt.date
     return Invoice.Type.REGULAR
 
 
+def _our_subscription(
+    environment: Environment, stripe_subscription_id: str, invoice: dict[str, Any]
+) -> Subscription | None:
+    """Our subscription behind a Stripe one: by the mapping row, or (an invoice can arrive
+    before the row is written) by the ``tanso_subscription_id`` Stripe copies from the
+    subscription's metadata into the invoice."""
+    link = (
+        StripeSubscription.objects.filter(
+            environment_id=environment.pk, stripe_subscription_id=stripe_subscription_id
+        )
+        .select_related("subscription")
+        .first()
+    )
+    if link is not None:
+        return link.subscription
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    ours = (details.get("metadata") or {}).get("tanso_subscription_id")
+    try:
+        subscription_id = uuid.UUID(str(ours))
+    except ValueError:
+        return None
+    return Subscription.objects.filter(environment_id=environment.pk, pk=subscription_id).first()
+
+
 def stripe_invoice_mirror(
     *, environment: Environment, event_type: str, invoice: dict[str, Any], event_created: Any
 ) -> Invoice | None:
@@ -209,14 +234,8 @@ def stripe_invoice_mirror(
     stripe_subscription_id = subscription_id_of(invoice)
     if not stripe_invoice_id or not stripe_subscription_id:
         return None
-    link = (
-        StripeSubscription.objects.filter(
-            environment_id=environment.pk, stripe_subscription_id=stripe_subscription_id
-        )
-        .select_related("subscription")
-        .first()
-    )
-    if link is None:
+    subscription = _our_subscription(environment, stripe_subscription_id, invoice)
+    if subscription is None:
         return None
     with connection.cursor() as cur:
         cur.execute(
@@ -226,7 +245,6 @@ def stripe_invoice_mirror(
     now = timezone.now()
     at = _at(event_created) or now
     status = _status_for(event_type, invoice)
-    subscription = link.subscription
     mirror = StripeInvoice.objects.filter(
         environment_id=environment.pk, stripe_invoice_id=stripe_invoice_id
     ).first()

@@ -1,0 +1,240 @@
+"""Stripe's invoices of Stripe-driven subscriptions, delivered by real signed webhooks from the
+peer to our live endpoint, show in our invoices API with Stripe's status; a failed payment
+makes the subscription past due (checks deny) until Stripe reports it paid."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+import pytest
+import requests
+import stripe
+from django.utils import timezone
+
+from apps.billing.models import Invoice
+from apps.billing.services import billing_update_statuses
+from apps.stripe_meters.models import StripeCustomer, StripeInvoice
+from apps.stripe_sync.models import StripeConnection
+from apps.subscriptions.models import Subscription
+from tests.stripe_meters.conftest import Driven, batch_event, make_driven, rule
+from tests.stripe_peer.fixtures import StripePeer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GRADUATED = rule("graduated", tiers=[("1000", "0.005", "1"), (None, "0.0025", "0")])
+
+
+@pytest.fixture
+def webhooked(
+    tenant: Any, stripe_webhooks: StripePeer, django_capture_on_commit_callbacks: Any
+) -> Driven:
+    """Stripe-driven, connected after the peer's webhooks were pointed at the live server."""
+    return make_driven(tenant, stripe_webhooks, django_capture_on_commit_callbacks)
+
+
+def _invoices(driven: Driven, reference: str = "cus_1", api: Any = None) -> Any:
+    response = (api or driven.api()).get(f"/api/v1/client/billing/invoices/{reference}")
+    assert response.status_code == 200, response.content
+    return response.json()["items"]
+
+
+def _wait_mirrored(driven: Driven, stripe_invoice_id: str, status: str) -> Invoice:
+    deadline = timezone.now() + dt.timedelta(seconds=15)
+    while True:
+        mirror = StripeInvoice.objects.filter(stripe_invoice_id=stripe_invoice_id).first()
+        if mirror is not None:
+            invoice = Invoice.objects.get(pk=mirror.invoice_id)
+            if invoice.status == status:
+                return invoice
+        if timezone.now() > deadline:
+            raise AssertionError(
+                f"{stripe_invoice_id} not mirrored as {status}: {driven.peer.deliveries()!r}"
+            )
+        time.sleep(0.1)
+
+
+def test_a_stripe_invoice_paid_shows_on_our_invoice_api(webhooked: Driven) -> None:
+    subscription = webhooked.subscribe(webhooked.plan("pro", {"tokens": GRADUATED}, price="29"))
+    link = webhooked.provision(subscription)
+    # Stripe's first invoice: the base price, open (default_incomplete: Stripe collects it).
+    first = webhooked.stripe.v1.invoices.list(
+        params={"subscription": link.stripe_subscription_id}
+    ).data[0]
+    pending = _wait_mirrored(webhooked, first.id, Invoice.Status.PENDING)
+    assert pending.total_minor == 2900
+
+    webhooked.stripe.v1.invoices.pay(first.id, params={"payment_method": "pm_card_visa"})
+    webhooked.peer.wait_delivered("invoice.paid")
+    paid = _wait_mirrored(webhooked, first.id, Invoice.Status.PAID)
+
+    (shown,) = _invoices(webhooked)
+    assert shown["id"] == str(paid.pk)
+    assert shown["status"] == "PAID"
+    assert shown["type"] == "IN_ADVANCE_INITIAL"
+    assert (shown["amountMinor"], shown["currency"]) == (2900, "USD")
+    assert shown["metadata"]["source"] == "stripe"
+    assert shown["metadata"]["stripeInvoiceId"] == first.id
+    assert shown["metadata"]["stripeSubscriptionId"] == link.stripe_subscription_id
+    assert shown["paidAt"] is not None
+    assert [(i["kind"], i["amountMinor"]) for i in shown["items"]] == [("BASE", 2900)]
+    assert shown["number"].startswith("INV-TEST-")
+    # The same through the invoice list and the one-invoice route.
+    listed = webhooked.api().get("/api/v1/client/billing/invoices").json()["items"]
+    assert [i["id"] for i in listed] == [str(paid.pk)]
+    one = webhooked.api().get(f"/api/v1/client/billing/invoices/cus_1/{paid.pk}")
+    assert one.status_code == 200 and one.json()["status"] == "PAID"
+    # A repeated delivery of the same event changes nothing.
+    assert Invoice.objects.filter(subscription=subscription).count() == 1
+
+
+def test_a_failed_payment_makes_the_customer_past_due_until_stripe_is_paid(
+    webhooked: Driven,
+) -> None:
+    subscription = webhooked.subscribe(webhooked.plan("pro", {"tokens": GRADUATED}, price="0"))
+    link = webhooked.provision(subscription)
+    webhooked.batch([batch_event(units=u) for u in (400, 600, 500)])
+    assert webhooked.send().sent == 3
+    customer = StripeCustomer.objects.get(customer_id=subscription.customer_id).stripe_customer_id
+
+    # Stripe closes the period: the usage on the graduated price, 725 cents.
+    stripe_api = webhooked.stripe.v1.invoices
+    draft = stripe_api.create(
+        params={"customer": customer, "subscription": link.stripe_subscription_id}
+    )
+    stripe_api.finalize_invoice(draft.id)
+    due = _wait_mirrored(webhooked, draft.id, Invoice.Status.DUE)
+    assert due.total_minor == 725
+    usage = [line for line in due.lines.all() if line.kind == "usage"]
+    assert [(line.amount_minor, line.quantity, line.feature.key) for line in usage] == [
+        (725, 1500, "tokens")
+    ]
+
+    with pytest.raises(stripe.CardError):
+        stripe_api.pay(draft.id, params={"payment_method": "pm_card_chargeCustomerFail"})
+    _wait_mirrored(webhooked, draft.id, Invoice.Status.PAST_DUE)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.PAST_DUE
+    check = webhooked.api().post(
+        "/api/v1/client/entitlements/check",
+        {"customerReferenceId": "cus_1", "featureKey": "tokens"},
+        format="json",
+    )
+    assert check.json()["allowed"] is False
+    assert check.json()["reason"]["code"] == "past_due"
+
+    stripe_api.pay(draft.id, params={"payment_method": "pm_card_visa"})
+    _wait_mirrored(webhooked, draft.id, Invoice.Status.PAID)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.ACTIVE
+    assert [
+        i["status"] for i in _invoices(webhooked) if i["metadata"]["stripeInvoiceId"] == draft.id
+    ] == ["PAID"]
+
+
+def test_our_status_job_leaves_stripe_invoices_to_stripe(webhooked: Driven) -> None:
+    subscription = webhooked.subscribe(webhooked.plan("pro", price="29"))
+    link = webhooked.provision(subscription)
+    first = webhooked.stripe.v1.invoices.list(
+        params={"subscription": link.stripe_subscription_id}
+    ).data[0]
+    invoice = _wait_mirrored(webhooked, first.id, Invoice.Status.PENDING)
+    billing_update_statuses(now=timezone.now() + dt.timedelta(days=30))
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PENDING
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.ACTIVE
+
+
+def test_a_voided_stripe_invoice_is_void_here(webhooked: Driven) -> None:
+    subscription = webhooked.subscribe(webhooked.plan("pro", price="29"))
+    link = webhooked.provision(subscription)
+    first = webhooked.stripe.v1.invoices.list(
+        params={"subscription": link.stripe_subscription_id}
+    ).data[0]
+    _wait_mirrored(webhooked, first.id, Invoice.Status.PENDING)
+    # localstripe cannot void an invoice no payment was tried on: deliver Stripe's
+    # invoice.voided by hand, signed as Stripe signs, through the real endpoint.
+    voided = {**webhooked.stripe.v1.invoices.retrieve(first.id).to_dict(), "status": "void"}
+    _deliver(webhooked, "invoice.voided", voided)
+    _wait_mirrored(webhooked, first.id, Invoice.Status.VOID)
+    (shown,) = _invoices(webhooked)
+    assert (shown["status"], shown["voidedAt"] is not None) == ("VOID", True)
+    # A late invoice.created (status draft) does not bring it back.
+    _deliver(webhooked, "invoice.created", {**voided, "status": "draft"})
+    assert _invoices(webhooked)[0]["status"] == "VOID"
+
+
+def _deliver(driven: Driven, event_type: str, obj: dict[str, Any]) -> None:
+    """Send one Stripe event to our webhook endpoint as Stripe would (signed)."""
+    endpoint = StripeConnection.objects.get(environment=driven.env).webhook_endpoint
+    assert endpoint is not None
+    payload = json.dumps(
+        {
+            "id": f"evt_{secrets.token_hex(8)}",
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "livemode": False,
+            "data": {"object": obj},
+        },
+        default=str,
+    ).encode()
+    timestamp = int(time.time())
+    signature = hmac.new(
+        endpoint.secret.encode(), b"%d.%s" % (timestamp, payload), hashlib.sha256
+    ).hexdigest()
+    response = requests.post(
+        endpoint.url,
+        data=payload,
+        headers={
+            "Content-Type": "application/json",
+            "Stripe-Signature": f"t={timestamp},v1={signature}",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_other_tenants_and_environments_see_none_of_it(webhooked: Driven, outsider: Any) -> None:
+    subscription = webhooked.subscribe(webhooked.plan("pro", price="29"))
+    link = webhooked.provision(subscription)
+    first = webhooked.stripe.v1.invoices.list(
+        params={"subscription": link.stripe_subscription_id}
+    ).data[0]
+    invoice = _wait_mirrored(webhooked, first.id, Invoice.Status.PENDING)
+
+    for api in (outsider.api(), webhooked.tenant.api(webhooked.tenant.sk_live)):
+        assert api.get("/api/v1/client/billing/invoices").json()["items"] == []
+        assert api.get("/api/v1/client/billing/invoices/cus_1").status_code == 404
+        assert api.get(f"/api/v1/client/billing/invoices/cus_1/{invoice.pk}").status_code == 404
+
+
+def test_environments_in_other_modes_ignore_invoice_events(webhooked: Driven) -> None:
+    from apps.billing.services import billing_settings_update
+
+    subscription = webhooked.subscribe(webhooked.plan("pro", price="29"))
+    link = webhooked.provision(subscription)
+    billing_settings_update(environment=webhooked.env, stripe_mode="none")
+    created = webhooked.stripe.v1.invoices.create(
+        params={
+            "customer": StripeCustomer.objects.get().stripe_customer_id,
+            "subscription": link.stripe_subscription_id,
+        }
+    )
+    webhooked.peer.wait_for(
+        lambda rows: [
+            r
+            for r in rows
+            if r["type"] == "invoice.created"
+            and created.id in r["payload"]
+            and r["status"] is not None
+        ],
+        what="the invoice.created delivery",
+    )
+    assert not StripeInvoice.objects.filter(stripe_invoice_id=created.id).exists()
