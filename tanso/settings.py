@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "apps.demo",
     "djstripe",
     "apps.stripe_sync",
+    "apps.stripe_meters",
     "apps.stripe_import",
 ]
 
@@ -388,6 +389,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-reservations": {
         "task": "apps.entitlements.tasks.expire_reservations",
         "schedule": crontab(minute="*/10"),
+    },
+    "stripe-meter-events": {
+        "task": "apps.stripe_meters.tasks.sweep_meter_events",
+        "schedule": crontab(),
+    },
+    "stripe-driven-provisioning": {
+        "task": "apps.stripe_meters.tasks.sweep_provisioning",
+        "schedule": crontab(minute="3-59/15"),
     },
 }
 
