@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.billing.models import BillingSettings, StripeMode
 from apps.plans.models import Plan
+from apps.stripe_sync.services import stripe_sync_record
 from apps.subscriptions.models import Subscription
 
 from .models import MeterEvent
@@ -51,18 +52,36 @@ def send_meter_events(self: Any, environment_id: str) -> dict[str, int]:
         "failed": result.failed,
         "blocked": result.blocked,
     }
+    delivered = result.sent + result.duplicates
+    if delivered or result.failed:
+        stripe_sync_record(
+            environment_id=environment_id,
+            counts={"meterEventsSent": delivered, "meterEventsFailed": result.failed},
+            error=None
+            if not result.failed
+            else f"{result.failed} meter event(s) refused by Stripe",
+        )
     if result.retry_in is not None:
         raise self.retry(countdown=int(result.retry_in.total_seconds()))
     return counts
 
 
-def _provision(task: Any, func: Any, **kwargs: Any) -> Any:
+def _provision(task: Any, func: Any, environment_id: Any, **kwargs: Any) -> Any:
+    """Run a provisioning service: transient Stripe failures retry with backoff; a refusal
+    is logged and shown on the connection (settings page), not retried."""
     try:
         return func(**kwargs)
     except NotStripeDriven:
         return None
     except TRANSIENT as exc:
         raise task.retry(exc=exc, countdown=_countdown(task.request.retries)) from exc
+    except stripe.StripeError as exc:
+        logger.warning("stripe provisioning refused (%s): %s", func.__name__, exc)
+        stripe_sync_record(
+            environment_id=environment_id,
+            error=f"Stripe refused {func.__name__}: {exc.user_message or exc}",
+        )
+        return None
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
@@ -72,7 +91,12 @@ def provision_subscription(self: Any, subscription_id: str) -> str | None:
     )
     if subscription is None:
         return None
-    link = _provision(self, stripe_subscription_provision, subscription=subscription)
+    link = _provision(
+        self,
+        stripe_subscription_provision,
+        subscription.environment_id,
+        subscription=subscription,
+    )
     return link.stripe_subscription_id if link is not None else None
 
 
@@ -80,19 +104,23 @@ def provision_subscription(self: Any, subscription_id: str) -> str | None:
 def cancel_subscription(self: Any, subscription_id: str) -> None:
     subscription = Subscription.objects.filter(pk=subscription_id).first()
     if subscription is not None:
-        _provision(self, stripe_subscription_cancel, subscription=subscription)
+        _provision(
+            self, stripe_subscription_cancel, subscription.environment_id, subscription=subscription
+        )
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def provision_plan(self: Any, plan_id: str) -> None:
     plan = Plan.objects.filter(pk=plan_id, status=Plan.Status.ACTIVE).first()
     if plan is not None:
-        _provision(self, stripe_plan_provision, plan=plan)
+        _provision(self, stripe_plan_provision, plan.environment_id, plan=plan)
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def provision_environment(self: Any, environment_id: str) -> dict[str, int] | None:
-    result = _provision(self, stripe_environment_provision, environment=environment_id)
+    result = _provision(
+        self, stripe_environment_provision, environment_id, environment=environment_id
+    )
     if result is None:
         return None
     return {

@@ -80,6 +80,10 @@ def test_api_subscription_and_events_reach_stripe_once(worker_driven: Driven) ->
     assert sorted(e["payload"]["value"] for e in got) == ["1", "2", "3", "4", "5"]
     assert len({e["identifier"] for e in got}) == 5
     assert len(driven.stripe.v1.subscriptions.list(params={"status": "all"}).data) == 1
+    # The settings page's Stripe panel counts them.
+    shown = driven.api().get("/api/v1/client/stripe").json()["sync"]
+    assert shown["counts"]["meterEventsSent"] == 5
+    assert shown["lastSyncAt"] is not None
 
 
 def test_the_task_retries_with_backoff_while_stripe_is_down(
