@@ -1098,7 +1098,7 @@ def invoice_void(
 # -- invoices issued by Stripe (Stripe-driven mode) ---------------------------------------
 
 # How far each status is along; a mirrored invoice only moves forward (paid and void end).
-_MIRROR_ORDER = {
+_MIRROR_ORDER: dict[str, int] = {
     Invoice.Status.PENDING: 0,
     Invoice.Status.DUE: 1,
     Invoice.Status.PAST_DUE: 2,

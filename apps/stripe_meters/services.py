@@ -41,7 +41,7 @@ import logging
 import re
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import stripe
 from django.db import transaction
@@ -56,7 +56,8 @@ from apps.customers.services import customer_update
 from apps.features.models import Feature
 from apps.plans import pricing
 from apps.plans.models import Plan, PlanFeatureRule
-from apps.stripe_sync.client import stripe_client, write_options
+from apps.stripe_sync.client import stripe_client
+from apps.stripe_sync.client import write_options as _write_options
 from apps.subscriptions.models import Subscription
 
 from .models import (
@@ -83,6 +84,11 @@ BACKOFF_BASE = dt.timedelta(seconds=5)
 BACKOFF_MAX = dt.timedelta(hours=1)
 MAX_SUBSCRIPTION_ITEMS = 20  # Stripe's limit per subscription
 _EVENT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def write_options(*parts: object) -> stripe.RequestOptions:
+    """The write's idempotency key (``apps.stripe_sync.client.write_options``), typed."""
+    return cast("stripe.RequestOptions", _write_options(*parts))
 
 
 class NotStripeDriven(Exception):
@@ -134,7 +140,7 @@ def stripe_customer_provision(*, customer: Customer) -> StripeCustomer:
     else:
         client = stripe_client(customer.environment_id)
         name = " ".join(p for p in (customer.first_name, customer.last_name) if p)
-        params: dict[str, Any] = {
+        params: Any = {
             "name": name or customer.reference_id,
             "metadata": {
                 "tanso_customer_id": str(customer.pk),
@@ -197,6 +203,7 @@ def stripe_meter_provision(
         return link
     client = client or stripe_client(feature.environment_id)
     event_name = meter_event_name(feature.key)
+    meter: Any
     try:
         meter = client.v1.billing.meters.create(
             params={
@@ -328,16 +335,16 @@ def stripe_plan_provision(*, plan: Plan) -> StripePlan:
             },
             options=write_options("plan", plan.pk, "product"),
         )
+        base_params: Any = {
+            "currency": plan.currency.lower(),
+            "product": str(product.id),
+            "recurring": {**_recurring(plan), "usage_type": "licensed"},
+            "nickname": f"{plan.key}: base price",
+            "metadata": {"tanso_plan_id": str(plan.pk)},
+            **_amount_params(_minor(plan.price_amount, plan.currency)),
+        }
         base = client.v1.prices.create(
-            params={
-                "currency": plan.currency.lower(),
-                "product": str(product.id),
-                "recurring": {**_recurring(plan), "usage_type": "licensed"},
-                "nickname": f"{plan.key}: base price",
-                "metadata": {"tanso_plan_id": str(plan.pk)},
-                **_amount_params(_minor(plan.price_amount, plan.currency)),
-            },
-            options=write_options("plan", plan.pk, "base-price"),
+            params=base_params, options=write_options("plan", plan.pk, "base-price")
         )
         StripePlan.objects.bulk_create(
             [
@@ -365,24 +372,24 @@ def stripe_plan_provision(*, plan: Plan) -> StripePlan:
         price_id = ""
         if params is not None:
             meter = stripe_meter_provision(feature=rule_row.feature, client=client)
-            price = client.v1.prices.create(
-                params={
-                    "currency": plan.currency.lower(),
-                    "product": link.stripe_product_id,
-                    "recurring": {
-                        **_recurring(plan),
-                        "usage_type": "metered",
-                        "meter": meter.stripe_meter_id,
-                    },
-                    "nickname": f"{plan.key}: {rule_row.feature.key}",
-                    "metadata": {
-                        "tanso_plan_id": str(plan.pk),
-                        "tanso_rule_id": str(rule_row.pk),
-                        "tanso_feature_key": rule_row.feature.key,
-                    },
-                    **params,
+            price_params: Any = {
+                "currency": plan.currency.lower(),
+                "product": link.stripe_product_id,
+                "recurring": {
+                    **_recurring(plan),
+                    "usage_type": "metered",
+                    "meter": meter.stripe_meter_id,
                 },
-                options=write_options("rule", rule_row.pk, "price"),
+                "nickname": f"{plan.key}: {rule_row.feature.key}",
+                "metadata": {
+                    "tanso_plan_id": str(plan.pk),
+                    "tanso_rule_id": str(rule_row.pk),
+                    "tanso_feature_key": rule_row.feature.key,
+                },
+                **params,
+            }
+            price = client.v1.prices.create(
+                params=price_params, options=write_options("rule", rule_row.pk, "price")
             )
             price_id = str(price.id)
         else:
@@ -428,7 +435,7 @@ def stripe_subscription_provision(*, subscription: Subscription) -> StripeSubscr
     items = [{"price": plan_link.stripe_base_price_id}] + [{"price": p} for p in prices]
     if len(items) > MAX_SUBSCRIPTION_ITEMS:
         raise ValueError(f"Stripe takes at most {MAX_SUBSCRIPTION_ITEMS} prices per subscription")
-    params: dict[str, Any] = {
+    params: Any = {
         "customer": customer.stripe_customer_id,
         "items": items,
         "payment_behavior": "default_incomplete",
@@ -494,7 +501,7 @@ class ProvisionResult:
 def stripe_environment_provision(*, environment: Environment | Any) -> ProvisionResult:
     """Catch up an environment: every active plan, every live subscription, every
     subscription that ended here but not in Stripe (idempotent)."""
-    env_id = getattr(environment, "pk", environment)
+    env_id: Any = getattr(environment, "pk", environment)
     _require_stripe_driven(env_id)
     result = ProvisionResult()
     for plan in Plan.objects.filter(environment_id=env_id, status=Plan.Status.ACTIVE):
