@@ -1,6 +1,7 @@
 """`make bench`: each figure beside the raw ceiling measured in the same run.
 
-    python -m bench [--only ingest,single,reads,entitlements] [--read-scales 1000000,10000000]
+    python -m bench [--only ingest,single,reads,pages,entitlements]
+                    [--read-scales 1000000,10000000]
 
 Runs against a dedicated database (BENCH_DATABASE_NAME, default tanso_bench) on
 the server DATABASE_URL points at; it is dropped and recreated each run.
@@ -130,7 +131,7 @@ def bench_single(
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", default="ingest,single,reads,entitlements")
+    parser.add_argument("--only", default="ingest,single,reads,pages,entitlements")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     parser.add_argument(
@@ -151,12 +152,17 @@ def main(argv: list[str]) -> int:
     if "single" in only:
         log("single-event POST")
         bench_single(rows, args.clients, args.single_per_client, args.workers, args.threads)
-    if "reads" in only:
+    if "reads" in only or "pages" in only:
+        from .pages import bench_pages
         from .reads import bench_reads
 
         for scale in [int(s) for s in args.read_scales.split(",") if s]:
-            log(f"analytics reads over {scale:,} events")
-            bench_reads(rows, scale)
+            if "reads" in only:
+                log(f"analytics reads over {scale:,} events")
+                bench_reads(rows, scale)
+            if "pages" in only:
+                log(f"dashboard pages over {scale:,} events")
+                bench_pages(rows, scale)
     if "entitlements" in only:
         from .entitlements import bench_entitlements
 

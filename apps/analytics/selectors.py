@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
@@ -315,6 +315,16 @@ def overview(environment: Environment, window: Window) -> Overview:
     )
 
 
+def window_totals(environment: Environment, window: Window) -> Totals:
+    """:func:`overview`'s totals alone (for a comparison window): one query."""
+    sums, params = _Split.of(window).rollups(
+        environment, DailyFeatureModelRollup, _MEASURE_COLUMNS, _MEASURE_COLUMNS
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_MEASURE_SQL} FROM ({sums}) r", params)  # noqa: S608
+        return Totals.of(_dicts(cursor)[0])
+
+
 # --- Aggregate tables (customers, features, models) ------------------------------------
 
 # API sort names -> annotations of the aggregate row.
@@ -343,7 +353,9 @@ def _sorts_by_last_seen(query: TableQuery) -> bool:
     return query.sort.lstrip("-") == "lastSeen"
 
 
-def _page(rows: QuerySet[Any], query: TableQuery, limit: int) -> tuple[list[dict[str, Any]], bool]:
+def _page(
+    rows: QuerySet[Any] | _GroupedRows, query: TableQuery, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
     page = list(rows[query.offset : query.offset + limit + 1])
     return page[:limit], len(page) > limit
 
@@ -387,7 +399,7 @@ def _last_event(environment: Environment, window: Window, **match: str) -> Subqu
     )
 
 
-def _chunks(rows: QuerySet[Any], size: int) -> Iterator[list[dict[str, Any]]]:
+def _chunks(rows: QuerySet[Any] | _GroupedRows, size: int) -> Iterator[list[dict[str, Any]]]:
     """A grouped query read through a server-side cursor, ``size`` rows at a time."""
     chunk: list[dict[str, Any]] = []
     for row in rows.iterator(chunk_size=size):
@@ -422,38 +434,39 @@ class _GroupedRows:
                     yield dict(zip(columns, row, strict=True))
 
 
-def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
-    """Per-customer sums over the window's rollups, in the query's total order.
-
-    Whole days from the day x customer rollup, the edge hours from the hourly
-    one (see :class:`_Split`): the same sums and last active hour as the hourly
-    rollup alone gives, from ~24 x fewer rows.
-    """
-    rollups, params = _Split.of(query.window).rollups(
+def _grouped_select(
+    environment: Environment,
+    window: Window,
+    *,
+    daily: type[Model],
+    key: str,
+    search: QuerySet[Any] | None = None,
+    last_seen: bool = False,
+) -> tuple[str, list[Any]]:
+    """SQL (unordered) and parameters of the sums per ``key`` (a column of ``daily`` and of
+    the hourly rollup) over the window's rollups (see :class:`_Split`); ``search``: a
+    values("id") queryset the key must be in; ``last_seen``: add the probe of raw events."""
+    rollups, params = _Split.of(window).rollups(
         environment,
-        DailyCustomerRollup,
-        f"customer_id, {_MEASURE_COLUMNS}, last_bucket_start AS last_bucket",
-        f"customer_id, {_MEASURE_COLUMNS}, bucket_start AS last_bucket",
+        daily,
+        f"{key}, {_MEASURE_COLUMNS}, last_bucket_start AS last_bucket",
+        f"{key}, {_MEASURE_COLUMNS}, bucket_start AS last_bucket",
     )
-    last_seen = where = ""
-    if _sorts_by_last_seen(query):
-        last_seen = """,
+    probe = where = ""
+    if last_seen:
+        probe = f""",
             (SELECT e.occurred_at FROM events_event e
-              WHERE e.environment_id = %s AND e.customer_id = r.customer_id
+              WHERE e.environment_id = %s AND e.{key} = r.{key}
                 AND e.occurred_at >= %s AND e.occurred_at < %s
-              ORDER BY 1 DESC LIMIT 1) AS last_seen"""
-        params = [environment.pk, query.window.start, query.window.end, *params]
-    if query.search:
-        search_sql, search_params = (
-            customers_search(environment, query.search).values("id").query.sql_with_params()
-        )
-        where = f"WHERE r.customer_id IN ({search_sql})"
+              ORDER BY 1 DESC LIMIT 1) AS last_seen"""  # noqa: S608 - names are ours
+        params = [environment.pk, window.start, window.end, *params]
+    if search is not None:
+        search_sql, search_params = search.query.sql_with_params()
+        where = f"WHERE r.{key} IN ({search_sql})"
         params.extend(search_params)
-    name = TABLE_SORTS[query.sort.lstrip("-")]
-    direction = "DESC" if query.sort.startswith("-") else "ASC"
     revenue, cost = "COALESCE(SUM(r.revenue_usd), 0)", "COALESCE(SUM(r.cost_usd), 0)"
     sql = f"""
-        SELECT r.customer_id,
+        SELECT r.{key},
                COALESCE(SUM(r.event_count), 0)::bigint AS events,
                {cost} AS cost,
                {revenue} AS revenue,
@@ -461,13 +474,96 @@ def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRo
                COALESCE(SUM(r.usage_units), 0) AS usage_units,
                MAX(r.last_bucket) AS last_bucket,
                ({revenue} - {cost}) AS margin,
-               ((({revenue} - {cost}) * 100) / NULLIF({revenue}, 0)) AS margin_pct{last_seen}
+               ((({revenue} - {cost}) * 100) / NULLIF({revenue}, 0)) AS margin_pct{probe}
           FROM ({rollups}) r
           {where}
          GROUP BY 1
-         ORDER BY {name} {direction} NULLS LAST, 1 ASC
-    """  # noqa: S608 - names from TABLE_SORTS, values bound
-    return _GroupedRows(sql, params)
+    """  # noqa: S608 - names are ours, values bound
+    return sql, params
+
+
+def _sort_sql(sort: str, key: str) -> str:
+    """The table's total order: the sort (NULLs last either way), then the key."""
+    direction = "DESC" if sort.startswith("-") else "ASC"
+    return f"{TABLE_SORTS[sort.lstrip('-')]} {direction} NULLS LAST, {key} ASC"
+
+
+def _table_grouped(
+    environment: Environment,
+    query: TableQuery,
+    *,
+    daily: type[Model],
+    key: str,
+    search: QuerySet[Any] | None,
+) -> _GroupedRows:
+    """Sums per ``key`` over the window's rollups, in the query's total order."""
+    sql, params = _grouped_select(
+        environment,
+        query.window,
+        daily=daily,
+        key=key,
+        search=search,
+        last_seen=_sorts_by_last_seen(query),
+    )
+    return _GroupedRows(f"{sql} ORDER BY {_sort_sql(query.sort, '1')}", params)
+
+
+def _tops(
+    environment: Environment,
+    window: Window,
+    *,
+    daily: type[Model],
+    key: str,
+    sorts: Sequence[str],
+    limit: int,
+) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    """The first ``limit`` grouped rows under each of ``sorts`` (as the table's first page
+    under that sort would list them) and the number of groups: one GROUP BY for all."""
+    if not sorts or any(sort.lstrip("-") == "lastSeen" for sort in sorts):
+        raise ValueError("tops take one or more sorts other than lastSeen")
+    sql, params = _grouped_select(environment, window, daily=daily, key=key)
+    ranks = ", ".join(
+        f"row_number() OVER (ORDER BY {_sort_sql(sort, key)}) AS rank_{n}"
+        for n, sort in enumerate(sorts)
+    )
+    kept = " OR ".join(f"rank_{n} <= %s" for n in range(len(sorts)))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT * FROM (SELECT g.*, count(*) OVER () AS groups, {ranks} FROM ({sql}) g) t
+             WHERE {kept}
+            """,  # noqa: S608 - names are ours, values bound
+            [*params, *([limit] * len(sorts))],
+        )
+        rows = _dicts(cursor)
+    groups = rows[0]["groups"] if rows else 0
+    tops = {
+        sort: sorted(
+            (row for row in rows if row[f"rank_{n}"] <= limit), key=lambda r: r[f"rank_{n}"]
+        )
+        for n, sort in enumerate(sorts)
+    }
+    for row in rows:
+        del row["groups"]
+        for n in range(len(sorts)):
+            del row[f"rank_{n}"]
+    return groups, tops
+
+
+def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
+    """Per-customer sums over the window's rollups, in the query's total order.
+
+    Whole days from the day x customer rollup, the edge hours from the hourly
+    one (see :class:`_Split`): the same sums and last active hour as the hourly
+    rollup alone gives, from ~24 x fewer rows.
+    """
+    return _table_grouped(
+        environment,
+        query,
+        daily=DailyCustomerRollup,
+        key="customer_id",
+        search=(customers_search(environment, query.search).values("id") if query.search else None),
+    )
 
 
 def customer_rows(
@@ -510,6 +606,33 @@ def customer_table_all(
     """Every row of the table (for exports), streamed in chunks."""
     for grouped in _chunks(customers_grouped(environment, query), chunk):
         yield from customer_rows(environment, query.window, grouped)
+
+
+@dataclass(slots=True)
+class Tops:
+    """The first rows of a table under a few sorts, and how many rows the table has."""
+
+    count: int
+    rows: dict[str, list[Any]]
+
+
+def customer_tops(
+    environment: Environment, window: Window, *, sorts: Sequence[str], limit: int
+) -> Tops:
+    """:func:`customer_table`'s first ``limit`` rows under each sort (the same rows, in
+    the same order) and the number of active customers: two queries for all the sorts."""
+    count, grouped = _tops(
+        environment, window, daily=DailyCustomerRollup, key="customer_id", sorts=sorts, limit=limit
+    )
+    unique = {row["customer_id"]: row for rows in grouped.values() for row in rows}
+    named = {row.customer.pk: row for row in customer_rows(environment, window, [*unique.values()])}
+    return Tops(
+        count,
+        {
+            sort: [named[row["customer_id"]] for row in rows if row["customer_id"] in named]
+            for sort, rows in grouped.items()
+        },
+    )
 
 
 @dataclass(slots=True)
@@ -564,8 +687,12 @@ def _feature_model_breakdown(
 def customer_detail(environment: Environment, reference_id: str, window: Window) -> CustomerDetail:
     """One customer's totals in the window and its feature x model breakdown (404 if unknown)."""
     customer = customer_get(environment, reference_id)
-    rollups = rollups_in(environment, window).filter(customer_id=customer.pk)
-    totals = Totals.of(rollups.aggregate(**_measures()))
+    features = _feature_model_breakdown(
+        environment, rollups_in(environment, window).filter(customer_id=customer.pk)
+    )
+    totals = Totals()  # the exact sum of the breakdown (one GROUP BY for both)
+    for feature in features:
+        totals.add(feature.totals)
     last_seen = (
         scoped(Event, environment)
         .filter(
@@ -582,7 +709,7 @@ def customer_detail(environment: Environment, reference_id: str, window: Window)
         window=window,
         totals=totals,
         last_seen=last_seen,
-        features=_feature_model_breakdown(environment, rollups),
+        features=features,
     )
 
 
@@ -601,22 +728,16 @@ class FeatureTable:
     has_more: bool
 
 
-def features_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]:
-    rollups = rollups_in(environment, query.window)
-    if query.search:
-        rollups = rollups.filter(
-            feature_id__in=features_search(environment, query.search).values("id")
-        )
-    grouped = (
-        rollups.values("feature_id")
-        .annotate(**_measures(), last_bucket=Max("bucket_start"))
-        .annotate(**_derived())
+def features_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
+    """Per-feature sums: whole days from the day x feature x model rollup (a few
+    thousand rows a month at any volume), the edge hours from the hourly one."""
+    return _table_grouped(
+        environment,
+        query,
+        daily=DailyFeatureModelRollup,
+        key="feature_id",
+        search=features_search(environment, query.search).values("id") if query.search else None,
     )
-    if _sorts_by_last_seen(query):
-        grouped = grouped.annotate(
-            last_seen=_last_event(environment, query.window, feature_id="feature_id")
-        )
-    return grouped.order_by(*_order_by(query.sort, ("feature_id",)))
 
 
 def feature_rows(
@@ -624,15 +745,28 @@ def feature_rows(
 ) -> list[FeatureRow]:
     """Model breakdown, names and ``lastSeen`` for these grouped rows only: two queries."""
     ids = [row["feature_id"] for row in grouped]
+    if not ids:
+        return []
     models: dict[uuid.UUID, list[ModelSlice]] = {pk: [] for pk in ids}
-    for row in (
-        rollups_in(environment, window)
-        .filter(feature_id__in=ids)
-        .values("feature_id", "model", "provider")
-        .annotate(**_measures())
-        .order_by("feature_id", "-cost", "model", "provider")
-    ):
-        models[row["feature_id"]].append(ModelSlice(row["model"], row["provider"], Totals.of(row)))
+    columns = f"feature_id, model, provider, {_MEASURE_COLUMNS}"
+    rollups, params = _Split.of(window).rollups(
+        environment, DailyFeatureModelRollup, columns, columns
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT feature_id, model, provider, {_MEASURE_SQL}
+              FROM ({rollups}) r
+             WHERE feature_id = ANY(%s)
+             GROUP BY 1, 2, 3
+             ORDER BY 1, cost DESC, 2, 3
+            """,  # noqa: S608 - names are ours, values bound
+            [*params, ids],
+        )
+        for row in _dicts(cursor):
+            models[row["feature_id"]].append(
+                ModelSlice(row["model"], row["provider"], Totals.of(row))
+            )
     features = {
         feature.pk: feature
         for feature in scoped(Feature, environment)
@@ -663,6 +797,30 @@ def feature_table_all(
 ) -> Iterator[FeatureRow]:
     for grouped in _chunks(features_grouped(environment, query), chunk):
         yield from feature_rows(environment, query.window, grouped)
+
+
+def feature_tops(
+    environment: Environment, window: Window, *, sorts: Sequence[str], limit: int
+) -> Tops:
+    """:func:`feature_table`'s first ``limit`` rows under each sort, and the number of
+    active features: three queries for all the sorts."""
+    count, grouped = _tops(
+        environment,
+        window,
+        daily=DailyFeatureModelRollup,
+        key="feature_id",
+        sorts=sorts,
+        limit=limit,
+    )
+    unique = {row["feature_id"]: row for rows in grouped.values() for row in rows}
+    named = {row.feature.pk: row for row in feature_rows(environment, window, [*unique.values()])}
+    return Tops(
+        count,
+        {
+            sort: [named[row["feature_id"]] for row in rows if row["feature_id"] in named]
+            for sort, rows in grouped.items()
+        },
+    )
 
 
 class Percentiles(Aggregate):

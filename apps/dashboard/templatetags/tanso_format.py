@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import template
+from django.utils.html import format_html
 
 from apps.analytics.rendering import latency_ms
 from apps.analytics.selectors import Totals
@@ -115,6 +116,16 @@ def duration(value: Any) -> str:
 @register.filter
 def margin_band(totals: Totals) -> Band:
     return band(totals)
+
+
+@register.simple_tag
+def band_badge(totals: Totals) -> str:
+    """``{% band_badge totals %}``: the band's badge (a tag, not an include: tables draw
+    one per row)."""
+    b = band(totals)
+    return format_html(
+        '<span class="band band-{}" data-band="{}">{}</span>', b.value, b.value, b.label
+    )
 
 
 @register.simple_tag

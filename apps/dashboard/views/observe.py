@@ -127,25 +127,28 @@ def _kpis(current: analytics.Totals, previous: analytics.Totals) -> list[Kpi]:
     ]
 
 
-def _top(environment: Any, window: Window, table: Any, sort: str) -> list[Any]:
-    return table(environment, TableQuery(sort=sort, search="", window=window), limit=TOP).rows
-
-
 @tenant_view()
 def overview(request: HttpRequest) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     choice = window_from(request.GET)
     current = analytics.overview(environment, choice.window)
-    previous = analytics.overview(environment, choice.previous)
+    # The previous window only for the KPIs' change: its totals alone.
+    previous = analytics.window_totals(environment, choice.previous)
+    # Both "top" lists of a table from one GROUP BY (the table's first rows under each sort).
+    top_customers = analytics.customer_tops(
+        environment, choice.window, sorts=("-cost", "margin"), limit=TOP
+    )
+    top_features = analytics.feature_tops(
+        environment, choice.window, sorts=("-cost", "margin"), limit=TOP
+    )
     context = {
         **_window_context(choice),
         "data": current,
-        "previous": previous,
-        "kpis": _kpis(current.totals, previous.totals),
-        "customers_by_cost": _top(environment, choice.window, analytics.customer_table, "-cost"),
-        "customers_by_margin": _top(environment, choice.window, analytics.customer_table, "margin"),
-        "features_by_cost": _top(environment, choice.window, analytics.feature_table, "-cost"),
-        "features_by_margin": _top(environment, choice.window, analytics.feature_table, "margin"),
+        "kpis": _kpis(current.totals, previous),
+        "customers_by_cost": top_customers.rows["-cost"],
+        "customers_by_margin": top_customers.rows["margin"],
+        "features_by_cost": top_features.rows["-cost"],
+        "features_by_margin": top_features.rows["margin"],
         "chart": [
             {
                 "date": day.date.isoformat(),

@@ -595,7 +595,8 @@ def credit_pools(request: HttpRequest) -> HttpResponse:
         customers = customers.filter(reference_id__icontains=q)
     page = _page_of(request, customers.order_by("reference_id"))
     now = timezone.now()
-    groups = [(c, credits.customer_credit_usage(environment, c, now=now)) for c in page]
+    usage = credits.credit_usage_by_customer(environment, list(page), now=now)
+    groups = [(c, usage.get(c.pk, [])) for c in page]
     context = {"page": page, "groups": groups, "q": q}
     return _render(request, "dashboard/platform/credits.html", "table", context)
 
