@@ -493,17 +493,27 @@ def stripe_subscription_cancel(*, subscription: Subscription) -> StripeSubscript
 
 @dataclasses.dataclass
 class ProvisionResult:
+    customers: int = 0
     plans: int = 0
     subscriptions: int = 0
     cancelled: int = 0
 
 
 def stripe_environment_provision(*, environment: Environment | Any) -> ProvisionResult:
-    """Catch up an environment: every active plan, every live subscription, every
-    subscription that ended here but not in Stripe (idempotent)."""
+    """Catch up an environment: customers whose usage waits for a Stripe customer, every
+    active plan, every live subscription, every subscription that ended here but not in
+    Stripe (idempotent)."""
     env_id: Any = getattr(environment, "pk", environment)
     _require_stripe_driven(env_id)
     result = ProvisionResult()
+    waiting = MeterEvent.objects.filter(
+        environment_id=env_id, status=MeterEvent.Status.BLOCKED
+    ).values("customer_id")
+    for customer in Customer.objects.filter(environment_id=env_id, pk__in=waiting).exclude(
+        pk__in=StripeCustomer.objects.filter(environment_id=env_id).values("customer_id")
+    ):
+        stripe_customer_provision(customer=customer)
+        result.customers += 1
     for plan in Plan.objects.filter(environment_id=env_id, status=Plan.Status.ACTIVE):
         stripe_plan_provision(plan=plan)
         result.plans += 1

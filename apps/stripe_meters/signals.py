@@ -2,6 +2,9 @@
 commit), the task decides. Not a call in the services of ``apps.subscriptions`` or
 ``apps.plans``: those apps sit below us in the layers and must not know Stripe exists.
 
+* a customer created in a Stripe-driven environment (by the API or the dashboard) ->
+  ``provision_customer`` (customers that events create in bulk have no signal: the
+  provisioning sweep makes those whose usage waits for them);
 * a subscription created in a Stripe-driven environment -> ``provision_subscription``;
   one that ended -> ``cancel_subscription`` (when it reached Stripe);
 * a plan saved active -> ``provision_plan``;
@@ -40,6 +43,13 @@ def _subscription_saved(sender: Any, instance: Any, created: bool, **kwargs: Any
         _enqueue(cancel_subscription, str(instance.pk))
 
 
+def _customer_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    from .tasks import provision_customer
+
+    if created and is_stripe_driven(instance.environment_id):
+        _enqueue(provision_customer, str(instance.pk))
+
+
 def _plan_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
     from .tasks import provision_plan
 
@@ -59,9 +69,11 @@ def _settings_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 def connect() -> None:
     from apps.billing.models import BillingSettings
+    from apps.customers.models import Customer
     from apps.plans.models import Plan
     from apps.subscriptions.models import Subscription
 
     post_save.connect(_subscription_saved, sender=Subscription, dispatch_uid="stripe-meters-sub")
+    post_save.connect(_customer_saved, sender=Customer, dispatch_uid="stripe-meters-customer")
     post_save.connect(_plan_saved, sender=Plan, dispatch_uid="stripe-meters-plan")
     post_save.connect(_settings_saved, sender=BillingSettings, dispatch_uid="stripe-meters-mode")

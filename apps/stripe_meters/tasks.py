@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.billing.models import BillingSettings, StripeMode
+from apps.customers.models import Customer
 from apps.plans.models import Plan
 from apps.stripe_sync.services import stripe_sync_record
 from apps.subscriptions.models import Subscription
@@ -26,6 +27,7 @@ from .models import MeterEvent
 from .services import (
     NotStripeDriven,
     meter_events_send,
+    stripe_customer_provision,
     stripe_environment_provision,
     stripe_plan_provision,
     stripe_subscription_cancel,
@@ -101,6 +103,13 @@ def provision_subscription(self: Any, subscription_id: str) -> str | None:
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def provision_customer(self: Any, customer_id: str) -> None:
+    customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is not None:
+        _provision(self, stripe_customer_provision, customer.environment_id, customer=customer)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
 def cancel_subscription(self: Any, subscription_id: str) -> None:
     subscription = Subscription.objects.filter(pk=subscription_id).first()
     if subscription is not None:
@@ -124,6 +133,7 @@ def provision_environment(self: Any, environment_id: str) -> dict[str, int] | No
     if result is None:
         return None
     return {
+        "customers": result.customers,
         "plans": result.plans,
         "subscriptions": result.subscriptions,
         "cancelled": result.cancelled,

@@ -17,7 +17,7 @@ from apps.events.models import Event
 from apps.events.pipeline import steps_for
 from apps.stripe_meters import ingestion
 from apps.stripe_meters.models import MeterEvent, StripeCustomer, meter_event_identifier
-from apps.stripe_meters.services import meter_events_send
+from apps.stripe_meters.services import meter_events_send, stripe_environment_provision
 from tests.stripe_meters.conftest import (
     Driven,
     batch_event,
@@ -208,6 +208,20 @@ def test_events_wait_for_their_stripe_customer(driven: Driven) -> None:
     assert MeterEvent.objects.get(pk=blocked.pk).status == "pending"
     assert driven.send().sent == 1
     assert sorted(e["payload"]["value"] for e in received(driven.peer)) == ["1", "3"]
+
+
+def test_a_customer_first_seen_in_an_event_reaches_stripe_with_the_catch_up(
+    driven: Driven,
+) -> None:
+    _subscribed(driven)
+    driven.event(units=6, ref="walk_in")  # auto-created by the event: no subscription here
+    assert driven.send().blocked == 1
+    assert stripe_environment_provision(environment=driven.env).customers == 1
+    link = StripeCustomer.objects.get(customer__reference_id="walk_in")
+    assert driven.send().sent == 1
+    (got,) = received(driven.peer, customer=link.stripe_customer_id)
+    assert got["payload"]["value"] == "6"
+    assert stripe_environment_provision(environment=driven.env).customers == 0
 
 
 def test_zero_unit_events_send_nothing(driven: Driven) -> None:

@@ -45,7 +45,19 @@ def worker_driven(
 def test_api_subscription_and_events_reach_stripe_once(worker_driven: Driven) -> None:
     driven = worker_driven
     driven.plan("pro", {"tokens": rule(price="0.002")})
-    driven.customer()
+    made = driven.api().post(
+        "/api/v1/client/customers",
+        {"customerReferenceId": "cus_1", "email": "ada@example.com"},
+        format="json",
+    )
+    assert made.status_code == 201, made.content
+    customer = wait_until(
+        lambda: StripeCustomer.objects.filter(environment=driven.env).first(),
+        "the worker to make the Stripe customer of a new customer",
+    )
+    assert driven.stripe.v1.customers.retrieve(customer.stripe_customer_id).email == (
+        "ada@example.com"
+    )
     response = driven.api().post(
         "/api/v1/client/subscriptions",
         {"customerReferenceId": "cus_1", "planKey": "pro"},
