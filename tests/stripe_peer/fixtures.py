@@ -82,6 +82,11 @@ class StripePeer:
             body["events"] = events
         self._call("POST", f"/_config/webhooks/{webhook_id}", body)
 
+    def point_webhooks_at(self, url: str) -> None:
+        """Re-point every registered webhook at ``url`` (e.g. nowhere, to capture an event's
+        signed delivery without it reaching us)."""
+        self._call("POST", "/_config/webhooks_url", {"url": url})
+
     def set_webhook_delay(self, seconds: float) -> None:
         self._call("POST", "/_config/peer", {"webhook_delay": seconds})
 

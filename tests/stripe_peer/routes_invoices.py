@@ -7,6 +7,8 @@
   invoice (localstripe only sweeps pending items into the next invoice);
 * ``POST /v1/invoices/{id}/finalize``: draft -> open (number, ``hosted_invoice_url``;
   a total of 0 is paid at once), webhook ``invoice.finalized``;
+* ``POST /v1/invoices/{id}/void`` works on invoices without a payment intent (sent
+  invoices) and sends ``invoice.voided``;
 * ``POST /v1/invoices/{id}/pay`` also takes ``payment_method`` (attached to the
   customer first) and ``paid_out_of_band``; a declined card answers 402 and sends
   ``invoice.payment_failed``, as Stripe does;
@@ -36,6 +38,7 @@ _original_create = Invoice._api_create.__func__  # type: ignore[attr-defined]
 _original_item_create = InvoiceItem._api_create.__func__  # type: ignore[attr-defined]
 _original_pay = Invoice._api_pay_invoice.__func__  # type: ignore[attr-defined]
 _original_on_success = Invoice._on_payment_success
+_original_void = Invoice._api_void_invoice.__func__  # type: ignore[attr-defined]
 _original_status = Invoice.status
 
 
@@ -152,18 +155,22 @@ def register(app: web.Application, peer: Any) -> None:
             invoice.status_transitions["paid_at"] = int(time.time())
             peer.schedule(Event("invoice.paid", invoice))
             return invoice
-        if payment_method is not None:
-            PaymentMethod._api_attach(payment_method, customer=invoice.customer)
-            customer = Customer._api_retrieve(invoice.customer)
-            customer.invoice_settings["default_payment_method"] = PaymentMethod._api_retrieve(
-                payment_method
-            ).id
-        invoice = _original_pay(cls, id)
+        try:
+            if payment_method is not None:
+                method = PaymentMethod._api_retrieve(payment_method)
+                PaymentMethod._api_attach(method.id, customer=invoice.customer)
+                customer = Customer._api_retrieve(invoice.customer)
+                customer.invoice_settings["default_payment_method"] = method.id
+            invoice = _original_pay(cls, id)
+        except UserError as exc:
+            if exc.code == 402:  # declined: Stripe tells the invoice's listeners too
+                failed = Invoice._api_retrieve(id)
+                peer.schedule(Event("invoice.payment_failed", failed))
+            raise
         if invoice.status == "open" and invoice.payment_intent:
             intent = resources.PaymentIntent._api_retrieve(invoice.payment_intent)
             charge = intent.latest_charge
             if charge is not None and charge.status == "failed":
-                invoice.attempt_count = getattr(invoice, "attempt_count", 0) + 1
                 peer.schedule(Event("invoice.payment_failed", invoice))
                 raise UserError(
                     402, "Your card was declined.", {"code": "card_declined", "charge": charge.id}
@@ -176,6 +183,23 @@ def register(app: web.Application, peer: Any) -> None:
         return Invoice._api_pay_invoice(**data)  # the patched classmethod, looked up now
 
     peer.replace_route(app, "POST", "/v1/invoices/{id}/pay", server.api_extra(pay_route, None))
+
+    def void(id: str, **kwargs: Any) -> Invoice:
+        if kwargs:
+            raise UserError(400, "Unexpected " + ", ".join(sorted(kwargs)))
+        invoice = Invoice._api_retrieve(id)
+        if invoice.payment_intent:  # localstripe's own path cancels the payment intent
+            invoice = _original_void(Invoice, id)
+        else:
+            if invoice.status not in ("draft", "open"):
+                raise UserError(400, f"This invoice is {invoice.status}: it cannot be voided.")
+            invoice._draft = False
+            invoice._voided = True
+            invoice.status_transitions["voided_at"] = int(time.time())
+        peer.schedule(Event("invoice.voided", invoice))
+        return invoice
+
+    peer.replace_route(app, "POST", "/v1/invoices/{id}/void", server.api_extra(void, None))
 
     def finalize(id: str, auto_advance: Any = None, **kwargs: Any) -> Invoice:
         if kwargs:

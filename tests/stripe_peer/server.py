@@ -274,6 +274,13 @@ async def deliveries(request: web.Request) -> web.Response:
     return json_response(peer.deliveries)
 
 
+async def repoint_webhooks(request: web.Request) -> web.Response:
+    data = await ls_server.get_post_data(request) or {}
+    for webhook in ls_webhooks._webhooks.values():
+        webhook.url = data["url"]
+    return web.Response()
+
+
 async def configure(request: web.Request) -> web.Response:
     data = await ls_server.get_post_data(request) or {}
     if "webhook_delay" in data:
@@ -294,6 +301,7 @@ def build_app() -> web.Application:
     router.add_delete("/_config/all", flush)
     router.add_get("/_config/deliveries", deliveries)
     router.add_post("/_config/peer", configure)
+    router.add_post("/_config/webhooks_url", repoint_webhooks)
     package = Path(__file__).resolve().parent
     for module in sorted(pkgutil.iter_modules([str(package)]), key=lambda m: m.name):
         if module.name.startswith("routes_"):
