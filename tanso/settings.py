@@ -398,6 +398,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "apps.stripe_meters.tasks.sweep_provisioning",
         "schedule": crontab(minute="3-59/15"),
     },
+    "stripe-pass-through-push": {
+        "task": "apps.stripe_sync.tasks.push_pending_invoices",
+        "schedule": crontab(minute="4-59/10"),
+    },
 }
 
 # --- Stripe (apps/stripe_sync, docs/stripe.md) ------------------------------------------
