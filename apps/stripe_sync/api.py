@@ -16,12 +16,14 @@ from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.billing.selectors import invoice_get
 from apps.billing.services import billing_settings_get
 from apps.core.errors import ValidationFailed
 from apps.customers.api import StrictCharField, environment_of
 
-from .models import StripeConnection
-from .selectors import stripe_connection_get
+from .models import StripeConnection, StripeInvoiceSync
+from .passthrough import stripe_invoice_push_request
+from .selectors import stripe_connection_get, stripe_invoice_sync_get
 from .services import stripe_connect, stripe_disconnect
 
 
@@ -130,3 +132,76 @@ class StripeConnect(APIView):
             # Stripe did not create the endpoint: enter this URL and secret in Stripe (shown once).
             rendered["webhookSecret"] = secret
         return Response(rendered, status=status.HTTP_201_CREATED)
+
+
+def render_invoice_sync(invoice_id: Any, sync: StripeInvoiceSync | None) -> dict[str, Any]:
+    if sync is None:
+        return {"invoiceId": invoice_id, "state": "NOT_PUSHED"}
+    return {
+        "invoiceId": sync.invoice_id,
+        "state": sync.state.upper(),
+        "stripeInvoiceId": sync.stripe_invoice_id or None,
+        "stripeStatus": sync.stripe_status or None,
+        "hostedInvoiceUrl": sync.hosted_invoice_url or None,
+        "pushAttempts": sync.push_attempts,
+        "pushedAt": sync.pushed_at,
+        "lastError": sync.last_error or None,
+        "paymentFailures": sync.payment_failures,
+        "lastPaymentError": sync.last_payment_error or None,
+        "lastPaymentFailedAt": sync.last_payment_failed_at,
+    }
+
+
+_INVOICE_SYNC = inline_serializer(
+    "StripeInvoiceSync",
+    fields={
+        "invoiceId": serializers.UUIDField(),
+        "state": serializers.ChoiceField(
+            choices=["NOT_PUSHED", *(s.upper() for s in StripeInvoiceSync.State.values)]
+        ),
+        "stripeInvoiceId": serializers.CharField(required=False, allow_null=True),
+        "stripeStatus": serializers.CharField(required=False, allow_null=True),
+        "hostedInvoiceUrl": serializers.URLField(required=False, allow_null=True),
+        "pushAttempts": serializers.IntegerField(required=False),
+        "pushedAt": serializers.DateTimeField(required=False, allow_null=True),
+        "lastError": serializers.CharField(required=False, allow_null=True),
+        "paymentFailures": serializers.IntegerField(required=False),
+        "lastPaymentError": serializers.CharField(required=False, allow_null=True),
+        "lastPaymentFailedAt": serializers.DateTimeField(required=False, allow_null=True),
+    },
+)
+
+
+class StripeInvoiceStatus(APIView):
+    """Pass-through: where one of our invoices stands in Stripe."""
+
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+
+    @extend_schema(
+        summary="Pass-through: the Stripe invoice collecting one of ours (hosted payment URL)",
+        request=None,
+        responses=_INVOICE_SYNC,
+    )
+    def get(self, request: Request, invoice_id: str) -> Response:
+        environment = environment_of(request)
+        invoice = invoice_get(environment, invoice_id)
+        return Response(
+            render_invoice_sync(invoice.pk, stripe_invoice_sync_get(environment, invoice.pk))
+        )
+
+
+class StripeInvoicePush(APIView):
+    """Pass-through: push (again) one invoice to Stripe, e.g. after a failed push."""
+
+    required_scopes = S.BILLING_WRITE
+
+    @extend_schema(
+        summary="Pass-through: push one open invoice to Stripe now (202; done by a task)",
+        request=None,
+        responses={202: _INVOICE_SYNC},
+    )
+    def post(self, request: Request, invoice_id: str) -> Response:
+        environment = environment_of(request)
+        invoice = invoice_get(environment, invoice_id)
+        sync = stripe_invoice_push_request(environment=environment, invoice=invoice)
+        return Response(render_invoice_sync(invoice.pk, sync), status=status.HTTP_202_ACCEPTED)

@@ -40,8 +40,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from apps.billing.models import BillingSettings, Invoice, StripeMode
+from apps.core.errors import Conflict
 from apps.customers.models import Customer
 
+from . import errors
 from .client import stripe_client, write_options
 from .models import StripeConnection, StripeInvoiceSync
 from .services import stripe_sync_record
@@ -377,6 +379,35 @@ def stripe_invoice_close(*, invoice_id: Any) -> str:
         stripe_status="paid" if done == "paid_out_of_band" else "void", updated_at=timezone.now()
     )
     return done
+
+
+def stripe_invoice_push_request(*, environment: Any, invoice: Invoice) -> StripeInvoiceSync | None:
+    """Ask for a push now (the API's "push again"): 409 unless the environment is connected
+    and in pass-through and the invoice is open with something to pay; a failed push's
+    attempts start over. The push itself runs in a task, enqueued on commit."""
+    from .tasks import push_invoice
+
+    if _mode(environment.pk) != StripeMode.PASS_THROUGH:
+        raise Conflict(
+            "This environment is not in pass-through mode.", code=errors.NOT_PASS_THROUGH
+        )
+    if not StripeConnection.objects.filter(environment_id=environment.pk).exists():
+        raise Conflict(
+            "Stripe is not connected in this environment.", code=errors.STRIPE_NOT_CONNECTED
+        )
+    with transaction.atomic():
+        fresh = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if not _payable(fresh):
+            raise Conflict(
+                f"The invoice is {fresh.status}, {fresh.total_minor} to pay: nothing to collect.",
+                code=errors.INVOICE_NOT_PAYABLE,
+            )
+        StripeInvoiceSync.objects.filter(
+            invoice_id=invoice.pk, state=StripeInvoiceSync.State.FAILED
+        ).update(push_attempts=0, updated_at=timezone.now())
+        invoice_id = str(invoice.pk)
+        transaction.on_commit(lambda: push_invoice.delay(invoice_id))
+    return StripeInvoiceSync.objects.filter(invoice_id=invoice.pk).first()
 
 
 def pass_through_environments(environment_ids: Any) -> set[Any]:
