@@ -1,7 +1,9 @@
 """dj-stripe's local mirror of Stripe objects, kept from webhook payloads (best effort).
 
-Only object types whose payloads dj-stripe can store without calling Stripe back are
-mirrored (see docs/stripe.md); our own mapping (``Customer.stripe_customer_id``,
+Only customers are mirrored: dj-stripe 2.11 stores them from the payload alone. Its
+invoice sync fails on any invoice with lines (``Invoice._attach_objects_post_save_hook``
+iterates ``data["lines"]``, a list *object*, as if it were a list), so invoices are kept
+in our own mapping (see docs/stripe.md). Our own mapping (``Customer.stripe_customer_id``,
 ``StripeInvoiceSync``) is what the code relies on. Runs in a savepoint: a payload
 dj-stripe cannot take rolls back alone and never fails the webhook.
 """

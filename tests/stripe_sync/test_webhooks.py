@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from djstripe.models import Customer as DjCustomer
 
 from apps.stripe_sync import webhooks
 from apps.stripe_sync.models import StripeWebhookEvent
@@ -56,6 +57,9 @@ def test_an_event_is_delivered_signed_and_handled_once(
     assert row.type == "customer.created" and row.handled
     assert row.data_object["id"] == customer.id
     assert customer_handler == [(str(tenant.test.pk), customer.id)]
+    # dj-stripe's mirror holds the customer too (best effort; see docs/stripe.md).
+    mirrored = DjCustomer.objects.get(id=customer.id)
+    assert mirrored.email == "ada@example.com"
 
     # The same signed delivery again: 200, nothing more happens.
     assert post(delivery).status_code == 200
