@@ -14,6 +14,11 @@ revenue - cost; margin % is margin / revenue x 100 (None when revenue is 0).
 Python arithmetic on sums runs in a 80-digit context: the default 28 digits
 could round a 38-digit sum silently.
 
+Revenue is the events' ``revenueAmount`` plus, where an app registered one, revenue
+the events do not carry (subscriptions imported from Stripe: :mod:`.revenue_sources`),
+attributed to customers, features and models for the window; every read below adds
+it, so the tables, their sorts, the customer page and the overview agree.
+
 ``lastSeen`` is the time of the latest event in the window: one probe of an
 ``(environment, customer|feature|model, occurred_at)`` index per row shown
 (per row of the whole table only when the table is sorted by it).
@@ -39,6 +44,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
+    Func,
     Max,
     Min,
     Model,
@@ -67,6 +73,7 @@ from apps.features.models import Feature
 from apps.features.selectors import features_search
 
 from .params import TableQuery, Window
+from .revenue_sources import ExtraRevenue, extra_revenue
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
@@ -259,6 +266,18 @@ def _dicts(cursor: Any) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
+def window_extra(environment: Environment, window: Window) -> ExtraRevenue:
+    """Revenue beside the events' over the hours the rollups read for ``window`` (the
+    hour buckets from the hour at or after its start to the one at or after its end)."""
+    return extra_revenue(environment, _hour_ceil(window.start), _hour_ceil(window.end))
+
+
+def _add_days(by_day: dict[dt.date, Totals], extra: ExtraRevenue) -> None:
+    with localcontext(prec=EXACT_DIGITS):
+        for day, amount in extra.days.items():
+            by_day.setdefault(day, Totals()).revenue += amount
+
+
 def overview(environment: Environment, window: Window) -> Overview:
     """Totals, activity counts and a gap-free daily series: two queries.
 
@@ -302,6 +321,7 @@ def overview(environment: Environment, window: Window) -> Overview:
             [*customer_params, *activity_params],
         )
         customer_count, features, models = cursor.fetchone()
+    _add_days(by_day, window_extra(environment, window))
     totals = Totals()
     for day_totals in by_day.values():
         totals.add(day_totals)
@@ -322,7 +342,10 @@ def window_totals(environment: Environment, window: Window) -> Totals:
     )
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {_MEASURE_SQL} FROM ({sums}) r", params)  # noqa: S608
-        return Totals.of(_dicts(cursor)[0])
+        totals = Totals.of(_dicts(cursor)[0])
+    with localcontext(prec=EXACT_DIGITS):
+        totals.revenue += window_extra(environment, window).total
+    return totals
 
 
 # --- Aggregate tables (customers, features, models) ------------------------------------
@@ -442,16 +465,27 @@ def _grouped_select(
     key: str,
     search: QuerySet[Any] | None = None,
     last_seen: bool = False,
+    extra: dict[uuid.UUID, Decimal] | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL (unordered) and parameters of the sums per ``key`` (a column of ``daily`` and of
     the hourly rollup) over the window's rollups (see :class:`_Split`); ``search``: a
-    values("id") queryset the key must be in; ``last_seen``: add the probe of raw events."""
+    values("id") queryset the key must be in; ``last_seen``: add the probe of raw events;
+    ``extra``: revenue per key beside the events' (rows of revenue alone, so a key that
+    has only such revenue is a group too, and the sorts see it)."""
     rollups, params = _Split.of(window).rollups(
         environment,
         daily,
         f"{key}, {_MEASURE_COLUMNS}, last_bucket_start AS last_bucket",
         f"{key}, {_MEASURE_COLUMNS}, bucket_start AS last_bucket",
     )
+    if extra:
+        rollups += """
+            UNION ALL
+            SELECT x.key, 0::bigint, 0::numeric, x.revenue, 0::bigint, 0::numeric,
+                   NULL::timestamptz
+              FROM unnest(%s::uuid[], %s::numeric[]) AS x(key, revenue)
+        """
+        params = [*params, list(extra), list(extra.values())]
     probe = where = ""
     if last_seen:
         probe = f""",
@@ -495,6 +529,7 @@ def _table_grouped(
     daily: type[Model],
     key: str,
     search: QuerySet[Any] | None,
+    extra: dict[uuid.UUID, Decimal],
 ) -> _GroupedRows:
     """Sums per ``key`` over the window's rollups, in the query's total order."""
     sql, params = _grouped_select(
@@ -504,6 +539,7 @@ def _table_grouped(
         key=key,
         search=search,
         last_seen=_sorts_by_last_seen(query),
+        extra=extra,
     )
     return _GroupedRows(f"{sql} ORDER BY {_sort_sql(query.sort, '1')}", params)
 
@@ -516,12 +552,13 @@ def _tops(
     key: str,
     sorts: Sequence[str],
     limit: int,
+    extra: dict[uuid.UUID, Decimal],
 ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
     """The first ``limit`` grouped rows under each of ``sorts`` (as the table's first page
     under that sort would list them) and the number of groups: one GROUP BY for all."""
     if not sorts or any(sort.lstrip("-") == "lastSeen" for sort in sorts):
         raise ValueError("tops take one or more sorts other than lastSeen")
-    sql, params = _grouped_select(environment, window, daily=daily, key=key)
+    sql, params = _grouped_select(environment, window, daily=daily, key=key, extra=extra)
     ranks = ", ".join(
         f"row_number() OVER (ORDER BY {_sort_sql(sort, key)}) AS rank_{n}"
         for n, sort in enumerate(sorts)
@@ -555,7 +592,8 @@ def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRo
 
     Whole days from the day x customer rollup, the edge hours from the hourly
     one (see :class:`_Split`): the same sums and last active hour as the hourly
-    rollup alone gives, from ~24 x fewer rows.
+    rollup alone gives, from ~24 x fewer rows. A customer with revenue beside its
+    events' (:func:`window_extra`) is a row even without events.
     """
     return _table_grouped(
         environment,
@@ -563,6 +601,7 @@ def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRo
         daily=DailyCustomerRollup,
         key="customer_id",
         search=(customers_search(environment, query.search).values("id") if query.search else None),
+        extra=window_extra(environment, query.window).customers,
     )
 
 
@@ -622,7 +661,13 @@ def customer_tops(
     """:func:`customer_table`'s first ``limit`` rows under each sort (the same rows, in
     the same order) and the number of active customers: two queries for all the sorts."""
     count, grouped = _tops(
-        environment, window, daily=DailyCustomerRollup, key="customer_id", sorts=sorts, limit=limit
+        environment,
+        window,
+        daily=DailyCustomerRollup,
+        key="customer_id",
+        sorts=sorts,
+        limit=limit,
+        extra=window_extra(environment, window).customers,
     )
     unique = {row["customer_id"]: row for rows in grouped.values() for row in rows}
     named = {row.customer.pk: row for row in customer_rows(environment, window, [*unique.values()])}
@@ -684,6 +729,19 @@ def _feature_model_breakdown(
     return sorted(features.values(), key=lambda f: (-f.totals.cost, f.key))
 
 
+def _add_to_breakdown(
+    features: list[FeatureBreakdown], extra: dict[tuple[uuid.UUID, str, str], Decimal]
+) -> None:
+    """Add revenue per (feature, model, provider) to a breakdown's slices and features."""
+    with localcontext(prec=EXACT_DIGITS):
+        for feature in features:
+            for piece in feature.models:
+                amount = extra.get((feature.feature_id, piece.model, piece.provider))
+                if amount:
+                    piece.totals.revenue += amount
+                    feature.totals.revenue += amount
+
+
 def customer_detail(environment: Environment, reference_id: str, window: Window) -> CustomerDetail:
     """One customer's totals in the window and its feature x model breakdown (404 if unknown)."""
     customer = customer_get(environment, reference_id)
@@ -693,6 +751,12 @@ def customer_detail(environment: Environment, reference_id: str, window: Window)
     totals = Totals()  # the exact sum of the breakdown (one GROUP BY for both)
     for feature in features:
         totals.add(feature.totals)
+    extra = window_extra(environment, window)
+    if customer.pk in extra.customers:
+        _add_to_breakdown(features, extra.by_feature_model(customer.pk))
+        with localcontext(prec=EXACT_DIGITS):
+            # All of it, also what no usage could carry (attributed to no feature).
+            totals.revenue += extra.customers[customer.pk]
     last_seen = (
         scoped(Event, environment)
         .filter(
@@ -728,20 +792,29 @@ class FeatureTable:
     has_more: bool
 
 
-def features_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
+def features_grouped(
+    environment: Environment, query: TableQuery, *, extra: ExtraRevenue | None = None
+) -> _GroupedRows:
     """Per-feature sums: whole days from the day x feature x model rollup (a few
     thousand rows a month at any volume), the edge hours from the hourly one."""
+    if extra is None:
+        extra = window_extra(environment, query.window)
     return _table_grouped(
         environment,
         query,
         daily=DailyFeatureModelRollup,
         key="feature_id",
         search=features_search(environment, query.search).values("id") if query.search else None,
+        extra=extra.by_feature(),
     )
 
 
 def feature_rows(
-    environment: Environment, window: Window, grouped: list[dict[str, Any]]
+    environment: Environment,
+    window: Window,
+    grouped: list[dict[str, Any]],
+    *,
+    extra: ExtraRevenue | None = None,
 ) -> list[FeatureRow]:
     """Model breakdown, names and ``lastSeen`` for these grouped rows only: two queries."""
     ids = [row["feature_id"] for row in grouped]
@@ -767,6 +840,16 @@ def feature_rows(
             models[row["feature_id"]].append(
                 ModelSlice(row["model"], row["provider"], Totals.of(row))
             )
+    if extra is None:
+        extra = window_extra(environment, window)
+    if extra:
+        by_slice = extra.by_feature_model()
+        with localcontext(prec=EXACT_DIGITS):
+            for feature_id, pieces in models.items():
+                for piece in pieces:
+                    piece.totals.revenue += by_slice.get(
+                        (feature_id, piece.model, piece.provider), ZERO
+                    )
     features = {
         feature.pk: feature
         for feature in scoped(Feature, environment)
@@ -788,15 +871,19 @@ def feature_rows(
 
 def feature_table(environment: Environment, query: TableQuery, *, limit: int) -> FeatureTable:
     """One page of features by activity, each with its models: three queries."""
-    page, has_more = _page(features_grouped(environment, query), query, limit)
-    return FeatureTable(rows=feature_rows(environment, query.window, page), has_more=has_more)
+    extra = window_extra(environment, query.window)
+    page, has_more = _page(features_grouped(environment, query, extra=extra), query, limit)
+    return FeatureTable(
+        rows=feature_rows(environment, query.window, page, extra=extra), has_more=has_more
+    )
 
 
 def feature_table_all(
     environment: Environment, query: TableQuery, *, chunk: int = 500
 ) -> Iterator[FeatureRow]:
-    for grouped in _chunks(features_grouped(environment, query), chunk):
-        yield from feature_rows(environment, query.window, grouped)
+    extra = window_extra(environment, query.window)
+    for grouped in _chunks(features_grouped(environment, query, extra=extra), chunk):
+        yield from feature_rows(environment, query.window, grouped, extra=extra)
 
 
 def feature_tops(
@@ -804,6 +891,7 @@ def feature_tops(
 ) -> Tops:
     """:func:`feature_table`'s first ``limit`` rows under each sort, and the number of
     active features: three queries for all the sorts."""
+    extra = window_extra(environment, window)
     count, grouped = _tops(
         environment,
         window,
@@ -811,9 +899,13 @@ def feature_tops(
         key="feature_id",
         sorts=sorts,
         limit=limit,
+        extra=extra.by_feature(),
     )
     unique = {row["feature_id"]: row for rows in grouped.values() for row in rows}
-    named = {row.feature.pk: row for row in feature_rows(environment, window, [*unique.values()])}
+    named = {
+        row.feature.pk: row
+        for row in feature_rows(environment, window, [*unique.values()], extra=extra)
+    }
     return Tops(
         count,
         {
@@ -853,6 +945,34 @@ class ModelTable:
     has_more: bool
 
 
+class _AmountOfGroup(Func):
+    """The amount of the row's group in ``amounts`` (keyed by the values of ``columns``),
+    0 when absent: a lookup in arrays bound as parameters. It depends on the GROUP BY
+    columns only, so it is computed per group and is not itself grouped by."""
+
+    def __init__(self, columns: Sequence[str], amounts: dict[tuple[str, ...], Decimal]) -> None:
+        super().__init__(*(F(column) for column in columns), output_field=SUM_FIELD)
+        self.amounts = amounts
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        columns, params = [], []
+        for expression in self.get_source_expressions():
+            sql, column_params = compiler.compile(expression)
+            columns.append(sql)
+            params.extend(column_params)
+        keys = list(self.amounts)
+        arrays = [[key[n] for key in keys] for n in range(len(columns))]
+        names = [f"k{n}" for n in range(len(columns))]
+        unnest = ", ".join(["%s::text[]"] * len(columns) + ["%s::numeric[]"])
+        match = " AND ".join(f"x.{name} = {sql}" for name, sql in zip(names, columns, strict=True))
+        # Column names compiled by Django; every value is bound.
+        sql = f"COALESCE((SELECT x.amount FROM unnest({unnest}) AS x({', '.join(names)}, amount) WHERE {match}), 0)"  # noqa: E501, S608
+        return sql, [*arrays, list(self.amounts.values()), *params]
+
+    def get_group_by_cols(self) -> list[Any]:
+        return []
+
+
 def models_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]:
     """Per (provider, model) sums; events that named no model are not a model.
 
@@ -862,10 +982,14 @@ def models_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]
     rollups = rollups_in(environment, query.window).exclude(model="")
     if query.search:
         rollups = rollups.filter(Q(model__icontains=query.search) | Q(provider=query.search))
+    measures = _measures()
+    extra = window_extra(environment, query.window).by_model()
+    if extra:
+        measures["revenue"] = measures["revenue"] + _AmountOfGroup(("provider", "model"), extra)
     return (
         rollups.values("provider", "model")
         .annotate(
-            **_measures(),
+            **measures,
             last_bucket=Max("bucket_start"),
             customers=Count("customer_id", distinct=True),
             features=Count("feature_id", distinct=True),

@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db.models import BigIntegerField, DecimalField, Sum, Value
@@ -29,6 +29,7 @@ from apps.analytics.selectors import (
     feature_table,
     newest_first,
     rollups_in,
+    window_extra,
 )
 from apps.core.tenancy import scoped
 from apps.events.models import Event, RecostRun
@@ -97,6 +98,12 @@ def heatmap(environment: Environment, window: Window, *, size: int) -> Heatmap:
         result.cells[(row["customer_id"], row["feature_id"])] = Totals.of(
             cast("dict[str, Any]", row)
         )
+    # Revenue beside the events' (imported subscriptions), as the tables count it.
+    for pair, amount in window_extra(environment, window).by_customer_feature().items():
+        cell = result.cells.get(pair)
+        if cell is not None:
+            with localcontext(prec=80):
+                cell.revenue += amount
     return result
 
 
