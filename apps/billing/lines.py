@@ -11,7 +11,8 @@ the last plan of the period that prices the feature (graduated, volume and
 package tiers apply to the total, never per event). Units beyond a cap are their
 own line: at the overage price, or "not billed" under a hard cap. For a
 credit-backed rule the usage was paid with credits at ingestion, so a "Credits
-applied" line gives its money charge back.
+applied" line gives back the money value of the units the credits covered; units a
+hard-limit pool could not cover (its shortfall) stay charged at the rule's price.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class LineDraft:
     quantity: Decimal | None = None
     units_total: Decimal | None = None
     units_beyond_cap: Decimal | None = None
+    units_uncovered: Decimal | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -172,15 +174,23 @@ def _percent(part: dt.timedelta, whole: dt.timedelta) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class UsageFigures:
-    """One feature's usage in one period: all units, and those beyond the cap."""
+    """One feature's usage in one period: all units, those beyond the cap, and (a
+    credit-backed rule) those a hard-limit credit pool did not cover."""
 
     units: Decimal
     beyond: Decimal
+    uncovered: Decimal = ZERO
 
     @property
     def within(self) -> Decimal:
         with localcontext(_PRECISE):
             return self.units - self.beyond
+
+    @property
+    def covered(self) -> Decimal:
+        """Units paid with credits: all but those a hard-limit pool did not cover."""
+        with localcontext(_PRECISE):
+            return max(self.units - min(self.uncovered, self.units), ZERO)
 
 
 def _window_start(reset_interval: str, day: dt.datetime) -> dt.datetime:
@@ -254,6 +264,32 @@ def usage_amounts(rule_row: PlanFeatureRule, figures: UsageFigures) -> UsageAmou
     return UsageAmounts(usage, overage)
 
 
+def covered_value(rule_row: PlanFeatureRule, figures: UsageFigures) -> Decimal:
+    """The money value of the units credits paid for: the rule's charge (usage and
+    overage) for the period's first ``figures.covered`` units. All of the usage when
+    nothing is uncovered; what is left of the charge is the uncovered units' part.
+
+    Graduated, volume and package prices are not linear, so the uncovered units are
+    taken as the period's last (the pool ran dry, later usage found nothing), and the
+    cap's "beyond" units as the last of the covered ones."""
+    if figures.uncovered <= 0:
+        return usage_amounts(rule_row, figures).total
+    covered = figures.covered
+    with localcontext(_PRECISE):
+        beyond = max(covered - figures.within, ZERO)
+    return usage_amounts(rule_row, UsageFigures(covered, beyond)).total
+
+
+def charged_in_money(rule_row: PlanFeatureRule, figures: UsageFigures) -> Decimal:
+    """What the period's usage costs in money after credits: everything for a rule not
+    backed by credits; for a credit-backed one, the uncovered units' part."""
+    total = usage_amounts(rule_row, figures).total
+    if not rule_row.is_credit_backed:
+        return total
+    with localcontext(_PRECISE):
+        return total - covered_value(rule_row, figures)
+
+
 def usage_lines(
     rule_row: PlanFeatureRule,
     feature: Feature,
@@ -264,9 +300,12 @@ def usage_lines(
     end: dt.datetime,
 ) -> list[LineDraft]:
     """The usage line (carrying the billed snapshot), an overage line when units went
-    beyond the cap, and a credits line for a credit-backed rule."""
+    beyond the cap, and a credits line for a credit-backed rule: the value of the units
+    the credits covered given back, so the units a hard-limit pool could not cover stay
+    charged at the rule's price."""
     rule = pricing_rule_of(rule_row)
     amounts = usage_amounts(rule_row, figures)
+    credit_backed = rule_row.is_credit_backed
     currency = plan.currency
     unit = _unit(feature)
     summary = describe_rule(
@@ -285,12 +324,14 @@ def usage_lines(
             quantity=figures.within,
             units_total=figures.units,
             units_beyond_cap=figures.beyond,
+            units_uncovered=figures.uncovered if credit_backed else None,
             details={
                 "model": rule_row.model,
                 "pricing": summary,
                 "units": decimal_str(figures.units),
                 "withinCap": decimal_str(figures.within),
                 "beyondCap": decimal_str(figures.beyond),
+                **({"uncoveredByCredits": decimal_str(figures.uncovered)} if credit_backed else {}),
             },
             **common,
         )
@@ -313,18 +354,28 @@ def usage_lines(
                 **common,
             )
         )
-    if rule_row.is_credit_backed and amounts.total != 0:
+    if credit_backed and amounts.total != 0:
+        denomination = rule_row.credit_denomination
+        text = f"Credits applied: {_label(feature)} paid with {denomination} credits"
+        details: dict[str, Any] = {"denomination": denomination}
+        if figures.uncovered > 0:
+            uncovered = min(figures.uncovered, figures.units)
+            text += (
+                f" ({number(figures.covered)} of {number(figures.units)} {unit}); "
+                f"{number(uncovered)} {unit} not covered by credits, charged at the plan's price"
+            )
+            details |= {
+                "coveredUnits": decimal_str(figures.covered),
+                "uncoveredUnits": decimal_str(uncovered),
+            }
         lines.append(
             LineDraft(
                 kind=InvoiceLine.Kind.CREDITS,
-                description=(
-                    f"Credits applied: {_label(feature)} paid with "
-                    f"{rule_row.credit_denomination} credits"
-                )[:255],
+                description=text[:255],
                 service_end=end,
-                amount_exact=amounts.total.copy_negate(),
-                quantity=figures.units,
-                details={"denomination": rule_row.credit_denomination},
+                amount_exact=covered_value(rule_row, figures).copy_negate(),
+                quantity=figures.covered,
+                details=details,
                 **common,
             )
         )
@@ -341,22 +392,40 @@ def late_usage_line(
     start: dt.datetime,
     end: dt.datetime,
 ) -> LineDraft:
-    """The difference between a closed period's usage now and what its invoice billed."""
-    then, now = usage_amounts(rule_row, billed), usage_amounts(rule_row, current)
+    """The difference between a closed period's usage now and what its invoice billed:
+    what the period's usage costs in money now less what it cost then (for a
+    credit-backed rule, only the units credits did not cover are paid in money)."""
+    then, now = charged_in_money(rule_row, billed), charged_in_money(rule_row, current)
+    credit_backed = rule_row.is_credit_backed
     with localcontext(_PRECISE):
-        amount = now.total - then.total
+        amount = now - then
         extra = current.units - billed.units
         extra_beyond = current.beyond - billed.beyond
-    if rule_row.is_credit_backed:
-        amount = ZERO  # paid with credits, as the period's own lines were
+        extra_uncovered = current.uncovered - billed.uncovered
     unit = _unit(feature)
+    text = (
+        f"Adjustment for late usage: {_label(feature)}, {span_text(start, end)}: "
+        f"{'+' if extra >= 0 else ''}{number(extra)} {unit} "
+        f"(billed {number(billed.units)}, now {number(current.units)})"
+    )
+    if credit_backed:
+        text += f", paid with {rule_row.credit_denomination} credits"
+        if extra_uncovered != 0:
+            text += f" except {number(extra_uncovered)} {unit} not covered by credits"
+    details = {
+        "billedUnits": decimal_str(billed.units),
+        "currentUnits": decimal_str(current.units),
+        "billedAmount": decimal_str(then),
+        "currentAmount": decimal_str(now),
+    }
+    if credit_backed:
+        details |= {
+            "billedUncoveredUnits": decimal_str(billed.uncovered),
+            "currentUncoveredUnits": decimal_str(current.uncovered),
+        }
     return LineDraft(
         kind=InvoiceLine.Kind.LATE_USAGE,
-        description=(
-            f"Adjustment for late usage: {_label(feature)}, {span_text(start, end)}: "
-            f"{'+' if extra >= 0 else ''}{number(extra)} {unit} "
-            f"(billed {number(billed.units)}, now {number(current.units)})"
-        )[:255],
+        description=text[:255],
         service_start=start,
         service_end=end,
         amount_exact=amount,
@@ -365,12 +434,8 @@ def late_usage_line(
         quantity=extra,
         units_total=extra,
         units_beyond_cap=extra_beyond,
-        details={
-            "billedUnits": decimal_str(billed.units),
-            "currentUnits": decimal_str(current.units),
-            "billedAmount": decimal_str(then.total),
-            "currentAmount": decimal_str(now.total),
-        },
+        units_uncovered=extra_uncovered if credit_backed else None,
+        details=details,
     )
 
 

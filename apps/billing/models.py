@@ -14,8 +14,10 @@
 * :class:`SubscriptionBilling` is the cycle's cursor: every period boundary of
   the subscription up to ``billed_through`` has been invoiced.
 * Usage lines record the usage they billed (``units_total``,
-  ``units_beyond_cap``) so a later close can see late events and bill the
-  difference as an adjustment line.
+  ``units_beyond_cap``, ``units_uncovered``) so a later close can see late events
+  and bill the difference as an adjustment line; after a subscription's last
+  invoice, on a late-usage invoice of its own (one per subscription and UTC day:
+  ``invoice_one_late_usage_per_day``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class SubscriptionBilling(EnvironmentOwned):
     # Earlier boundaries appear only by a cancellation or a re-anchoring plan change,
     # which the scan sees on the subscription row itself.
     next_boundary_at = models.DateTimeField(null=True, blank=True)
+    # An ended subscription's usage was last compared with its invoices at this instant
+    # (the late-usage pass looks at most once per UTC day; None: not yet).
+    late_usage_checked_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -258,6 +263,11 @@ class InvoiceLine(EnvironmentOwned):
         max_digits=UNITS_DIGITS, decimal_places=UNITS_PLACES, null=True, blank=True
     )
     units_beyond_cap = models.DecimalField(
+        max_digits=UNITS_DIGITS, decimal_places=UNITS_PLACES, null=True, blank=True
+    )
+    # Credit-backed usage: the units a hard-limit pool did not cover (its shortfall), charged
+    # in money (null: none, or not credit-backed). Late-usage lines: the difference.
+    units_uncovered = models.DecimalField(
         max_digits=UNITS_DIGITS, decimal_places=UNITS_PLACES, null=True, blank=True
     )
     details = models.JSONField(default=dict, blank=True)

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
@@ -48,7 +49,7 @@ from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
 from apps.core.errors import Conflict, ValidationFailed
 from apps.core.money import to_minor_units
-from apps.credits.models import PlanCreditAllocation
+from apps.credits.models import CreditPool, PlanCreditAllocation
 from apps.credits.services import credits_grant_plan_period
 from apps.features.models import Feature
 from apps.plans.models import Plan, PlanFeatureRule
@@ -80,7 +81,7 @@ from .models import (
     SubscriptionBilling,
 )
 from .periods import Period, Timeline
-from .usage import Range, usage_by_day, usage_totals
+from .usage import Range, uncovered_by_credits, usage_by_day, usage_totals
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ _INVOICE_COLUMNS = (
 _LINE_COLUMNS = (
     "environment_id, invoice_id, position, kind, description, feature_id, plan_id,"
     " service_start, service_end, quantity, amount_exact, amount_minor, units_total,"
-    " units_beyond_cap, details"
+    " units_beyond_cap, units_uncovered, details"
 )
 
 
@@ -291,6 +292,7 @@ def _insert(drafts: Sequence[InvoiceDraft], *, now: dt.datetime) -> list[uuid.UU
                         amount_minor,
                         line.units_total,
                         line.units_beyond_cap,
+                        line.units_uncovered,
                         Jsonb(line.details),
                     )
                 )
@@ -416,8 +418,11 @@ class _UsageBook:
         self.ranges: list[Range] = []
         self.daily_ranges: list[Range] = []
         self.daily_features: set[Any] = set()
+        self.uncovered_ranges: list[Range] = []
+        self.uncovered_features: set[Any] = set()
         self.totals: dict[Any, dict[Any, Decimal]] = {}
         self.daily: dict[Any, dict[Any, dict[dt.datetime, Decimal]]] = {}
+        self.uncovered: dict[Any, dict[Any, Decimal]] = {}
 
     def need(self, key: Any, customer_id: Any, start: dt.datetime, end: dt.datetime) -> None:
         self.ranges.append((key, customer_id, start, end))
@@ -428,19 +433,52 @@ class _UsageBook:
         self.daily_ranges.append((key, customer_id, start, end))
         self.daily_features |= features
 
+    def need_uncovered(
+        self, key: Any, customer_id: Any, start: dt.datetime, end: dt.datetime, features: set
+    ) -> None:
+        self.uncovered_ranges.append((key, customer_id, start, end))
+        self.uncovered_features |= features
+
     def fetch(self) -> None:
         if self.ranges:
             self.totals = usage_totals(self.environment_id, self.ranges)
         if self.daily_ranges:
             self.daily = usage_by_day(self.environment_id, self.daily_ranges, self.daily_features)
+        if self.uncovered_ranges:
+            self.uncovered = self._fetch_uncovered()
         self.ranges, self.daily_ranges, self.daily_features = [], [], set()
+        self.uncovered_ranges, self.uncovered_features = [], set()
+
+    def _fetch_uncovered(self) -> dict[Any, dict[Any, Decimal]]:
+        """Units hard-limit pools did not cover; only customers with such a pool can have
+        any (one small query), so others cost no read of their events."""
+        customers = {customer_id for _key, customer_id, _s, _e in self.uncovered_ranges}
+        hard = set(
+            CreditPool.objects.filter(
+                environment_id=self.environment_id, customer_id__in=customers, hard_limit=True
+            ).values_list("customer_id", flat=True)
+        )
+        ranges = [r for r in self.uncovered_ranges if r[1] in hard]
+        return uncovered_by_credits(self.environment_id, ranges, self.uncovered_features)
 
 
 def _register_period(book: _UsageBook, need: _UsageNeed) -> None:
-    """Ask for what pricing ``need.period``'s usage takes: its totals, and for capped rules
-    the usage before it (a cap that never resets) or per day (daily/weekly/monthly caps)."""
+    """Ask for what pricing ``need.period``'s usage takes: its totals, for capped rules
+    the usage before it (a cap that never resets) or per day (daily/weekly/monthly caps),
+    and for credit-backed rules the units credits did not cover."""
     subscription, period = need.subscription, need.period
     book.need(need.key, subscription.customer_id, period.start, period.end)
+    credit_backed = {
+        rule.feature_id for rule, _plan in need.rules.values() if rule.is_credit_backed
+    }
+    if credit_backed:
+        book.need_uncovered(
+            ("uncovered", *need.key),
+            subscription.customer_id,
+            period.start,
+            period.end,
+            credit_backed,
+        )
     rules = [rule for rule, _plan in need.rules.values() if rule.max_usage is not None]
     if any(r.reset_interval == PlanFeatureRule.ResetInterval.NEVER for r in rules):
         book.need(
@@ -463,9 +501,13 @@ def _figures(book: _UsageBook, need: _UsageNeed, feature_id: Any) -> UsageFigure
     units = book.totals.get(need.key, {}).get(feature_id, ZERO)
     before = book.totals.get(("before", *need.key), {}).get(feature_id, ZERO)
     daily = book.daily.get(("daily", *need.key), {}).get(feature_id)
-    return usage_figures(
+    figures = usage_figures(
         rule_row, units=units, period_start=need.period.start, used_before=before, daily=daily
     )
+    uncovered = book.uncovered.get(("uncovered", *need.key), {}).get(feature_id, ZERO)
+    if uncovered > 0:
+        figures = dataclasses.replace(figures, uncovered=min(uncovered, figures.units))
+    return figures
 
 
 def _usage_drafts(book: _UsageBook, need: _UsageNeed, catalog: _Catalog) -> list[LineDraft]:
@@ -506,15 +548,18 @@ def _billed_snapshots(subscription_ids: Sequence[Any]) -> dict[Any, dict[tuple, 
             "service_end",
             "units_total",
             "units_beyond_cap",
+            "units_uncovered",
         )
         .order_by()
     )
     with localcontext(EXACT_SUMS):
-        for sub_id, feature_id, start, end, units, beyond in rows:
+        for sub_id, feature_id, start, end, units, beyond, uncovered in rows:
             key = (feature_id, start, end)
             seen = out[sub_id].get(key, UsageFigures(ZERO, ZERO))
             out[sub_id][key] = UsageFigures(
-                seen.units + (units or ZERO), seen.beyond + (beyond or ZERO)
+                seen.units + (units or ZERO),
+                seen.beyond + (beyond or ZERO),
+                seen.uncovered + (uncovered or ZERO),
             )
     return out
 
@@ -583,7 +628,11 @@ def _late_usage(
             was = snapshot.get(
                 (feature_id, need.period.start, need.period.end), UsageFigures(ZERO, ZERO)
             )
-            if current.units == was.units and current.beyond == was.beyond:
+            if (current.units, current.beyond, current.uncovered) == (
+                was.units,
+                was.beyond,
+                was.uncovered,
+            ):
                 continue
             out[need.subscription.pk].append(
                 late_usage_line(
@@ -864,6 +913,163 @@ def billing_close_periods(
             return result
 
 
+# -- late usage of ended subscriptions ----------------------------------------------------
+
+# The late-usage pass looks at each candidate at most once per UTC day; a candidate stays
+# one for the window plus this slack, so what arrives on the window's last day is seen.
+LATE_USAGE_SLACK = dt.timedelta(days=2)
+
+
+def late_usage_window() -> dt.timedelta:
+    """How long after a subscription ended its late usage is still looked for.
+
+    Ingestion sets no bound of its own: it accepts any ``occurredAt`` from 2000-01-01
+    (``apps.events.validation.EARLIEST``) to 5 minutes ahead, so this is billing's bound,
+    ``BILLING_LATE_USAGE_WINDOW_DAYS`` (default 90): usage of an ended subscription
+    arriving later than that after its end is not billed (docs/billing.md)."""
+    return dt.timedelta(days=getattr(settings, "BILLING_LATE_USAGE_WINDOW_DAYS", 90))
+
+
+@dataclasses.dataclass
+class LateUsageResult:
+    subscriptions: int = 0  # ended subscriptions whose usage was compared with their invoices
+    invoices: int = 0
+    late_usage_lines: int = 0
+
+
+def _late_usage_candidates(now: dt.datetime) -> Any:
+    """Ended subscriptions with every boundary invoiced, that ended within the window (and
+    slack), not yet looked at today, outside environments where Stripe drives billing."""
+    stripe_driven = BillingSettings.objects.filter(
+        environment_id=OuterRef("environment_id"), stripe_mode=StripeMode.STRIPE_DRIVEN
+    )
+    return (
+        Subscription.objects.filter(
+            ended_at__isnull=False,
+            ended_at__lte=now,
+            ended_at__gt=now - late_usage_window() - LATE_USAGE_SLACK,
+            billing_state__billed_through__gte=F("ended_at"),
+        )
+        .filter(
+            Q(billing_state__late_usage_checked_at__isnull=True)
+            | Q(billing_state__late_usage_checked_at__lt=day_start(now))
+        )
+        .filter(~Exists(stripe_driven))
+    )
+
+
+def _late_usage_batch(
+    subscriptions: list[Subscription], catalog: _Catalog, now: dt.datetime
+) -> LateUsageResult:
+    today = day_start(now)
+    states = {
+        row.subscription_id: row
+        for row in SubscriptionBilling.objects.filter(subscription__in=subscriptions)
+    }
+    invoiced_today = set(
+        Invoice.objects.filter(
+            subscription__in=subscriptions,
+            reason=Invoice.Reason.LATE_USAGE,
+            period_start=today,
+        ).values_list("subscription_id", flat=True)
+    )
+    # Under the lock, again: another runner may have looked since the candidates were read.
+    due = [
+        s
+        for s in subscriptions
+        if s.pk in states
+        and s.pk not in invoiced_today
+        and (
+            states[s.pk].late_usage_checked_at is None or states[s.pk].late_usage_checked_at < today
+        )
+    ]
+    result = LateUsageResult(subscriptions=len(due))
+    if not due:
+        return result
+    catalog.load({s.environment_id for s in due})
+    timelines = _timelines(due, catalog, now)
+    by_env: dict[Any, list[_Plan]] = defaultdict(list)
+    for subscription in due:
+        ended = subscription.ended_at
+        by_env[subscription.environment_id].append(
+            _Plan(
+                subscription,
+                timelines[subscription.pk],
+                states[subscription.pk].billed_through,
+                [],
+                ended,
+            )
+        )
+    drafts: list[InvoiceDraft] = []
+    for env_id, plans in by_env.items():
+        late = _late_usage(plans, catalog, env_id)
+        for p in plans:
+            lines = late.get(p.subscription.pk)
+            if not lines:
+                continue
+            drafts.append(
+                InvoiceDraft(
+                    subscription=p.subscription,
+                    type=Invoice.Type.ADJUSTMENT,
+                    reason=Invoice.Reason.LATE_USAGE,
+                    currency=p.timeline.currency,
+                    period_start=today,
+                    period_end=today,
+                    lines=lines,
+                )
+            )
+            result.late_usage_lines += len(lines)
+    _insert(drafts, now=now)
+    result.invoices = len(drafts)
+    SubscriptionBilling.objects.filter(subscription__in=due).update(
+        late_usage_checked_at=now, updated_at=now
+    )
+    return result
+
+
+def billing_invoice_late_usage(
+    *, now: dt.datetime | None = None, batch_size: int = BATCH_SIZE
+) -> LateUsageResult:
+    """Bill usage that arrived after an ended subscription's last invoice (a system job).
+
+    An ended subscription has no next invoice to carry late usage, so each one that
+    ended within :func:`late_usage_window` is looked at once per UTC day: its usage is
+    summed again (one statement for a batch) and compared with what its invoices billed;
+    where they differ, each period is priced again and the difference is billed on a
+    late-usage invoice of its own (type adjustment, reason ``late_usage``, dated the UTC
+    day it is issued), lines stated as late usage of their period. Told once: its lines
+    join what was billed.
+
+    Idempotent and safe concurrently: subscriptions are taken in batches ``FOR UPDATE
+    SKIP LOCKED`` (as the close does), re-checked under the lock (looked at today, or
+    invoiced today), and the partial unique index ``invoice_one_late_usage_per_day``
+    allows one late-usage invoice per subscription and day.
+    """
+    now = now or timezone.now()
+    result = LateUsageResult()
+    catalog = _Catalog()
+    last_id = None
+    while True:
+        with transaction.atomic():
+            query = _late_usage_candidates(now)
+            if last_id is not None:
+                query = query.filter(pk__gt=last_id)
+            batch = list(
+                query.select_for_update(skip_locked=True, of=("self",))
+                .select_related("environment", "customer")
+                .order_by("pk")[:batch_size]
+            )
+            if batch:
+                done = _late_usage_batch(batch, catalog, now)
+                for field in dataclasses.fields(result):
+                    setattr(
+                        result, field.name, getattr(result, field.name) + getattr(done, field.name)
+                    )
+                last_id = batch[-1].pk
+        if len(batch) < batch_size:
+            return result
+
+
 # -- proration of plan changes ------------------------------------------------------------
 
 
@@ -1124,6 +1330,7 @@ def _line_rows(invoice: Invoice, lines: Sequence[LineDraft]) -> list[InvoiceLine
             amount_minor=to_minor_units(line.amount_exact, invoice.currency),
             units_total=line.units_total,
             units_beyond_cap=line.units_beyond_cap,
+            units_uncovered=line.units_uncovered,
             details=line.details,
         )
         for position, line in enumerate(lines, start=1)

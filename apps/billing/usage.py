@@ -177,3 +177,47 @@ def usage_by_day(environment_id: Any, ranges: Sequence[Range], feature_ids: Iter
             with localcontext(_SUMS):
                 per_day[day] = per_day.get(day, Decimal(0)) + units
     return out
+
+
+# Units a hard-limit credit pool did not cover: the credits step stamps the event with the
+# credits it took (``credit_deducted``) and those the pool refused (``credit_shortfall``);
+# the units uncovered are in the same proportion (rounded to 12 places, as stored units).
+_UNCOVERED = """
+SELECT w.idx, e.feature_id,
+       SUM(ROUND(e.usage_units * (e.flags->>'credit_shortfall')::numeric
+                 / NULLIF((e.flags->>'credit_shortfall')::numeric
+                          + COALESCE((e.flags->>'credit_deducted')::numeric, 0), 0), 12))
+FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
+     AS w(idx, customer_id, lo, hi)
+JOIN events_event e
+  ON e.environment_id = %s AND e.customer_id = w.customer_id
+ AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
+ AND e.flags ? 'credit_shortfall'
+GROUP BY 1, 2
+"""
+
+
+def uncovered_by_credits(
+    environment_id: Any, ranges: Sequence[Range], feature_ids: Iterable[Any]
+) -> Totals:
+    """Units of credit-backed ``feature_ids`` that a hard-limit pool did not cover, per
+    feature for each range (features without any are absent).
+
+    Read from the events themselves (the rollups do not say which units credits paid):
+    only the ranges' customers' events of these features, through the events' (customer,
+    time) index; the caller asks only for customers that have a hard-limit pool."""
+    features = list({uuid.UUID(str(f)) for f in feature_ids})
+    out: Totals = {key: {} for key, *_ in ranges}
+    if not features or not ranges:
+        return out
+    rows = [
+        (index, customer_id, start, end)
+        for index, (_k, customer_id, start, end) in enumerate(ranges)
+        if end > start
+    ]
+    with localcontext(_SUMS):
+        for index, feature_id, units in _run(_UNCOVERED, rows, [environment_id, features]):
+            if units:
+                bucket = out[ranges[index][0]]
+                bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
+    return out

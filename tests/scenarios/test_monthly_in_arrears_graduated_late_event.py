@@ -145,15 +145,10 @@ def test_three_months_in_arrears_with_late_march_usage(life: Life):
     assert len(life.invoices()) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Known gap (docs/billing.md, Not done): usage arriving after an ended subscription's "
-        "last invoice is never billed; issue 5 says late events are never lost. The "
-        "Invoice.Reason LATE_USAGE exists but nothing issues it yet."
-    ),
-)
 def test_a_late_event_after_the_last_invoice_of_an_ended_subscription(life: Life):
+    """An ended subscription has no next invoice: usage arriving after its last invoice is
+    billed on a late-usage invoice of its own (type ADJUSTMENT, reason ``late_usage``),
+    once, however often the task runs."""
     metered = life.plan(
         "metered", price="30", timing=ARREARS, features={"tokens": per_unit("0.01")}
     )
@@ -167,7 +162,34 @@ def test_a_late_event_after_the_last_invoice_of_an_ended_subscription(life: Life
     ]
 
     life.send((utc(2026, 3, 6), 50))  # arrives after the last invoice
-    life.cycle(utc(2026, 4, 1, 0, 5))
-    # Expected: the 50 late units, 50 x 0.01 = 0.50 -> 50, on an invoice of their own.
-    late = life.bills()[1]
-    assert late == ("INV-TEST-000002", "REGULAR", "DUE", [("LATE_USAGE", 50)], 50)
+    result = life.cycle(utc(2026, 4, 1, 0, 5))
+    assert result["late_usage"] == {"subscriptions": 1, "invoices": 1, "late_usage_lines": 1}
+    # The 50 late units, 50 x 0.01 = 0.50 -> 50, on an invoice of their own.
+    late = life.invoices()[1]
+    assert life.bills()[1] == ("INV-TEST-000002", "ADJUSTMENT", "DUE", [("LATE_USAGE", 50)], 50)
+    assert late["reason"] == "late_usage"
+    # Dated the UTC day it was issued (one late-usage invoice per subscription and day).
+    assert (late["invoicePeriodStart"], late["invoicePeriodEnd"]) == (
+        "2026-04-01T00:00:00Z",
+        "2026-04-01T00:00:00Z",
+    )
+    (item,) = late["items"]
+    # The line is stated as late usage of the period it belongs to: Mar 1 - Mar 11.
+    assert item["description"] == (
+        "Adjustment for late usage: tokens, Mar 1, 2026 \u2013 Mar 11, 2026: "
+        "+50 units (billed 100, now 150)"
+    )
+    assert (item["periodStart"], item["periodEnd"]) == (
+        "2026-03-01T00:00:00Z",
+        "2026-03-11T00:00:00Z",
+    )
+
+    # Told once: the same run again, and the next days' runs, issue nothing more.
+    again = life.cycle(utc(2026, 4, 1, 0, 10))
+    assert again["late_usage"]["invoices"] == 0
+    assert life.cycle(utc(2026, 4, 2, 0, 5))["late_usage"] == {
+        "subscriptions": 1,
+        "invoices": 0,
+        "late_usage_lines": 0,
+    }
+    assert len(life.invoices()) == 2
