@@ -99,7 +99,7 @@ class StripeConnectionView(APIView):
     @extend_schema(
         summary="Disconnect Stripe: forget the key and webhook endpoint, mode back to NONE",
         request=None,
-        responses=_STATUS,
+        responses={200: _STATUS},
     )
     def delete(self, request: Request) -> Response:
         environment = environment_of(request)

@@ -145,3 +145,18 @@ def test_other_tenants_and_the_other_environment_see_nothing(
         assert api.delete(URL).status_code == 200
     assert StripeConnection.objects.filter(environment=tenant.test).exists()
     assert tenant.api().get(URL).json()["connected"] is True
+
+
+def test_the_schema_describes_the_stripe_endpoints(client: Any) -> None:
+    import yaml
+
+    response = client.get("/api/schema")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    paths = schema["paths"]
+    assert {"get", "delete"} <= set(paths["/api/v1/client/stripe"])
+    assert "post" in paths["/api/v1/client/stripe/connect"]
+    assert "get" in paths["/api/v1/client/stripe/invoices/{invoice_id}"]
+    assert "post" in paths["/api/v1/client/stripe/invoices/{invoice_id}/push"]
+    assert "200" in paths["/api/v1/client/stripe"]["delete"]["responses"]
+    assert "StripeConnectionStatus" in schema["components"]["schemas"]
