@@ -121,7 +121,7 @@ class StripeConnect(APIView):
         body = ConnectInput(data=request.data)
         body.is_valid(raise_exception=True)
         environment = environment_of(request)
-        connection, secret = stripe_connect(
+        _, secret = stripe_connect(
             environment=environment,
             api_key=body.validated_data["key"],
             actor=Actor.from_request(request),

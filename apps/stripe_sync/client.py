@@ -47,7 +47,7 @@ def api_key_of(environment: Environment | Any) -> str:
     """The environment's decrypted Stripe key; 409 ``stripe_not_connected`` without one."""
     from .models import StripeConnection
 
-    env_id = getattr(environment, "pk", environment)
+    env_id: Any = getattr(environment, "pk", environment)
     row = StripeConnection.objects.filter(environment_id=env_id).only("key_encrypted").first()
     if row is None:
         raise Conflict(
@@ -68,6 +68,6 @@ def idempotency_key(*parts: object) -> str:
     return f"tanso-{joined}"[:255]
 
 
-def write_options(*parts: object) -> dict[str, Any]:
+def write_options(*parts: object) -> stripe.RequestOptions:
     """Request options for a write: ``{"idempotency_key": idempotency_key(*parts)}``."""
     return {"idempotency_key": idempotency_key(*parts)}

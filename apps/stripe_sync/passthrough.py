@@ -32,7 +32,7 @@ import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from django.db import connection, transaction
@@ -146,7 +146,7 @@ def ensure_stripe_customer(client: stripe.StripeClient, customer: Customer) -> s
     if name:
         params["name"] = name
     created = client.v1.customers.create(
-        params=params, options=write_options("cus", customer.pk, "create")
+        params=cast("Any", params), options=write_options("cus", customer.pk, "create")
     )
     # Set once: a concurrent push of another invoice stored the same id (same key).
     Customer.objects.filter(pk=customer.pk, stripe_customer_id="").update(
@@ -193,7 +193,8 @@ def _lines_in_stripe(client: stripe.StripeClient, stripe_invoice_id: str) -> set
     for line in client.v1.invoices.line_items.list(
         stripe_invoice_id, params={"limit": 100}
     ).auto_paging_iter():
-        position = (line.metadata or {}).get("tanso_line")
+        metadata: Any = line.metadata or {}
+        position = metadata.get("tanso_line")
         if position:
             positions.add(str(position))
     return positions

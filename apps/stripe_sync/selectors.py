@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apps.core.tenancy import scoped
 
@@ -17,7 +17,5 @@ def stripe_connection_get(environment: Environment) -> StripeConnection | None:
     return scoped(StripeConnection, environment).select_related("webhook_endpoint").first()
 
 
-def stripe_invoice_sync_get(
-    environment: Environment, invoice_id: object
-) -> StripeInvoiceSync | None:
+def stripe_invoice_sync_get(environment: Environment, invoice_id: Any) -> StripeInvoiceSync | None:
     return scoped(StripeInvoiceSync, environment).filter(invoice_id=invoice_id).first()

@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from django.conf import settings
@@ -115,7 +115,7 @@ def _create_stripe_endpoint(
         endpoint = client.v1.webhook_endpoints.create(
             params={
                 "url": webhook_url(endpoint_uuid),
-                "enabled_events": webhook_event_types() or ["*"],
+                "enabled_events": cast("Any", webhook_event_types() or ["*"]),
                 "description": f"Tanso ({environment.kind})",
                 "metadata": {
                     "djstripe_uuid": str(endpoint_uuid),

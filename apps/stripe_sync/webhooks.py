@@ -100,18 +100,16 @@ def record_event(*, environment_id: Any, payload: dict[str, Any], handled: bool)
     """Insert the event once; the new row's id, or None when it was recorded before
     (after waiting for a concurrent insert of the same event to commit or roll back)."""
     with connection.cursor() as cur:
-        cur.execute(
-            _RECORD,
-            [
-                environment_id,
-                str(payload["id"]),
-                str(payload.get("type") or ""),
-                bool(payload.get("livemode")),
-                timezone.now(),
-                handled,
-                Jsonb(payload),
-            ],
-        )
+        params: list[Any] = [
+            environment_id,
+            str(payload["id"]),
+            str(payload.get("type") or ""),
+            bool(payload.get("livemode")),
+            timezone.now(),
+            handled,
+            Jsonb(payload),
+        ]
+        cur.execute(_RECORD, params)
         row = cur.fetchone()
     return row[0] if row else None
 
