@@ -254,6 +254,7 @@ class BillingSettingsView(APIView):
             payment_terms_days=data.get("paymentTermsDays"),
             grace_period_days=data.get("gracePeriodDays", "unchanged"),
             stripe_mode=data["stripeMode"].lower() if "stripeMode" in data else None,
+            actor=Actor.from_request(request),
         )
         return Response(_render_settings(environment))
 

@@ -45,8 +45,8 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from apps.accounts.audit import Actor
-from apps.accounts.models import Environment
+from apps.accounts.audit import Actor, audit_change, changes_of
+from apps.accounts.models import AuditEntry, Environment
 from apps.core.errors import Conflict, ValidationFailed
 from apps.core.money import to_minor_units
 from apps.credits.models import CreditPool, PlanCreditAllocation
@@ -129,7 +129,10 @@ def billing_settings_update(
     payment_terms_days: int | None = None,
     grace_period_days: Any = "unchanged",
     stripe_mode: str | None = None,
+    actor: Actor | None = None,
 ) -> BillingSettings:
+    """Change payment terms, grace period or Stripe mode; with an ``actor`` (a person or
+    key asking), a change is audited (the system's own resets are audited by their cause)."""
     problems: dict[str, list[str]] = {}
     if payment_terms_days is not None and not 0 <= payment_terms_days <= 365:
         problems["paymentTermsDays"] = ["Between 0 and 365 days."]
@@ -140,6 +143,7 @@ def billing_settings_update(
     if problems:
         raise ValidationFailed(fields=problems)
     row, _ = BillingSettings.objects.select_for_update().get_or_create(environment=environment)
+    before = _settings_values(row)
     if payment_terms_days is not None:
         row.payment_terms_days = payment_terms_days
     if grace_period_days != "unchanged":
@@ -148,7 +152,25 @@ def billing_settings_update(
         row.stripe_mode = stripe_mode
     row.updated_at = timezone.now()
     row.save()
+    changes = changes_of(before, _settings_values(row))
+    if actor is not None and changes:
+        audit_change(
+            environment=environment,
+            action=AuditEntry.Action.BILLING_SETTINGS_CHANGED,
+            target_type="billing_settings",
+            target_id=environment.pk,
+            actor=actor,
+            detail={"changes": changes},
+        )
     return row
+
+
+def _settings_values(row: BillingSettings) -> dict[str, Any]:
+    return {
+        "paymentTermsDays": row.payment_terms_days,
+        "gracePeriodDays": row.grace_period_days,
+        "stripeMode": row.stripe_mode,
+    }
 
 
 _NEXT_NUMBERS = """
@@ -1269,6 +1291,7 @@ def invoice_mark_paid(
         )
     if paid_at is not None and paid_at > now + dt.timedelta(minutes=5):
         raise ValidationFailed(fields={"paidAt": ["May not be in the future."]})
+    before = invoice.status
     invoice.status = Invoice.Status.PAID
     invoice.paid_at = paid_at or now
     invoice.payment_reference = reference
@@ -1276,7 +1299,24 @@ def invoice_mark_paid(
     invoice.save(update_fields=["status", "paid_at", "payment_reference", "updated_at"])
     _restore_if_settled(invoice.subscription_id, now)
     signals.invoice_settled.send(sender=Invoice, invoice=invoice)
+    _audit_invoice(
+        invoice,
+        AuditEntry.Action.INVOICE_MARKED_PAID,
+        actor,
+        {"status": [before, invoice.status], "paidAt": invoice.paid_at, "reference": reference},
+    )
     return invoice
+
+
+def _audit_invoice(invoice: Invoice, action: str, actor: Actor, detail: dict[str, Any]) -> None:
+    audit_change(
+        environment_id=invoice.environment_id,
+        action=action,
+        target_type="invoice",
+        target_id=invoice.pk,
+        actor=actor,
+        detail={"number": invoice.number, **detail},
+    )
 
 
 @transaction.atomic
@@ -1290,6 +1330,7 @@ def invoice_void(
         return invoice
     if invoice.status == Invoice.Status.PAID:
         raise Conflict("A paid invoice cannot be voided.", code=errors.INVOICE_PAID)
+    before = invoice.status
     invoice.status = Invoice.Status.VOID
     invoice.voided_at = now
     if reason:
@@ -1298,6 +1339,12 @@ def invoice_void(
     invoice.save(update_fields=["status", "voided_at", "metadata", "updated_at"])
     _restore_if_settled(invoice.subscription_id, now)
     signals.invoice_settled.send(sender=Invoice, invoice=invoice)
+    _audit_invoice(
+        invoice,
+        AuditEntry.Action.INVOICE_VOIDED,
+        actor,
+        {"status": [before, invoice.status], "reason": reason},
+    )
     return invoice
 
 

@@ -24,6 +24,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.accounts.audit import audit_change
+from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, NotFound, TansoError, ValidationFailed
 from apps.core.money import decimal_str
 
@@ -328,6 +330,7 @@ def credit_grant(
         currency = "USD"
     book = PoolBook(locked, now=now, actor_label=actor_label(actor))
     book.settle()
+    balance_before = locked.balance
     in_debt = locked.balance < 0
     grant = CreditGrant(
         environment_id=locked.environment_id,
@@ -352,7 +355,46 @@ def credit_grant(
         book.settle_debt()
     book.flush()
     grant.created = True  # type: ignore[attr-defined]
+    if grant_type not in AUTOMATIC_GRANTS:
+        _audit(
+            locked,
+            AuditEntry.Action.CREDITS_GRANTED,
+            target=("credit_grant", grant.pk),
+            actor=actor,
+            detail={
+                "grantType": grant_type,
+                "amount": amount,
+                "expiresAt": expires_at,
+                "unitPrice": unit_price,
+                "currency": grant.currency,
+                "balance": [balance_before, locked.balance],
+            },
+        )
     return grant
+
+
+# Grants the billing cycle makes by itself (plan credits per period, rollovers): their
+# cause is audited, not each grant.
+AUTOMATIC_GRANTS = frozenset({GrantType.PLAN, GrantType.ROLLOVER})
+
+
+def _audit(
+    pool: CreditPool,
+    action: str,
+    *,
+    target: tuple[str, Any],
+    actor: Actor | None,
+    detail: dict[str, Any],
+) -> None:
+    """Audit a change made to a pool by hand (a person or a key)."""
+    audit_change(
+        environment_id=pool.environment_id,
+        action=action,
+        target_type=target[0],
+        target_id=target[1],
+        actor=actor,
+        detail={"pool": pool.pk, "denomination": pool.denomination, **detail},
+    )
 
 
 @transaction.atomic
@@ -810,6 +852,7 @@ def credits_deduct(
             f"{decimal_str(amount)} were asked for.",
             extra={"balance": max(locked.balance, ZERO), "requested": amount},
         )
+    balance_before = locked.balance
     entry = _deduct(
         book,
         amount,
@@ -818,6 +861,18 @@ def credits_deduct(
         metadata=metadata or {},
     )
     book.flush()
+    _audit(
+        locked,
+        AuditEntry.Action.CREDITS_DEDUCTED,
+        target=("credit_transaction", entry.pk),
+        actor=actor,
+        detail={
+            "amount": amount,
+            "shortfall": entry.shortfall,
+            "balance": [balance_before, locked.balance],
+            "description": description,
+        },
+    )
     return entry
 
 
@@ -913,8 +968,21 @@ def credits_reverse(
             )
         book = PoolBook(pool, now=timezone.now(), actor_label=actor_label(actor))
         book.settle()
+        balance_before = pool.balance
         entry = _reverse_locked(book, original, description)
         book.flush()
+        if transaction_id is not None:  # by hand; an event's reversal follows its event
+            _audit(
+                pool,
+                AuditEntry.Action.CREDITS_REVERSED,
+                target=("credit_transaction", entry.pk),
+                actor=actor,
+                detail={
+                    "reversed": original.pk,
+                    "amount": -original.amount,
+                    "balance": [balance_before, pool.balance],
+                },
+            )
     return entry
 
 

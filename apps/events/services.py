@@ -306,6 +306,27 @@ def events_recost(
     return run
 
 
+def events_recost_request(*, environment: Any, actor: Any, label: str) -> None:
+    """Ask for the environment's unpriced events to be re-priced in the background
+    (``tasks.recost_events`` once the transaction commits; ``label`` names the
+    requester on its ``RecostRun``). The request is audited with its actor."""
+    from apps.accounts.audit import audit_change
+    from apps.accounts.models import AuditEntry
+
+    from .tasks import recost_events
+
+    audit_change(
+        environment=environment,
+        action=AuditEntry.Action.RECOST_REQUESTED,
+        target_type="environment",
+        target_id=environment.pk,
+        actor=actor,
+        detail={"filters": {"unpricedOnly": True}},
+    )
+    environment_id = str(environment.pk)
+    transaction.on_commit(lambda: recost_events.delay(environment_id=environment_id, actor=label))
+
+
 def event_partitions_ensure(*, ahead: int | None = None) -> list[str]:
     """Create the monthly partitions around now (idempotent); names of those created."""
     if ahead is None:

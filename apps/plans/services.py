@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.accounts.audit import audit_change, changes_of
+from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 
 from . import errors, pricing
@@ -167,7 +169,7 @@ def plan_create(
     """Create a draft plan, optionally with its feature rules; a taken key is 409 ``plan_exists``.
 
     ``features`` pairs features of the same environment with their rule.
-    ``actor`` is taken for the audit trail; plan writes are not audited yet.
+    Every plan write is audited with ``actor`` (before -> after where it changes).
     """
     currency = currency.upper() if isinstance(currency, str) else currency
     values = {
@@ -211,7 +213,27 @@ def plan_create(
     PlanFeatureRule.objects.bulk_create(
         [_new_rule(plan, feature, spec, now) for feature, spec in features]
     )
+    _audit(
+        plan,
+        AuditEntry.Action.PLAN_CREATED,
+        actor,
+        {
+            **{API_NAMES[name]: value for name, value in values.items() if name != "metadata"},
+            "features": ", ".join(feature.key for feature, _ in features),
+        },
+    )
     return plan
+
+
+def _audit(plan: Plan, action: str, actor: Actor, detail: dict[str, Any]) -> None:
+    audit_change(
+        environment_id=plan.environment_id,
+        action=action,
+        target_type="plan",
+        target_id=plan.pk,
+        actor=actor,
+        detail={"key": plan.key, **detail},
+    )
 
 
 @transaction.atomic
@@ -242,6 +264,7 @@ def plan_update(*, plan: Plan, actor: Actor, **fields: Any) -> Plan:
         )
     if not changed:
         return plan
+    before = {API_NAMES[name]: getattr(plan, name) for name in changed}
     for name, value in changed.items():
         setattr(plan, name, value)
     plan.updated_at = timezone.now()
@@ -257,6 +280,8 @@ def plan_update(*, plan: Plan, actor: Actor, **fields: Any) -> Plan:
             code=errors.PLAN_EXISTS,
             fields={"key": ["Already exists."]},
         ) from None
+    after = {API_NAMES[name]: value for name, value in changed.items()}
+    _audit(plan, AuditEntry.Action.PLAN_UPDATED, actor, {"changes": changes_of(before, after)})
     return plan
 
 
@@ -274,10 +299,12 @@ def plan_activate(*, plan: Plan, actor: Actor, now: dt.datetime | None = None) -
             code=errors.PLAN_HAS_NO_FEATURES,
         )
     now = now or timezone.now()
+    before = plan.status
     plan.status = Plan.Status.ACTIVE
     plan.activated_at = now
     plan.updated_at = now
     plan.save(update_fields=["status", "activated_at", "updated_at"])
+    _audit(plan, AuditEntry.Action.PLAN_ACTIVATED, actor, {"status": [before, plan.status]})
     return plan
 
 
@@ -288,10 +315,12 @@ def plan_archive(*, plan: Plan, actor: Actor, now: dt.datetime | None = None) ->
     if plan.status == Plan.Status.ARCHIVED:
         return plan
     now = now or timezone.now()
+    before = plan.status
     plan.status = Plan.Status.ARCHIVED
     plan.archived_at = now
     plan.updated_at = now
     plan.save(update_fields=["status", "archived_at", "updated_at"])
+    _audit(plan, AuditEntry.Action.PLAN_ARCHIVED, actor, {"status": [before, plan.status]})
     return plan
 
 
@@ -304,6 +333,7 @@ def plan_delete(*, plan: Plan, actor: Actor) -> None:
             "Only a draft plan can be deleted; archive an active plan instead.",
             code=errors.PLAN_NOT_DRAFT,
         )
+    _audit(plan, AuditEntry.Action.PLAN_DELETED, actor, {"name": plan.name})
     plan.delete()
 
 
@@ -365,11 +395,25 @@ def plan_feature_set(
             )
         rule = _new_rule(plan, feature, spec, now)
         rule.save(force_insert=True)
+        _audit(
+            plan,
+            AuditEntry.Action.PLAN_FEATURE_LINKED,
+            actor,
+            {"feature": feature.key, "rule": _rule_columns(spec)},
+        )
         return rule
-    for name, value in _rule_columns(spec).items():
+    columns = _rule_columns(spec)
+    before = {name: getattr(existing, name) for name in columns}
+    for name, value in columns.items():
         setattr(existing, name, value)
     existing.updated_at = now
     existing.save()
+    _audit(
+        plan,
+        AuditEntry.Action.PLAN_RULE_CHANGED,
+        actor,
+        {"feature": feature.key, "changes": changes_of(before, columns)},
+    )
     return existing
 
 
@@ -381,3 +425,4 @@ def plan_feature_remove(*, plan: Plan, feature: Feature, actor: Actor) -> None:
     deleted, _ = PlanFeatureRule.objects.filter(plan_id=plan.pk, feature_id=feature.pk).delete()
     if not deleted:
         raise NotFound("This feature is not on the plan.", code=errors.FEATURE_NOT_ON_PLAN)
+    _audit(plan, AuditEntry.Action.PLAN_FEATURE_UNLINKED, actor, {"feature": feature.key})

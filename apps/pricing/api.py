@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.errors import ValidationFailed
@@ -150,7 +151,9 @@ class ModelPriceOverrideListCreate(APIView):
         body = OverrideInput(data=request.data)
         body.is_valid(raise_exception=True)
         override = override_create(
-            environment=request.auth.environment, **_changes(body.validated_data)
+            environment=request.auth.environment,
+            actor=Actor.from_request(request),
+            **_changes(body.validated_data),
         )
         return Response(render_override(override), status=status.HTTP_201_CREATED)
 
@@ -167,11 +170,15 @@ class ModelPriceOverrideDetail(APIView):
         override = override_get(request.auth.environment, override_id)
         body = OverrideInput(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        override = override_update(override=override, changes=_changes(body.validated_data))
+        override = override_update(
+            override=override,
+            changes=_changes(body.validated_data),
+            actor=Actor.from_request(request),
+        )
         return Response(render_override(override))
 
     @extend_schema(summary="Remove a negotiated rate", request=None)
     def delete(self, request: Request, override_id: str) -> Response:
         override = override_get(request.auth.environment, override_id)
-        override_delete(override=override)
+        override_delete(override=override, actor=Actor.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -13,7 +13,8 @@ from django.utils import timezone
 from genai_prices import __version__ as genai_prices_version
 from genai_prices import types as gp
 
-from apps.accounts.models import Environment
+from apps.accounts.audit import Actor, audit_change, changes_of
+from apps.accounts.models import AuditEntry, Environment
 from apps.core.errors import Conflict, ValidationFailed
 
 from . import catalog as runtime
@@ -345,6 +346,7 @@ def override_create(
     per_request_usd: Decimal | None = None,
     discount_percent: Decimal | None = None,
     note: str = "",
+    actor: Actor | None = None,
 ) -> ModelPriceOverride:
     values = _validate_override(
         {
@@ -362,11 +364,31 @@ def override_create(
     override = ModelPriceOverride(environment=environment, **values)
     _save_override(override)
     _announce(environment.pk)
+    audit_change(
+        environment=environment,
+        action=AuditEntry.Action.PRICE_OVERRIDE_CREATED,
+        target_type="price_override",
+        target_id=override.pk,
+        actor=actor,
+        detail=_set_values(override),
+    )
     return override
 
 
+def _set_values(override: ModelPriceOverride) -> dict[str, Any]:
+    """The override's fields that are set (its provider and model always)."""
+    values = {name: getattr(override, name) for name in OVERRIDE_FIELDS}
+    return {
+        API_FIELD[name]: value
+        for name, value in values.items()
+        if name in ("provider", "model") or value not in (None, "")
+    }
+
+
 @transaction.atomic
-def override_update(*, override: ModelPriceOverride, changes: dict[str, Any]) -> ModelPriceOverride:
+def override_update(
+    *, override: ModelPriceOverride, changes: dict[str, Any], actor: Actor | None = None
+) -> ModelPriceOverride:
     """Apply ``changes`` (model field names; a None rate clears it), then re-validate the whole."""
     unknown = set(changes) - set(OVERRIDE_FIELDS)
     if unknown:
@@ -378,14 +400,38 @@ def override_update(*, override: ModelPriceOverride, changes: dict[str, Any]) ->
     override.updated_at = timezone.now()
     _save_override(override)
     _announce(override.environment_id)
+    audit_change(
+        environment_id=override.environment_id,
+        action=AuditEntry.Action.PRICE_OVERRIDE_UPDATED,
+        target_type="price_override",
+        target_id=override.pk,
+        actor=actor,
+        detail={
+            "provider": override.provider,
+            "model": override.model,
+            "changes": changes_of(
+                {API_FIELD[k]: v for k, v in current.items()},
+                {API_FIELD[k]: getattr(override, k) for k in OVERRIDE_FIELDS},
+            ),
+        },
+    )
     return override
 
 
 @transaction.atomic
-def override_delete(*, override: ModelPriceOverride) -> None:
-    environment_id = override.environment_id
+def override_delete(*, override: ModelPriceOverride, actor: Actor | None = None) -> None:
+    environment_id, override_id = override.environment_id, override.pk
+    values = _set_values(override)
     override.delete()
     _announce(environment_id)
+    audit_change(
+        environment_id=environment_id,
+        action=AuditEntry.Action.PRICE_OVERRIDE_DELETED,
+        target_type="price_override",
+        target_id=override_id,
+        actor=actor,
+        detail=values,
+    )
 
 
 def _announce(environment_id: object) -> None:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.accounts.models import Organization
+from apps.accounts.audit import audit_change, changes_of
+from apps.accounts.models import AuditEntry, Organization
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 from apps.customers.models import Customer
 from apps.plans.models import Plan
@@ -186,7 +187,37 @@ def subscription_create(
         if _constraint_of(exc) != ONE_LIVE_CONSTRAINT:
             raise
         raise _already_subscribed(None) from None
+    _audit(
+        subscription,
+        AuditEntry.Action.SUBSCRIPTION_CREATED,
+        actor,
+        {
+            "plan": plan.key,
+            "status": subscription.status,
+            "startedAt": start,
+            "trialEndsAt": trial_end,
+        },
+        environment=environment,
+    )
     return subscription
+
+
+def _audit(
+    subscription: Subscription,
+    action: str,
+    actor: Actor | None,
+    detail: dict[str, Any],
+    environment: Environment | None = None,
+) -> None:
+    audit_change(
+        environment=environment,
+        environment_id=subscription.environment_id,
+        action=action,
+        target_type="subscription",
+        target_id=subscription.pk,
+        actor=actor,
+        detail={"customer": subscription.customer.reference_id, **detail},
+    )
 
 
 def _already_subscribed(existing: Any) -> Conflict:
@@ -228,6 +259,7 @@ def subscription_cancel(
     now = now or timezone.now()
     subscription = _locked_current(subscription, now)
     _ensure_live(subscription)
+    before = {"status": subscription.status, "cancelAt": subscription.cancel_at}
     if mode == Subscription.CancelMode.IMMEDIATE:
         subscription.cancel_mode = mode
         subscription.cancel_at = now
@@ -245,6 +277,13 @@ def subscription_cancel(
         ).update(status=SubscriptionChange.Status.CANCELLED, cancelled_at=now)
     subscription.updated_at = now
     subscription.save()
+    after = {"status": subscription.status, "cancelAt": subscription.cancel_at}
+    _audit(
+        subscription,
+        AuditEntry.Action.SUBSCRIPTION_CANCELLED,
+        actor,
+        {"mode": mode, "changes": changes_of(before, after)},
+    )
     return subscription
 
 
@@ -261,11 +300,18 @@ def subscription_cancel_revert(
             "The subscription has no scheduled cancellation.",
             code=errors.NO_SCHEDULED_CANCELLATION,
         )
+    cancel_at = subscription.cancel_at
     subscription.cancel_mode = ""
     subscription.cancel_at = None
     subscription.cancelled_at = None
     subscription.updated_at = now
     subscription.save(update_fields=["cancel_mode", "cancel_at", "cancelled_at", "updated_at"])
+    _audit(
+        subscription,
+        AuditEntry.Action.SUBSCRIPTION_CANCEL_REVERTED,
+        actor,
+        {"changes": changes_of({"cancelAt": cancel_at}, {"cancelAt": None})},
+    )
     return subscription
 
 
@@ -376,6 +422,19 @@ def subscription_change_plan(
         _switch(subscription, plan, now)
         subscription.updated_at = now
         subscription.save()
+    _audit(
+        subscription,
+        AuditEntry.Action.SUBSCRIPTION_PLAN_CHANGED,
+        actor,
+        {
+            "plan": [current.key, plan.key],
+            "changeType": change.change_type,
+            "timing": change.timing,
+            "status": change.status,
+            "effectiveAt": change.effective_at,
+            "change": change.pk,
+        },
+    )
     return change
 
 
@@ -394,6 +453,12 @@ def subscription_change_cancel(
     change.status = SubscriptionChange.Status.CANCELLED
     change.cancelled_at = now
     change.save(update_fields=["status", "cancelled_at"])
+    _audit(
+        subscription,
+        AuditEntry.Action.SUBSCRIPTION_CHANGE_DROPPED,
+        actor,
+        {"change": change.pk, "status": [SubscriptionChange.Status.PENDING, change.status]},
+    )
     return change
 
 

@@ -134,3 +134,39 @@ def query(params: dict[str, Any] | None, **changes: Any) -> str:
     merged = {**(params or {}), **changes}
     kept = {key: value for key, value in merged.items() if value not in (None, "")}
     return "?" + urlencode(kept) if kept else "?"
+
+
+ARROW = "\u2192"
+
+
+def _audit_value(value: Any) -> str:
+    if value is None or value == "":
+        return DASH
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_audit_value(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return "[" + ", ".join(_audit_value(item) for item in value) + "]"
+    return str(value)
+
+
+@register.filter
+def audit_detail(detail: Any) -> list[tuple[str, str]]:
+    """An audit entry's detail as (field, text) lines; ``[before, after]`` pairs (at the top
+    or under ``changes``) read "before → after"."""
+    if not isinstance(detail, dict):
+        return [("", _audit_value(detail))] if detail else []
+    items: list[tuple[str, Any]] = []
+    for key, value in detail.items():
+        if key == "changes" and isinstance(value, dict):
+            items.extend(value.items())
+        else:
+            items.append((key, value))
+    return [
+        (
+            key,
+            f"{_audit_value(value[0])} {ARROW} {_audit_value(value[1])}"
+            if isinstance(value, list) and len(value) == 2
+            else _audit_value(value),
+        )
+        for key, value in items
+    ]

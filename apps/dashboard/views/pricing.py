@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from apps.accounts.audit import Actor
 from apps.accounts.models import Role
 from apps.analytics.params import parse_instant
 from apps.core.errors import TansoError
@@ -28,7 +28,7 @@ from apps.dashboard import selectors
 from apps.dashboard.decorators import tenant_view
 from apps.dashboard.forms import OverrideForm
 from apps.events.selectors import unpriced_count, unpriced_models
-from apps.events.tasks import recost_events
+from apps.events.services import events_recost_request
 from apps.pricing.models import ModelPriceOverride
 from apps.pricing.selectors import override_get, overrides_for
 from apps.pricing.services import API_FIELD, override_create, override_delete, override_update
@@ -117,6 +117,7 @@ def override_new(request: HttpRequest) -> HttpResponse:
     try:
         override = override_create(
             environment=request.environment,  # type: ignore[attr-defined]
+            actor=Actor.from_request(request),
             **form.service_values(),  # type: ignore[arg-type]
         )
     except TansoError as exc:
@@ -137,7 +138,9 @@ def override_edit(request: HttpRequest, override_id: str) -> HttpResponse:
     if not form.is_valid():
         return _page(request, form, editing=override, status=400)
     try:
-        override_update(override=override, changes=form.service_values())
+        override_update(
+            override=override, changes=form.service_values(), actor=Actor.from_request(request)
+        )
     except TansoError as exc:
         _add_errors(form, exc)
         return _page(request, form, editing=override, status=400)
@@ -150,7 +153,7 @@ def override_edit(request: HttpRequest, override_id: str) -> HttpResponse:
 def override_remove(request: HttpRequest, override_id: str) -> HttpResponse:
     override = override_get(request.environment, override_id)  # type: ignore[attr-defined]
     label = str(override)
-    override_delete(override=override)
+    override_delete(override=override, actor=Actor.from_request(request))
     messages.success(request, f"Override for {label} deleted.")
     return redirect("dashboard:overrides")
 
@@ -161,9 +164,10 @@ def recost(request: HttpRequest) -> HttpResponse:
     """Enqueue re-costing of the environment's unpriced events; the page polls its run."""
     environment = request.environment  # type: ignore[attr-defined]
     since = timezone.now()
-    actor = f"dashboard:{request.user.email}"  # type: ignore[union-attr]
-    transaction.on_commit(
-        lambda: recost_events.delay(environment_id=str(environment.pk), actor=actor)
+    events_recost_request(
+        environment=environment,
+        actor=Actor.from_request(request),
+        label=f"dashboard:{request.user.email}",  # type: ignore[union-attr]
     )
     messages.success(request, "Re-costing queued: unpriced events are priced in the background.")
     query = urlencode({"since": since.isoformat()})

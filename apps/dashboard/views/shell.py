@@ -264,9 +264,19 @@ def key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
 
 @tenant_view(Role.ADMIN)
 def audit(request: HttpRequest) -> HttpResponse:
-    entries = audit_log_of(request.organization).order_by("-created_at")  # type: ignore[attr-defined]
+    """The organization's audit log, newest first; ``?action=`` keeps the actions that
+    start with it (``plan.``), ``?target=`` one target's entries."""
+    entries = audit_log_of(request.organization).order_by("-created_at", "-id")  # type: ignore[attr-defined]
+    action = (request.GET.get("action") or "").replace("\x00", "").strip()[:40]
+    target = (request.GET.get("target") or "").replace("\x00", "").strip()[:64]
+    if action:
+        entries = entries.filter(action__startswith=action)
+    if target:
+        entries = entries.filter(target_id=target)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    return render(request, "dashboard/audit.html", {"entries": page})
+    params = {"action": action, "target": target}
+    context = {"entries": page, "action": action, "target": target, "params": params}
+    return render(request, "dashboard/audit.html", context)
 
 
 # --- Organization settings ----------------------------------------------------------------
