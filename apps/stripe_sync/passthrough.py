@@ -345,6 +345,13 @@ def invoices_to_push(*, environment_ids: Any = None, limit: int = 500) -> list[A
 def stripe_invoice_close(*, invoice_id: Any) -> str:
     """Our invoice was paid (not through Stripe) or voided: an open Stripe invoice for it
     is marked paid out of band or voided; a draft is deleted. Returns what was done."""
+    with _push_lock(invoice_id) as held:
+        if not held:  # a push is under way: close after it (it may be finalizing)
+            raise PushRetry("a push of this invoice is under way")
+        return _close(invoice_id)
+
+
+def _close(invoice_id: Any) -> str:
     sync = StripeInvoiceSync.objects.select_related("invoice").filter(invoice_id=invoice_id).first()
     if sync is None or not sync.stripe_invoice_id:
         return "nothing"
