@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from apps.core.money import decimal_str
+from apps.core.money import currency_exponent, decimal_str
 
 from .models import Plan, PlanFeatureRule
 from .pricing import PricingModel, Rule, Tier
@@ -42,8 +42,13 @@ def number(value: Decimal | int) -> str:
 
 
 def money(amount: Decimal, currency: str) -> str:
+    """An amount for people: at least the currency's minor digits (``$19.50``, ``¥1,000``),
+    more when the amount has them (a unit price of ``$0.0025`` stays exact)."""
+    whole, _, fraction = number(amount).partition(".")
+    fraction = fraction.ljust(currency_exponent(currency), "0")
+    text = f"{whole}.{fraction}" if fraction else whole
     symbol = CURRENCY_SYMBOL.get(currency)
-    return f"{symbol}{number(amount)}" if symbol else f"{number(amount)} {currency}"
+    return f"{symbol}{text}" if symbol else f"{text} {currency}"
 
 
 def _singular(label: str) -> str:

@@ -92,7 +92,7 @@ class TestCreate:
             {"upTo": None, "pricePerUnit": "0.001", "flatFee": "0"},
         ]
         assert summaries["summary"] == (
-            "First 1,000 summaries free, next 9,000 at $0.002 per summary + $5 flat, "
+            "First 1,000 summaries free, next 9,000 at $0.002 per summary + $5.00 flat, "
             "then $0.001 per summary"
         )
         assert PlanFeatureRule.objects.filter(plan_id=body["id"]).count() == 2
@@ -125,7 +125,7 @@ class TestCreate:
                 "$0.01 per token for the first 1,000 tokens per calendar month, "
                 "then $0.015 per token",
             ),
-            ({"model": "package", "pricePerUnit": 5, "packageSize": 1000}, "$5 per 1,000 tokens"),
+            ({"model": "package", "pricePerUnit": 5, "packageSize": 1000}, "$5.00 per 1,000 tokens"),
             (
                 {
                     "model": "volume",
@@ -135,7 +135,7 @@ class TestCreate:
                     ],
                 },
                 "All units at the price of the tier reached: up to 100 tokens: $0.05 per token; "
-                "above 100: $0.03 per token + $10 flat",
+                "above 100: $0.03 per token + $10.00 flat",
             ),
         ],
     )
@@ -164,7 +164,7 @@ class TestCreate:
             "IN_ARREARS",
             "EUR",
         )
-        assert body["summary"] == "€490 per year"
+        assert body["summary"] == "€490.00 per year"
 
     def test_credit_backing_is_kept(self, tenant, features):
         rule = {
