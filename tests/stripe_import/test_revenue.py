@@ -29,6 +29,7 @@ October 2026 (the window, 31 days), all subscriptions imported from the Stripe p
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -99,7 +100,7 @@ def _by(items: list[dict], key: str) -> dict[str, dict]:
 
 
 def test_observe_margins_include_the_imported_subscriptions(
-    tenant: Tenant, peer: StripePeer
+    tenant: Tenant, peer: StripePeer, web: Any
 ) -> None:
     _seed(tenant, peer)
     api = tenant.api()
@@ -155,6 +156,20 @@ def test_observe_margins_include_the_imported_subscriptions(
     assert sum(daily.values()) == Decimal("80.903225806452")
     # Oct 1: acme's first period ($60 / 30 days) and beta's ($15 / 31 days), to 12 places.
     assert abs(daily["2026-10-01"] - (2 + Decimal(15) / 31)) < Decimal("1e-12")
+
+    # The dashboard shows the same numbers (October: its custom range, last day included).
+    october = "from=2026-10-01&to=2026-10-31"
+    page = web.get(f"/dashboard/?{october}").content.decode()
+    assert 'data-revenue="80.903225806452"' in page
+    page = web.get(f"/dashboard/customers/?{october}").content.decode()
+    assert re.search(r'data-customer="acme"[^>]*data-revenue="60.903225806452"', page)
+    assert re.search(r'data-customer="beta"[^>]*data-revenue="15"', page)
+    page = web.get(f"/dashboard/customers/acme?{october}").content.decode()
+    assert 'data-testid="customer-totals" data-customer="acme"' in page
+    assert re.search(r'data-customer="acme"[^>]*data-revenue="60.903225806452"', page)
+    assert re.search(
+        r'data-feature="chat" data-model="gpt-4o"[^>]*data-revenue="23.451612903226"', page
+    )
 
 
 def test_a_window_inside_one_period_and_other_tenants(
