@@ -50,13 +50,12 @@ class ExtraRevenue:
 
     def add(self, other: ExtraRevenue) -> None:
         with localcontext(prec=80):
-            for target, source in (
-                (self.customers, other.customers),
-                (self.slices, other.slices),
-                (self.days, other.days),
-            ):
-                for key, amount in source.items():
-                    target[key] = target.get(key, ZERO) + amount  # type: ignore[index]
+            for customer, amount in other.customers.items():
+                self.customers[customer] = self.customers.get(customer, ZERO) + amount
+            for key, amount in other.slices.items():
+                self.slices[key] = self.slices.get(key, ZERO) + amount
+            for day, amount in other.days.items():
+                self.days[day] = self.days.get(day, ZERO) + amount
 
     def by_feature(self) -> dict[uuid.UUID, Decimal]:
         out: dict[uuid.UUID, Decimal] = {}

@@ -950,11 +950,19 @@ class _AmountOfGroup(Func):
     0 when absent: a lookup in arrays bound as parameters. It depends on the GROUP BY
     columns only, so it is computed per group and is not itself grouped by."""
 
-    def __init__(self, columns: Sequence[str], amounts: dict[tuple[str, ...], Decimal]) -> None:
+    def __init__(self, columns: Sequence[str], amounts: dict[Any, Decimal]) -> None:
         super().__init__(*(F(column) for column in columns), output_field=SUM_FIELD)
         self.amounts = amounts
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+    def as_sql(
+        self,
+        compiler: Any,
+        connection: Any,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
         columns, params = [], []
         for expression in self.get_source_expressions():
             sql, column_params = compiler.compile(expression)
@@ -967,7 +975,7 @@ class _AmountOfGroup(Func):
         match = " AND ".join(f"x.{name} = {sql}" for name, sql in zip(names, columns, strict=True))
         # Column names compiled by Django; every value is bound.
         sql = f"COALESCE((SELECT x.amount FROM unnest({unnest}) AS x({', '.join(names)}, amount) WHERE {match}), 0)"  # noqa: E501, S608
-        return sql, [*arrays, list(self.amounts.values()), *params]
+        return sql, (*arrays, list(self.amounts.values()), *params)
 
     def get_group_by_cols(self) -> list[Any]:
         return []

@@ -37,23 +37,30 @@ STATUSES = (
 )
 
 
-class _JobDoc(serializers.Serializer):
-    jobId = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=["PENDING", "RUNNING", "COMPLETED", "FAILED"])
-    phase = serializers.ChoiceField(
-        choices=["QUEUED", "CUSTOMERS", "PRODUCTS", "PRICES", "SUBSCRIPTIONS", "DONE"]
-    )
-    percent = serializers.IntegerField(help_text="0-100, for a progress bar")
-    total = serializers.IntegerField(help_text="Stripe objects read so far")
-    processed = serializers.IntegerField(help_text="of which recorded")
-    failed = serializers.IntegerField(help_text="of which refused (see errors)")
-    counts = serializers.DictField(help_text="per object kind: read, created, matched, ...")
-    errors = serializers.ListField(child=serializers.DictField())
-    error = serializers.CharField(allow_null=True, help_text="why a failed job stopped")
-    createdAt = serializers.DateTimeField()
-    startedAt = serializers.DateTimeField(allow_null=True)
-    finishedAt = serializers.DateTimeField(allow_null=True)
-    updatedAt = serializers.DateTimeField()
+# Built with type(): a Serializer subclass cannot declare a field named "errors" (it is
+# a property of Serializer), and the job's JSON has one.
+_JobDoc = type(
+    "StripeImportJob",
+    (serializers.Serializer,),
+    {
+        "jobId": serializers.UUIDField(),
+        "status": serializers.ChoiceField(choices=["PENDING", "RUNNING", "COMPLETED", "FAILED"]),
+        "phase": serializers.ChoiceField(
+            choices=["QUEUED", "CUSTOMERS", "PRODUCTS", "PRICES", "SUBSCRIPTIONS", "DONE"]
+        ),
+        "percent": serializers.IntegerField(help_text="0-100, for a progress bar"),
+        "total": serializers.IntegerField(help_text="Stripe objects read so far"),
+        "processed": serializers.IntegerField(help_text="of which recorded"),
+        "failed": serializers.IntegerField(help_text="of which refused (see errors)"),
+        "counts": serializers.DictField(help_text="per object kind: read, created, matched, ..."),
+        "errors": serializers.ListField(child=serializers.DictField()),
+        "error": serializers.CharField(allow_null=True, help_text="why a failed job stopped"),
+        "createdAt": serializers.DateTimeField(),
+        "startedAt": serializers.DateTimeField(allow_null=True),
+        "finishedAt": serializers.DateTimeField(allow_null=True),
+        "updatedAt": serializers.DateTimeField(),
+    },
+)
 
 
 class _JobPageDoc(serializers.Serializer):

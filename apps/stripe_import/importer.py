@@ -129,10 +129,10 @@ class _Progress:
         )
 
 
-def _call(fn: Callable[[], Any]) -> Any:
-    """One Stripe read, its errors sorted into retry-later and give-up."""
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """One Stripe read, ``fn(*args)``, its errors sorted into retry-later and give-up."""
     try:
-        return fn()
+        return fn(*args)
     except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
         raise StripeUnavailable(str(exc) or type(exc).__name__) from exc
     except (stripe.AuthenticationError, stripe.PermissionError) as exc:
@@ -146,16 +146,14 @@ def _call(fn: Callable[[], Any]) -> Any:
         raise StripeRefused(str(exc)) from exc
 
 
-def _pages(
-    list_call: Callable[[dict[str, Any]], Any], params: dict[str, Any]
-) -> Iterator[list[dict[str, Any]]]:
+def _pages(list_call: Callable[..., Any], params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     """Every page of a Stripe list, as plain dicts (cursor: ``starting_after``)."""
     after: str | None = None
     while True:
         page_params = {**params, "limit": PAGE_SIZE}
         if after:
             page_params["starting_after"] = after
-        page = _call(lambda p=page_params: list_call(p))
+        page = _call(list_call, page_params)
         objects = [_plain(obj) for obj in page.data]
         yield objects
         if not page.has_more or not objects:
@@ -693,7 +691,7 @@ def _run(job: ImportJob, client: stripe.StripeClient) -> ImportJob:
             progress.read("prices", len(page))
             # Stripe sends a price's tiers only when asked (expand[]=tiers).
             objs = [
-                _plain(_call(lambda o=obj: v1.prices.retrieve(o["id"], {"expand": ["tiers"]})))
+                _plain(_call(v1.prices.retrieve, obj["id"], {"expand": ["tiers"]}))
                 if obj.get("billing_scheme") == "tiered" and not obj.get("tiers")
                 else obj
                 for obj in page
@@ -717,7 +715,7 @@ def _run(job: ImportJob, client: stripe.StripeClient) -> ImportJob:
         )
         for stripe_id in stripe_ids - set(known):
             try:
-                obj = _plain(_call(lambda s=stripe_id: v1.customers.retrieve(s)))
+                obj = _plain(_call(v1.customers.retrieve, stripe_id))
             except stripe.InvalidRequestError:
                 continue  # deleted in Stripe: its subscriptions fail with the reason
             known.update(_record_customers(environment, [obj], events, None))

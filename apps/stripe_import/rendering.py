@@ -12,11 +12,11 @@ def job_percent(job: ImportJob) -> int:
     four phases, each a quarter, and within a phase by the objects done of those read."""
     if job.status == ImportJob.Status.COMPLETED:
         return 100
-    phases = [
-        ImportJob.Phase.CUSTOMERS,
-        ImportJob.Phase.PRODUCTS,
-        ImportJob.Phase.PRICES,
-        ImportJob.Phase.SUBSCRIPTIONS,
+    phases: list[str] = [
+        ImportJob.Phase.CUSTOMERS.value,
+        ImportJob.Phase.PRODUCTS.value,
+        ImportJob.Phase.PRICES.value,
+        ImportJob.Phase.SUBSCRIPTIONS.value,
     ]
     if job.phase not in phases:
         return 100 if job.phase == ImportJob.Phase.DONE else 0

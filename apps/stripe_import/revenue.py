@@ -159,8 +159,9 @@ def split_exactly(total: Decimal, parts: dict[Any, Decimal]) -> dict[Any, Decima
 def _earning(
     environment: Environment, start: dt.datetime, end: dt.datetime
 ) -> list[dict[str, Any]]:
-    return list(
-        ImportedSubscription.objects.filter(
+    return [
+        dict(row)
+        for row in ImportedSubscription.objects.filter(
             environment_id=environment.pk,
             currency=CURRENCY,
             revenue_from__isnull=False,
@@ -178,7 +179,7 @@ def _earning(
             "updated_at",
         )
         .order_by("id")
-    )
+    ]
 
 
 def imported_revenue(
