@@ -157,6 +157,12 @@ def test_observe_margins_include_the_imported_subscriptions(
     # Oct 1: acme's first period ($60 / 30 days) and beta's ($15 / 31 days), to 12 places.
     assert abs(daily["2026-10-01"] - (2 + Decimal(15) / 31)) < Decimal("1e-12")
 
+    # The CSV exports carry them too.
+    exported = b"".join(api.get(f"/api/customers?{OCTOBER}&format=csv").streaming_content)
+    assert b"acme,,,4,8,60.903225806452,52.903225806452," in exported
+    exported = b"".join(api.get(f"/api/features?{OCTOBER}&format=csv").streaming_content)
+    assert b"39.903225806452" in exported and b"23.451612903226" in exported
+
     # The dashboard shows the same numbers (October: its custom range, last day included).
     october = "from=2026-10-01&to=2026-10-31"
     page = web.get(f"/dashboard/?{october}").content.decode()
