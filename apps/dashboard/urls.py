@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import observe, platform, pricing, shell
+from .views import observe, platform, pricing, shell, stripe
 
 app_name = "dashboard"
 
@@ -38,6 +38,11 @@ urlpatterns = [
     ),
     path("settings/model-prices/recost/", pricing.recost, name="recost"),
     path("settings/model-prices/recost/status/", pricing.recost_status, name="recost_status"),
+    # Settings -> Stripe.
+    path("settings/stripe/", stripe.stripe_settings, name="stripe"),
+    path("settings/stripe/connect/", stripe.stripe_connect_view, name="stripe_connect"),
+    path("settings/stripe/disconnect/", stripe.stripe_disconnect_view, name="stripe_disconnect"),
+    path("settings/stripe/mode/", stripe.stripe_mode_view, name="stripe_mode"),
     # Platform: catalog, subscriptions, invoices, credits.
     path("plans/", platform.plan_list, name="plans"),
     path("plans/new/", platform.plan_new, name="plan_new"),
