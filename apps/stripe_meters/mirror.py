@@ -17,7 +17,9 @@ deny) until Stripe reports the invoice paid, as our own invoices do. A status ne
 moves back (deliveries come in any order); lines follow the newest event.
 
 Concurrent deliveries of events of one invoice are serialised by a transaction-level
-advisory lock on the Stripe invoice id.
+advisory lock on the Stripe invoice id. An event whose invoice has more lines than it
+carries (``lines.has_more``) is mirrored with those, then ``refresh_invoice`` reads the
+whole invoice from Stripe and mirrors it again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.billing.lines import LineDraft
@@ -161,10 +163,15 @@ def _lines(
             int(line.get("amount") or 0) for line in (invoice.get("lines") or {}).get("data") or []
         )
         if rest:
+            more = bool((invoice.get("lines") or {}).get("has_more"))
             drafts.append(
                 LineDraft(
                     kind=InvoiceLine.Kind.BASE,
-                    description="Tax, discounts and balance applied in Stripe",
+                    description=(
+                        "Further lines of the Stripe invoice (being read from Stripe)"
+                        if more
+                        else "Tax, discounts and balance applied in Stripe"
+                    ),
                     service_start=created,
                     service_end=created,
                     amount_exact=from_minor_units(rest, currency),
@@ -309,13 +316,43 @@ def stripe_invoice_mirror(
     return ours
 
 
+def stripe_invoice_refresh(*, environment: Environment, stripe_invoice_id: str) -> Invoice | None:
+    """Read a Stripe invoice and all its lines from Stripe and mirror them (for an event
+    whose invoice had more lines than it carried). Calls Stripe: a task, not a handler."""
+    from apps.stripe_sync.client import stripe_client
+
+    if not is_stripe_driven(environment.pk):
+        return None
+    client = stripe_client(environment)
+    invoice = client.v1.invoices.retrieve(stripe_invoice_id).to_dict()
+    lines = [
+        line.to_dict()
+        for line in client.v1.invoices.line_items.list(
+            stripe_invoice_id, params={"limit": 100}
+        ).auto_paging_iter()
+    ]
+    invoice["lines"] = {"object": "list", "data": lines, "has_more": False}
+    with transaction.atomic():
+        return stripe_invoice_mirror(
+            environment=environment,
+            event_type="invoice.updated",
+            invoice=invoice,
+            event_created=int(timezone.now().timestamp()),
+        )
+
+
 @webhook_handler(*INVOICE_EVENTS)
 def on_invoice_event(ctx: WebhookContext) -> None:
     if not is_stripe_driven(ctx.environment.pk):
         return
-    stripe_invoice_mirror(
+    mirrored = stripe_invoice_mirror(
         environment=ctx.environment,
         event_type=ctx.type,
         invoice=ctx.obj,
         event_created=ctx.event.payload.get("created"),
     )
+    if mirrored is not None and (ctx.obj.get("lines") or {}).get("has_more"):
+        from .tasks import refresh_invoice
+
+        env_id, stripe_id = str(ctx.environment.pk), str(ctx.obj.get("id"))
+        transaction.on_commit(lambda: refresh_invoice.delay(env_id, stripe_id))

@@ -140,6 +140,24 @@ def provision_environment(self: Any, environment_id: str) -> dict[str, int] | No
     }
 
 
+@shared_task(bind=True, max_retries=MAX_RETRIES, acks_late=True)
+def refresh_invoice(self: Any, environment_id: str, stripe_invoice_id: str) -> None:
+    """Mirror a Stripe invoice with all its lines (its event carried only the first ones)."""
+    from apps.accounts.models import Environment
+
+    from .mirror import stripe_invoice_refresh
+
+    environment = Environment.objects.filter(pk=environment_id).first()
+    if environment is not None:
+        _provision(
+            self,
+            stripe_invoice_refresh,
+            environment_id,
+            environment=environment,
+            stripe_invoice_id=stripe_invoice_id,
+        )
+
+
 def _stripe_driven_ids() -> list[Any]:
     return list(
         BillingSettings.objects.filter(stripe_mode=StripeMode.STRIPE_DRIVEN).values_list(

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.billing.models import Invoice
 from apps.billing.services import billing_update_statuses
+from apps.stripe_meters.mirror import stripe_invoice_refresh
 from apps.stripe_meters.models import StripeCustomer, StripeInvoice
 from apps.stripe_sync.models import StripeConnection
 from apps.subscriptions.models import Subscription
@@ -238,3 +239,29 @@ def test_environments_in_other_modes_ignore_invoice_events(webhooked: Driven) ->
         what="the invoice.created delivery",
     )
     assert not StripeInvoice.objects.filter(stripe_invoice_id=created.id).exists()
+
+
+def test_an_invoice_with_more_lines_than_its_event_carries_is_read_whole(
+    webhooked: Driven,
+) -> None:
+    subscription = webhooked.subscribe(webhooked.plan("pro", price="0"))
+    link = webhooked.provision(subscription)
+    customer = StripeCustomer.objects.get().stripe_customer_id
+    for n in range(12):
+        webhooked.stripe.v1.invoice_items.create(
+            params={"customer": customer, "amount": 100 + n, "currency": "usd"}
+        )
+    made = webhooked.stripe.v1.invoices.create(
+        params={"customer": customer, "subscription": link.stripe_subscription_id}
+    )
+    first = _wait_mirrored(webhooked, made.id, Invoice.Status.PENDING)
+    # The event listed 10 of the 14 lines (has_more): the rest is one line until read.
+    assert first.lines.count() == 11
+    assert first.total_minor == sum(100 + n for n in range(12))
+    stripe_invoice_refresh(environment=webhooked.env, stripe_invoice_id=made.id)
+    whole = Invoice.objects.get(pk=first.pk)
+    # Two subscription lines (base price, tokens) and the twelve items, no balancing line.
+    assert [line.amount_minor for line in whole.lines.order_by("position")] == [0, 0] + [
+        100 + n for n in range(12)
+    ]
+    assert whole.total_minor == sum(100 + n for n in range(12))
