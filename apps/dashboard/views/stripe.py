@@ -28,7 +28,7 @@ from apps.stripe_sync.services import stripe_connect, stripe_disconnect, webhook
 
 TEMPLATE = "dashboard/stripe.html"
 # What each mode needs and does, for the selector.
-MODE_HELP = {
+MODE_HELP: dict[str, str] = {
     StripeMode.NONE: "Tanso issues invoices; payments are marked paid (API or dashboard).",
     StripeMode.PASS_THROUGH: "Tanso issues invoices and pushes them to Stripe, which collects "
     "payment; paid and failed payments come back by webhook.",
