@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.accounts.audit import audit_change
@@ -32,7 +32,7 @@ from apps.core.money import decimal_str
 from . import errors
 from . import weights as weight_cache
 from .amounts import ZERO, add_months, quantize_credits
-from .ledger import SPEND_ORDER, PoolBook, flush_books, lock_pool
+from .ledger import PoolBook, flush_books, lock_books, lock_pool, read_books
 from .models import (
     DEFAULT_PRIORITY,
     CreditGrant,
@@ -578,9 +578,14 @@ def credits_deduct_for_usage(
     credit model; otherwise there is nothing to charge (``pool`` None), or, when
     the customer has several pools, ``DenominationRequired`` (400).
 
-    Statements once the weights are cached: savepoint, lock the pool, read its
-    grants, update each grant drawn, insert the entry and its consumptions,
-    update the pool, release. A replay is caught by the unique idempotency key.
+    Round trips once the weights are cached and the pool exists: two. One locks the
+    pool and reads, under the lock, whether this event was charged already and the
+    pool's grants (three statements, see ``ledger.lock_books``); one writes the
+    entry, its consumptions, the grants drawn and the pool (``ledger.flush_books``).
+    Inside the caller's transaction no savepoint is taken: nothing is written before
+    the lock is held and the replay check made, so nothing can fail half-way that the
+    caller would want to keep the transaction for. A missing pool (created here when
+    its credit model exists) takes the general path below.
     """
     if units < 0:
         raise ValidationFailed(fields={"usageUnits": ["Must not be negative."]})
@@ -595,6 +600,34 @@ def credits_deduct_for_usage(
             return DeductionResult(ZERO, ZERO, None, None, False, credits, quote)
         return DeductionResult(ZERO, ZERO, found, found.balance, found.hard_limit, credits, quote)
     key = f"event:{event_ref}"
+    if denomination:
+        fields = {
+            "idempotency_key": key,
+            "event_ref": event_ref,
+            "feature_id": feature_id,
+            "model": model or "",
+            "units": units,
+            "credits_per_unit": quote.credits_per_unit,
+            "weight_id": quote.weight_id,
+            "weight_match": quote.match,
+            "description": "Usage",
+        }
+        args = {
+            "environment_id": environment.pk,
+            "customer_id": customer_id,
+            "denomination": denomination,
+            "key": key,
+            "credits": credits,
+            "quote": quote,
+            "fields": fields,
+        }
+        if connection.in_atomic_block:
+            done = _deduct_usage_locked(**args)
+        else:
+            with transaction.atomic():
+                done = _deduct_usage_locked(**args)
+        if done is not None:
+            return done
     pool: CreditPool | None = None
     try:
         with transaction.atomic():
@@ -635,6 +668,42 @@ def credits_deduct_for_usage(
     )
 
 
+def _deduct_usage_locked(
+    *,
+    environment_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    denomination: str,
+    key: str,
+    credits: Decimal,
+    quote: WeightQuote,
+    fields: dict[str, Any],
+) -> DeductionResult | None:
+    """One usage deduction from an existing pool, in the current transaction: lock and
+    read in one round trip, write in one. None (nothing done, nothing locked) when the
+    customer has no pool of the denomination yet."""
+    found = lock_books(environment_id, [(customer_id, denomination, key)])
+    pool = found.pools.get((customer_id, denomination))
+    if pool is None:
+        return None
+    if (pool.pk, key) in found.used_keys:
+        return _replayed_deduction(pool.pk, key, quote, credits)
+    book = PoolBook(pool, now=timezone.now(), actor_label="system")
+    book.use_grants(found.grants[pool.pk])
+    book.settle()
+    entry = _deduct(book, credits, **fields)
+    flush_books([book])
+    return DeductionResult(
+        -entry.amount,
+        entry.shortfall,
+        pool,
+        pool.balance,
+        pool.hard_limit,
+        credits,
+        quote,
+        entry.pk,
+    )
+
+
 @dataclass(frozen=True)
 class UsageCharge:
     """One event's usage to charge (``credits_deduct_for_usage_many``)."""
@@ -655,10 +724,13 @@ def credits_deduct_for_usage_many(
     """``credits_deduct_for_usage`` for the events of an ingestion batch, in the caller's
     transaction: the same charges, ledger entries and results (one per charge, in order;
     a ``TansoError`` where that one charge could not be made, e.g. no credit model), in a
-    fixed number of statements whatever the number of events and pools: lock the pools
-    (in id order), find replays, read the grants, then write new grants, drawn grants,
-    entries, consumptions and pools once each. The charges of one pool are made in
-    order; a pool is created (locked) when missing and its credit model exists.
+    fixed number of round trips whatever the number of events and pools: one locks the
+    pools (in id order) and reads, under the locks, the replays and the grants; one
+    writes new grants, drawn grants, entries, consumptions and pools
+    (``ledger.flush_books``). The charges of one pool are made in order; a pool is
+    created (locked) when missing and its credit model exists (two more round trips
+    per missing pool, one more to read what the new pools hold). No savepoint inside
+    the caller's transaction: an error here fails the whole request.
     """
     results: list[DeductionResult | TansoError | None] = [None] * len(charges)
     if not charges:
@@ -675,18 +747,15 @@ def credits_deduct_for_usage_many(
             quote = WeightQuote(charge.default_credits_per_unit, None, WeightMatch.NONE)
         quotes.append((quote, quantize_credits(charge.units * quote.credits_per_unit)))
     wanted = {(c.customer_id, c.denomination) for c in charges}
-    with transaction.atomic():
-        pools = {
-            (p.customer_id, p.denomination): p
-            for p in CreditPool.objects.select_for_update()
-            .filter(
-                environment_id=env_id,
-                customer_id__in={c for c, _ in wanted},
-                denomination__in={d for _, d in wanted},
-            )
-            .order_by("id")
-            if (p.customer_id, p.denomination) in wanted
-        }
+    keys = [f"event:{c.event_ref}" for c in charges]
+    with transaction.atomic(savepoint=False):
+        found = lock_books(
+            env_id,
+            [(c.customer_id, c.denomination, key) for c, key in zip(charges, keys, strict=True)],
+        )
+        pools = found.pools
+        replayed = found.used_keys
+        grants = found.grants
         missing = sorted(wanted - set(pools), key=lambda pair: (str(pair[0]), pair[1]))
         if missing:
             models_ = {
@@ -695,24 +764,26 @@ def credits_deduct_for_usage_many(
                     environment_id=env_id, denomination__in={d for _, d in missing}
                 )
             }
+            created = []
             for customer_id, denomination in missing:
                 if denomination in models_:
-                    pools[(customer_id, denomination)] = _pool_ensure_locked(
+                    pool = _pool_ensure_locked(
                         environment_id=env_id,
                         customer_id=customer_id,
                         credit_model=models_[denomination],
                     )
-        keys = [f"event:{c.event_ref}" for c in charges]
-        replayed = set(
-            CreditTransaction.objects.filter(
-                pool_id__in=[p.pk for p in pools.values()], idempotency_key__in=keys
-            ).values_list("pool_id", "idempotency_key")
-        )
-        grants: dict[uuid.UUID, list[CreditGrant]] = {p.pk: [] for p in pools.values()}
-        for grant in CreditGrant.objects.filter(pool_id__in=list(grants), remaining__gt=0).order_by(
-            "pool_id", *SPEND_ORDER
-        ):
-            grants[grant.pool_id].append(grant)
+                    pools[(customer_id, denomination)] = pool
+                    created.append(pool.pk)
+            if created:
+                probes = [
+                    (pools[(c.customer_id, c.denomination)].pk, key)
+                    for c, key in zip(charges, keys, strict=True)
+                    if (c.customer_id, c.denomination) in pools
+                    and pools[(c.customer_id, c.denomination)].pk in created
+                ]
+                more = read_books(created, probes)
+                replayed |= more.used_keys
+                grants.update(more.grants)
         now = timezone.now()
         books: dict[uuid.UUID, PoolBook] = {}
         for index, charge in enumerate(charges):

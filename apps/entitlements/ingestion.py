@@ -108,11 +108,15 @@ class _Work:
 
 
 def _existing_keys(environment_id: uuid.UUID, keys: list[str]) -> set[str]:
+    """The batch's keys stored before: one index look-up per key (a LATERAL ... LIMIT 1;
+    with ``= ANY(keys)`` the planner may scan every key of the environment, or the table,
+    which grows with the ledger)."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT idempotency_key FROM events_eventkey"
-            " WHERE environment_id = %s AND idempotency_key = ANY(%s)",
-            [environment_id, keys],
+            "SELECT e.idempotency_key FROM unnest(%s::text[]) AS w(key)"
+            " CROSS JOIN LATERAL (SELECT k.idempotency_key FROM events_eventkey AS k"
+            " WHERE k.environment_id = %s AND k.idempotency_key = w.key LIMIT 1) AS e",
+            [keys, environment_id],
         )
         return {row[0] for row in cur.fetchall()}
 
