@@ -120,6 +120,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /api/ calls leave here for API_MIDDLEWARE (below); pages go on down this list.
+    "tanso.chains.ApiChainMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -133,6 +135,16 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "apps.accounts.middleware.TenantMiddleware",
+    "apps.apikeys.idempotency.IdempotencyMiddleware",
+]
+# Key-authenticated API calls (tanso/chains.py): no sessions, CSRF, messages, allauth,
+# CSP, htmx or static files; the same request ids, security headers, host checks and
+# idempotency as pages.
+API_MIDDLEWARE = [
+    "apps.core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.apikeys.idempotency.IdempotencyMiddleware",
 ]
 
