@@ -269,19 +269,41 @@ def parse_check_body(data: Any) -> tuple[str, str, Decimal | None, str, bool, in
     return reference_id, feature_key, units, model, bool(reserve), ttl
 
 
-def _fast_check(request: HttpRequest) -> HttpResponse | None:
-    """The common check, without DRF: a valid key with its scope, a valid body, no
-    reservation. One Redis round trip in all (the key's use stamp and rate-limit hit ride
-    along with the state token and the counter, see ``counters.read``); no PostgreSQL
-    query once the customer is known to this process. None: anything else (a bad key,
-    a missing scope, bad input, a reservation, over the rate limit), which the DRF view
-    then answers in full, with the usual error envelopes."""
-    raw = raw_key_from(request)
-    if not raw:
+JSON = "application/json"
+# What DRF's answer carries: its ``Allow`` header (the check view's methods).
+ALLOW = "GET, POST, HEAD, OPTIONS"
+_ACCEPTS_JSON = frozenset({"*/*", "application/*", JSON})
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() == JSON
+
+
+def _accepts_json(accept: str) -> bool:
+    """Whether DRF's negotiation would pick its JSON renderer (a missing header does)."""
+    if not accept:
+        return True
+    return any(
+        part.partition(";")[0].strip().lower() in _ACCEPTS_JSON for part in accept.split(",")
+    )
+
+
+def lean_check(*, raw_key: str | None, content_type: str, accept: str, body: bytes) -> bytes | None:
+    """The common check, without DRF: a valid key with its scope, a JSON body that is valid,
+    no reservation; the answer's JSON. One Redis round trip in all (the key's use stamp
+    and rate-limit hit ride along with the state token and the counter, see
+    ``counters.read``); no PostgreSQL query once the customer is known to this process.
+
+    None: anything else (no or a bad key, a missing scope, another content type or
+    ``Accept``, bad input, a reservation, over the rate limit), which the DRF view then
+    answers in full, with the usual error envelopes. Shared by the view below and the
+    WSGI entry point (``tanso/wsgi.py``), which calls it before Django.
+    """
+    if not raw_key or not _is_json(content_type) or not _accepts_json(accept):
         return None
     try:
-        key = authenticate_key(raw, touch=False)
-        reference_id, feature_key, units, model, reserve, _ = parse_check_body(loads(request.body))
+        key = authenticate_key(raw_key, touch=False)
+        reference_id, feature_key, units, model, reserve, _ = parse_check_body(loads(body))
     except (TansoError, ValueError, UnicodeDecodeError):
         return None
     if reserve:
@@ -317,7 +339,21 @@ def _fast_check(request: HttpRequest) -> HttpResponse | None:
         return None  # the DRF view answers 429
     if gate.touched:
         apikey_used(key)
-    return HttpResponse(dumps(render_decision(decision)), content_type="application/json")
+    return dumps(render_decision(decision))
+
+
+def _fast_check(request: HttpRequest) -> HttpResponse | None:
+    answer = lean_check(
+        raw_key=raw_key_from(request),
+        content_type=request.META.get("CONTENT_TYPE", ""),
+        accept=request.META.get("HTTP_ACCEPT", ""),
+        body=request.body,
+    )
+    if answer is None:
+        return None
+    response = HttpResponse(answer, content_type=JSON)
+    response["Allow"] = ALLOW
+    return response
 
 
 def state_key_of(environment: Any) -> str:
