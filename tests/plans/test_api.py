@@ -125,7 +125,10 @@ class TestCreate:
                 "$0.01 per token for the first 1,000 tokens per calendar month, "
                 "then $0.015 per token",
             ),
-            ({"model": "package", "pricePerUnit": 5, "packageSize": 1000}, "$5.00 per 1,000 tokens"),
+            (
+                {"model": "package", "pricePerUnit": 5, "packageSize": 1000},
+                "$5.00 per 1,000 tokens",
+            ),
             (
                 {
                     "model": "volume",
