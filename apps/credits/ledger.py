@@ -389,12 +389,18 @@ class PoolBook:
         self.entries, self.consumptions = [], []
 
 
-def flush_books(books: Iterable[PoolBook]) -> None:
+def flush_books(
+    books: Iterable[PoolBook], *, unless_used: list[tuple[uuid.UUID, str]] | None = None
+) -> bool:
     """``flush()`` for several books (distinct pools) in ONE statement, whatever the number
     of books and rows: new grants, changed grants, entries, consumptions and pools, each
     an ``INSERT ... SELECT`` / ``UPDATE ... FROM`` over ``jsonb_to_recordset``, joined as
     data-modifying CTEs. The foreign keys between them (an entry's grant, a consumption's
-    entry) are checked at the end of the statement, when every row is in."""
+    entry) are checked at the end of the statement, when every row is in.
+
+    ``unless_used``: (pool id, idempotency key) pairs; when any is already in the
+    ledger, the statement writes nothing and False is returned (the caller holds the
+    pools' locks, so the answer cannot change before its commit)."""
     books = list(books)
     new_grants = [g for book in books for g in book._new_grants]
     changed = [g for book in books for g in book._changed_grants.values()]
@@ -402,29 +408,52 @@ def flush_books(books: Iterable[PoolBook]) -> None:
     consumptions = [c for book in books for c in book.consumptions]
     for book in books:
         book.pool.updated_at = book.now
+    guarded = unless_used is not None
     parts: list[tuple[str, list[Any]]] = []
     if new_grants:
-        parts.append(_insert_part(CreditGrant, new_grants))
+        parts.append(_insert_part(CreditGrant, new_grants, guarded))
     if changed:
-        parts.append(_update_part(CreditGrant, changed, ("remaining", "closed_at")))
+        parts.append(_update_part(CreditGrant, changed, ("remaining", "closed_at"), guarded))
     if entries:
-        parts.append(_insert_part(CreditTransaction, entries))
+        parts.append(_insert_part(CreditTransaction, entries, guarded))
     if consumptions:
-        parts.append(_insert_part(CreditConsumption, consumptions))
+        parts.append(_insert_part(CreditConsumption, consumptions, guarded))
     if books:
-        parts.append(_update_part(CreditPool, [book.pool for book in books], tuple(_POOL_FIELDS)))
+        pools = [book.pool for book in books]
+        parts.append(_update_part(CreditPool, pools, tuple(_POOL_FIELDS), guarded))
+    written = True
     if parts:
+        if guarded:
+            probes = unless_used or []
+            parts.insert(0, (_GUARD, [[p for p, _ in probes], [k for _, k in probes]]))
+            names = ["guard"] + [f"w{n}" for n in range(len(parts) - 1)]
+        else:
+            names = [f"w{n}" for n in range(len(parts))]
         if len(parts) == 1:
             sql, params = parts[0]
         else:
-            sql = "WITH " + ", ".join(f"w{n} AS ({part})" for n, (part, _) in enumerate(parts))
-            sql += " SELECT 1"
+            sql = "WITH " + ", ".join(
+                f"{n} AS ({part})" for n, (part, _) in zip(names, parts, strict=True)
+            )
+            sql += " SELECT EXISTS (SELECT 1 FROM guard)" if guarded else " SELECT 1"
             params = [p for _, values in parts for p in values]
         with connection.cursor() as cur:
             cur.execute(sql, params)
+            if guarded:
+                written = not cur.fetchone()[0]
     for book in books:
         book._new_grants, book._changed_grants = [], {}
         book.entries, book.consumptions = [], []
+    return written
+
+
+_GUARD = (
+    "SELECT 1 FROM unnest(%s::uuid[], %s::text[]) AS w(pool_id, key)"
+    " CROSS JOIN LATERAL (SELECT 1 FROM credits_credittransaction AS t"
+    " WHERE t.pool_id = w.pool_id AND t.idempotency_key = w.key"
+    " AND t.idempotency_key <> '' LIMIT 1) AS x LIMIT 1"
+)
+_UNGUARDED = " AND NOT EXISTS (SELECT 1 FROM guard)"
 
 
 def _encode(rows: list[dict[str, Any]]) -> str:
@@ -450,10 +479,12 @@ def _insert_sql(model: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
     return sql, tuple((c.column, c.attname) for c in columns)
 
 
-def _insert_part(model: Any, rows: list[Any]) -> tuple[str, list[Any]]:
+def _insert_part(model: Any, rows: list[Any], guarded: bool = False) -> tuple[str, list[Any]]:
     """``bulk_create`` as an ``INSERT ... SELECT FROM jsonb_to_recordset`` (defaults must
     already be on the instances, as they are once built)."""
     sql, columns = _insert_sql(model)
+    if guarded:
+        sql += " WHERE true" + _UNGUARDED
     data = [{column: row.__dict__[attname] for column, attname in columns} for row in rows]
     return sql, [_encode(data)]
 
@@ -476,10 +507,14 @@ def _update_sql(model: Any, fields: tuple[str, ...]) -> tuple[str, tuple[tuple[s
     return sql, tuple((c.column, c.attname) for c in [pk, *columns])
 
 
-def _update_part(model: Any, rows: list[Any], fields: tuple[str, ...]) -> tuple[str, list[Any]]:
+def _update_part(
+    model: Any, rows: list[Any], fields: tuple[str, ...], guarded: bool = False
+) -> tuple[str, list[Any]]:
     """``bulk_update`` as an ``UPDATE ... FROM jsonb_to_recordset`` (Django's CASE per field
     and row costs ~1 ms of Python per row at batch sizes). Decimals stay exact (text)."""
     sql, columns = _update_sql(model, fields)
+    if guarded:
+        sql += _UNGUARDED
     data = [{column: row.__dict__[attname] for column, attname in columns} for row in rows]
     return sql, [_encode(data)]
 

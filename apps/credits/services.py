@@ -732,9 +732,64 @@ def credits_deduct_for_usage_many(
     per missing pool, one more to read what the new pools hold). No savepoint inside
     the caller's transaction: an error here fails the whole request.
     """
-    results: list[DeductionResult | TansoError | None] = [None] * len(charges)
     if not charges:
         return []
+    keys = [f"event:{c.event_ref}" for c in charges]
+    with transaction.atomic(savepoint=False):
+        planned = _plan_usage(environment, charges, keys)
+        flush_books(planned.books)
+    return planned.results
+
+
+@dataclass
+class PreparedUsage:
+    """Usage charges computed before their events are stored (``credits_prepare_usage``):
+    the pools are locked, the entries built; only the events' ids are missing."""
+
+    books: list[PoolBook]
+    results: list[DeductionResult | TansoError]
+    entries: list[CreditTransaction | None]  # per charge, None when nothing is posted
+    pool_ids: list[uuid.UUID | None]
+
+
+def credits_prepare_usage(
+    *, environment: Environment, charges: Sequence[UsageCharge]
+) -> PreparedUsage:
+    """The first half of ``credits_deduct_for_usage_many``, for ingestion to run *before*
+    it stores the events (``event_ref`` of the charges is not known yet): lock the pools,
+    read their grants, settle them and compute every charge, in the caller's transaction.
+    So the store's row locks (rollups shared by every event of a feature) are held
+    after it only for :func:`credits_commit_usage`'s one round trip, not for this work."""
+    return _plan_usage(environment, charges, None)
+
+
+def credits_commit_usage(
+    prepared: PreparedUsage, event_refs: Sequence[str]
+) -> list[DeductionResult | TansoError] | None:
+    """Write the prepared charges for these events (one ``event_ref`` per charge, in
+    order), in one statement. None, with nothing written, when one of the events had
+    been charged already (a replay): the caller then charges them with
+    ``credits_deduct_for_usage_many``, which answers replays as such."""
+    probes = []
+    for entry, pool_id, ref in zip(prepared.entries, prepared.pool_ids, event_refs, strict=True):
+        if entry is not None and pool_id is not None:
+            entry.event_ref = ref
+            entry.idempotency_key = f"event:{ref}"
+            probes.append((pool_id, entry.idempotency_key))
+    if not flush_books(prepared.books, unless_used=probes):
+        return None
+    return prepared.results
+
+
+def _plan_usage(
+    environment: Environment, charges: Sequence[UsageCharge], keys: list[str] | None
+) -> PreparedUsage:
+    """Lock the charges' pools, read their grants (and, with ``keys``, which of the keys
+    they used: those charges are replays), settle them and post every charge, in order;
+    nothing written yet."""
+    results: list[DeductionResult | TansoError | None] = [None] * len(charges)
+    entries: list[CreditTransaction | None] = [None] * len(charges)
+    pool_ids: list[uuid.UUID | None] = [None] * len(charges)
     env_id = environment.pk
     quotes = []
     for charge in charges:
@@ -747,94 +802,102 @@ def credits_deduct_for_usage_many(
             quote = WeightQuote(charge.default_credits_per_unit, None, WeightMatch.NONE)
         quotes.append((quote, quantize_credits(charge.units * quote.credits_per_unit)))
     wanted = {(c.customer_id, c.denomination) for c in charges}
-    keys = [f"event:{c.event_ref}" for c in charges]
-    with transaction.atomic(savepoint=False):
-        found = lock_books(
-            env_id,
-            [(c.customer_id, c.denomination, key) for c, key in zip(charges, keys, strict=True)],
-        )
-        pools = found.pools
-        replayed = found.used_keys
-        grants = found.grants
-        missing = sorted(wanted - set(pools), key=lambda pair: (str(pair[0]), pair[1]))
-        if missing:
-            models_ = {
-                m.denomination: m
-                for m in CreditModel.objects.filter(
-                    environment_id=env_id, denomination__in={d for _, d in missing}
-                )
-            }
-            created = []
-            for customer_id, denomination in missing:
-                if denomination in models_:
-                    pool = _pool_ensure_locked(
-                        environment_id=env_id,
-                        customer_id=customer_id,
-                        credit_model=models_[denomination],
-                    )
-                    pools[(customer_id, denomination)] = pool
-                    created.append(pool.pk)
-            if created:
-                probes = [
-                    (pools[(c.customer_id, c.denomination)].pk, key)
-                    for c, key in zip(charges, keys, strict=True)
-                    if (c.customer_id, c.denomination) in pools
-                    and pools[(c.customer_id, c.denomination)].pk in created
-                ]
-                more = read_books(created, probes)
-                replayed |= more.used_keys
-                grants.update(more.grants)
-        now = timezone.now()
-        books: dict[uuid.UUID, PoolBook] = {}
-        for index, charge in enumerate(charges):
-            pool = pools.get((charge.customer_id, charge.denomination))
-            quote, credits = quotes[index]
-            if pool is None:
-                results[index] = ValidationFailed(
-                    f"No credit model for {charge.denomination!r}.",
-                    code=errors.UNKNOWN_DENOMINATION,
-                )
-                continue
-            if (pool.pk, keys[index]) in replayed:
-                results[index] = _replayed_deduction(pool.pk, keys[index], quote, credits)
-                continue
-            book = books.get(pool.pk)
-            if book is None:
-                book = books[pool.pk] = PoolBook(pool, now=now, actor_label="system")
-                book.use_grants(grants[pool.pk])
-                book.settle()
-            if credits <= 0:
-                results[index] = DeductionResult(
-                    ZERO, ZERO, pool, pool.balance, pool.hard_limit, credits, quote
-                )
-                continue
-            entry = _deduct(
-                book,
-                credits,
-                idempotency_key=keys[index],
-                event_ref=charge.event_ref,
-                feature_id=charge.feature_id,
-                model=charge.model or "",
-                units=charge.units,
-                credits_per_unit=quote.credits_per_unit,
-                weight_id=quote.weight_id,
-                weight_match=quote.match,
-                description="Usage",
+    probe_keys = keys if keys is not None else [""] * len(charges)  # "": no probe
+    found = lock_books(
+        env_id,
+        [(c.customer_id, c.denomination, k) for c, k in zip(charges, probe_keys, strict=True)],
+    )
+    pools = found.pools
+    replayed = found.used_keys
+    grants = found.grants
+    missing = sorted(wanted - set(pools), key=lambda pair: (str(pair[0]), pair[1]))
+    if missing:
+        models_ = {
+            m.denomination: m
+            for m in CreditModel.objects.filter(
+                environment_id=env_id, denomination__in={d for _, d in missing}
             )
-            replayed.add((pool.pk, keys[index]))  # the same event twice in one batch: once
+        }
+        created = []
+        for customer_id, denomination in missing:
+            if denomination in models_:
+                pool = _pool_ensure_locked(
+                    environment_id=env_id,
+                    customer_id=customer_id,
+                    credit_model=models_[denomination],
+                )
+                pools[(customer_id, denomination)] = pool
+                created.append(pool.pk)
+        if created:
+            probes = [
+                (pools[(c.customer_id, c.denomination)].pk, key)
+                for c, key in zip(charges, probe_keys, strict=True)
+                if key
+                and (c.customer_id, c.denomination) in pools
+                and pools[(c.customer_id, c.denomination)].pk in created
+            ]
+            more = read_books(created, probes)
+            replayed |= more.used_keys
+            grants.update(more.grants)
+    now = timezone.now()
+    books: dict[uuid.UUID, PoolBook] = {}
+    for index, charge in enumerate(charges):
+        pool = pools.get((charge.customer_id, charge.denomination))
+        quote, credits = quotes[index]
+        if pool is None:
+            results[index] = ValidationFailed(
+                f"No credit model for {charge.denomination!r}.",
+                code=errors.UNKNOWN_DENOMINATION,
+            )
+            continue
+        pool_ids[index] = pool.pk
+        key = probe_keys[index]
+        if key and (pool.pk, key) in replayed:
+            results[index] = _replayed_deduction(pool.pk, key, quote, credits)
+            continue
+        book = books.get(pool.pk)
+        if book is None:
+            book = books[pool.pk] = PoolBook(pool, now=now, actor_label="system")
+            book.use_grants(grants[pool.pk])
+            book.settle()
+        if credits <= 0:
             results[index] = DeductionResult(
-                -entry.amount,
-                entry.shortfall,
-                pool,
-                entry.balance_after,
-                pool.hard_limit,
-                credits,
-                quote,
-                entry.pk,
+                ZERO, ZERO, pool, pool.balance, pool.hard_limit, credits, quote
             )
-        flush_books(books.values())
+            continue
+        entry = _deduct(
+            book,
+            credits,
+            idempotency_key=key,
+            event_ref=charge.event_ref,
+            feature_id=charge.feature_id,
+            model=charge.model or "",
+            units=charge.units,
+            credits_per_unit=quote.credits_per_unit,
+            weight_id=quote.weight_id,
+            weight_match=quote.match,
+            description="Usage",
+        )
+        entries[index] = entry
+        if key:
+            replayed.add((pool.pk, key))  # the same event twice in one batch: once
+        results[index] = DeductionResult(
+            -entry.amount,
+            entry.shortfall,
+            pool,
+            entry.balance_after,
+            pool.hard_limit,
+            credits,
+            quote,
+            entry.pk,
+        )
     assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
+    return PreparedUsage(
+        list(books.values()),
+        results,  # type: ignore[arg-type]
+        entries,
+        pool_ids,
+    )
 
 
 def _replayed_deduction(
@@ -1317,9 +1380,11 @@ __all__ = [
     "credit_prices_publish",
     "credit_weight_withdraw",
     "credit_weights_publish",
+    "credits_commit_usage",
     "credits_deduct",
     "credits_deduct_for_usage",
     "credits_grant_plan_period",
+    "credits_prepare_usage",
     "credits_reverse",
     "credits_rollover",
     "credits_settle_pool",

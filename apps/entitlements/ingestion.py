@@ -99,6 +99,9 @@ class _ItemWork:
 @dataclasses.dataclass(slots=True)
 class _Work:
     items: dict[int, _ItemWork] = dataclasses.field(default_factory=dict)  # by id(item)
+    # Credit charges computed before the store (credits_prepare_usage), for these items.
+    prepared: Any = None
+    credit_items: list[Item] = dataclasses.field(default_factory=list)
     deltas: dict[tuple[uuid.UUID, uuid.UUID], counters.Deltas] = dataclasses.field(
         default_factory=dict
     )
@@ -197,6 +200,26 @@ class EntitlementsStep:
             for item in items:
                 self._price(item, work.items[id(item)], running)
                 self._advance(item, work.items[id(item)], tracked, running)
+        self._prepare_credits(batch, live, work)
+
+    @staticmethod
+    def _prepare_credits(batch: Batch, live: list[Item], work: _Work) -> None:
+        """Lock the pools and compute the credit charges now, before the store: the store
+        takes row locks that every event of the feature shares (its daily rollup), held
+        until the commit, so the less happens after it the less events queue behind it.
+        Only the write (which needs the events' ids) is left for after the store. A
+        single event without units takes the general path after the store (nothing to
+        charge: no lock)."""
+        charged = [item for item in live if _credit_backed(work.items[id(item)].applied)]
+        if not charged or (len(charged) == 1 and not charged[0].event.usage_units):
+            return
+        from apps.credits.services import credits_prepare_usage
+
+        work.credit_items = charged
+        work.prepared = credits_prepare_usage(
+            environment=batch.environment,
+            charges=[_usage_charge(item, work.items[id(item)].applied, "") for item in charged],
+        )
 
     def _price(self, item: Item, job: _ItemWork, running: dict[str, Decimal | None]) -> None:
         applied = job.applied
@@ -329,9 +352,27 @@ class EntitlementsStep:
                     settled_units=item.event.usage_units,
                 )
             applied = job.applied
-            if applied is not None and applied.rule.is_enabled and applied.rule.credit_backed:
+            if _credit_backed(applied):
+                assert applied is not None
                 order = (str(item.customer_id), applied.rule.credit_denomination)
                 charges.append((order, item, applied))
+        stored = [i for _o, i, _a in charges]
+        if (
+            work.prepared is not None
+            and len(stored) == len(work.credit_items)
+            and all(a is b for a, b in zip(stored, work.credit_items, strict=True))
+        ):
+            from apps.credits.services import credits_commit_usage
+
+            # Every prepared event was stored: write the prepared charges. None (a replay,
+            # which only the general path answers right): nothing written, go on below.
+            results = credits_commit_usage(
+                work.prepared, [str(i.event_id) for i in work.credit_items]
+            )
+            if results is not None:
+                for (_o, item, applied), result in zip(charges, results, strict=True):
+                    _record_charge(item, applied, result)
+                return
         if len(charges) == 1:
             _order, item, applied = charges[0]
             self._charge(batch.environment, item, applied)
@@ -341,23 +382,11 @@ class EntitlementsStep:
     @staticmethod
     def _charge_many(environment: Environment, charges: list[tuple[Item, Applied]]) -> None:
         """A batch: every charge in a fixed number of statements (pools locked in id order)."""
-        from apps.credits.services import UsageCharge, credits_deduct_for_usage_many
+        from apps.credits.services import credits_deduct_for_usage_many
 
         results = credits_deduct_for_usage_many(
             environment=environment,
-            charges=[
-                UsageCharge(
-                    customer_id=item.customer_id,
-                    feature_id=item.feature_id,
-                    model=item.event.model or None,
-                    units=item.event.usage_units,
-                    occurred_at=item.event.occurred_at,
-                    event_ref=str(item.event_id),
-                    denomination=applied.rule.credit_denomination,
-                    default_credits_per_unit=applied.rule.credits_per_unit,
-                )
-                for item, applied in charges
-            ],
+            charges=[_usage_charge(item, applied, str(item.event_id)) for item, applied in charges],
         )
         for (item, applied), result in zip(charges, results, strict=True):
             _record_charge(item, applied, result)
@@ -389,6 +418,26 @@ class EntitlementsStep:
         work: _Work | None = batch.state.get(NAME)
         if work is not None and work.deltas:
             counters.apply(list(work.deltas.values()))
+
+
+def _credit_backed(applied: Applied | None) -> bool:
+    return applied is not None and applied.rule.is_enabled and applied.rule.credit_backed
+
+
+def _usage_charge(item: Item, applied: Applied | None, event_ref: str) -> Any:
+    from apps.credits.services import UsageCharge
+
+    assert applied is not None
+    return UsageCharge(
+        customer_id=item.customer_id,
+        feature_id=item.feature_id,
+        model=item.event.model or None,
+        units=item.event.usage_units,
+        occurred_at=item.event.occurred_at,
+        event_ref=event_ref,
+        denomination=applied.rule.credit_denomination,
+        default_credits_per_unit=applied.rule.credits_per_unit,
+    )
 
 
 def _record_charge(item: Item, applied: Applied, result: DeductionResult | TansoError) -> None:

@@ -7,8 +7,9 @@ reads usage (for plan revenue, caps and the Redis counters, see counters.py); a
 reservation takes it, and the pool lock when the feature is credit-backed,
 before it reads usage, holds and balance. One statement takes all of a
 request's locks in ascending key order, so two requests never wait on each
-other in a cycle; every other lock (event keys, rollup rows, credit pool rows)
-is taken after these.
+other in a cycle; every other lock is taken after these, in this order: credit
+pool rows (in id order, before the store, see ingestion.py), then the store's
+event keys and rollup rows.
 
 Keys are 64-bit hashes: two pairs sharing a key only ever wait for each other.
 """

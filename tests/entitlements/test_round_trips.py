@@ -100,3 +100,31 @@ def test_a_replayed_charge_is_caught_under_the_lock(backed):
     pool = CreditPool.objects.get(pk=first.pool.pk)
     assert pool.balance == D(1000 - 2 - 10)
     assert_ledger_consistent(pool)
+
+
+def test_an_event_whose_charge_was_posted_already_is_answered_as_a_replay(backed):
+    """Ingestion computes the charge before the store and writes it after, unless the
+    ledger already holds an entry for the event (only a hand-made idempotency key can do
+    that): then nothing of the prepared charge is written and the general path answers
+    the replay, as it always has."""
+    from django.db import connection
+
+    from apps.credits.services import credits_deduct
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT nextval('events_event_id_seq')")
+        next_id = cur.fetchone()[0] + 1
+    pool = CreditPool.objects.get(environment=backed.env, customer__reference_id="cus_5")
+    manual = credits_deduct(pool=pool, amount=D(7), actor=None, idempotency_key=f"event:{next_id}")
+    response = backed.event(units=3, ref="cus_5")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert int(body["id"]) == next_id
+    assert body["creditsDeducted"] == "7"  # the entry already there, not a second one
+    pool.refresh_from_db()
+    assert pool.balance == D(1000 - 2 - 7)
+    assert (
+        CreditTransaction.objects.filter(pool=pool, idempotency_key=f"event:{next_id}").get().pk
+        == manual.pk
+    )
+    assert_ledger_consistent(pool)
