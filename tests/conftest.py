@@ -20,20 +20,6 @@ from tests.factories import UserFactory, env_of, make_key, make_org
 pytest_plugins = ["tests.stripe_peer.fixtures"]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # The test database builds dj-stripe's tables with one generated migration of its
-    # 2.11 models (tests/stripe_sync/djstripe_schema) instead of its long history (minutes
-    # of CPU on a busy 2-core box, inside the first test's timeout). The models and the
-    # real migrations agree (`makemigrations djstripe --check` finds nothing); production
-    # runs the real ones (docs/stripe.md).
-    from django.conf import settings
-
-    settings.MIGRATION_MODULES = {
-        **getattr(settings, "MIGRATION_MODULES", {}),
-        "djstripe": "tests.stripe_sync.djstripe_schema.migrations",
-    }
-
-
 @pytest.fixture(autouse=True)
 def _clean_redis_and_key_cache() -> Iterator[None]:
     get_redis().flushdb()

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         ('billing', '0001_initial'),
         # __first__, not the latest: the tests build dj-stripe's tables from its models
         # (tests/conftest.py), where a named dj-stripe migration would not exist.
-        ('djstripe', '__first__'),
+        ('djstripe', '0003_2_11'),
     ]
 
     operations = [
