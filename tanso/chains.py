@@ -16,6 +16,7 @@ exception handling) as any Django handler: ``BaseHandler._get_response``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
@@ -36,12 +37,10 @@ class _Chain(BaseHandler):
     """A handler whose middleware is the given list (synchronous middleware only: WSGI)."""
 
     def __init__(self, paths: list[str]) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler: Callable[[HttpRequest], HttpResponse] = convert_exception_to_response(
-            self._get_response
-        )
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        handler: Any = convert_exception_to_response(self._get_response)  # type: ignore[attr-defined]
         for path in reversed(paths):
             middleware = import_string(path)
             if not getattr(middleware, "sync_capable", True):
@@ -65,7 +64,7 @@ class ApiChainMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.api = _Chain(list(settings.API_MIDDLEWARE))._middleware_chain
+        self.api: Any = _Chain(list(settings.API_MIDDLEWARE))._middleware_chain
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if is_api_path(request.path_info):

@@ -108,12 +108,13 @@ def new_instance(cls: Any, /, **values: Any) -> Any:
         if attname not in values:
             attrs[attname] = factory()
     for name, value in values.items():
-        attname = relations.get(name)
-        if attname is not None and attname != name:
-            attrs[attname] = None if value is None else value.pk
+        column = relations.get(name)
+        if column is not None and column != name:
+            attrs[column] = None if value is None else value.pk
             state.fields_cache[name] = value
-            if value is not None and state.db is None:
-                state.db = value._state.db  # as the relation's descriptor does
+            db = value._state.db if value is not None else None
+            if db is not None and state.db is None:
+                state.db = db  # as the relation's descriptor does
         else:
             attrs[name] = value
     return obj
@@ -570,8 +571,12 @@ def lock_books(
     ``pools``. ``charges``: (customer id, denomination, idempotency key)."""
     charges = list(charges)
     pairs = sorted({(c, d) for c, d, _ in charges}, key=lambda pair: (str(pair[0]), pair[1]))
-    scope = [environment_id, [c for c, _ in pairs], [d for _, d in pairs]]
-    probes = [[c for c, _, _ in charges], [d for _, d, _ in charges], [k for _, _, k in charges]]
+    scope: list[Any] = [environment_id, [c for c, _ in pairs], [d for _, d in pairs]]
+    probes: list[Any] = [
+        [c for c, _, _ in charges],
+        [d for _, d, _ in charges],
+        [k for _, _, k in charges],
+    ]
     with connection.cursor() as cur:
         cur.execute(_lock_books_sql(), [*scope, *probes, environment_id, *scope])
         pools = _instances(CreditPool, cur.fetchall())

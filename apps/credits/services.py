@@ -612,7 +612,7 @@ def credits_deduct_for_usage(
             "weight_match": quote.match,
             "description": "Usage",
         }
-        args = {
+        args: dict[str, Any] = {
             "environment_id": environment.pk,
             "customer_id": customer_id,
             "denomination": denomination,
@@ -821,13 +821,13 @@ def _plan_usage(
         created = []
         for customer_id, denomination in missing:
             if denomination in models_:
-                pool = _pool_ensure_locked(
+                made = _pool_ensure_locked(
                     environment_id=env_id,
                     customer_id=customer_id,
                     credit_model=models_[denomination],
                 )
-                pools[(customer_id, denomination)] = pool
-                created.append(pool.pk)
+                pools[(customer_id, denomination)] = made
+                created.append(made.pk)
         if created:
             probes = [
                 (pools[(c.customer_id, c.denomination)].pk, key)
