@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from .amounts import PriceError, PriceTerms
 from .models import (
     AMOUNT_PLACES,
     ImportedCustomer,
+    ImportedObject,
     ImportedPrice,
     ImportedProduct,
     ImportedSubscription,
@@ -268,6 +269,21 @@ def _match(
     return found
 
 
+def _upsert(
+    model: type[ImportedObject], rows: Sequence[ImportedObject], *, keep: tuple[str, ...] = ()
+) -> None:
+    """``INSERT ... ON CONFLICT (environment, stripe_id) DO UPDATE``: a row recorded before
+    takes every field of this read, except its first ``imported_at`` and the fields in
+    ``keep``."""
+    fixed = {"id", "environment", "stripe_id", "imported_at", *keep}
+    model.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["environment", "stripe_id"],
+        update_fields=[f.name for f in model._meta.concrete_fields if f.name not in fixed],
+    )
+
+
 def _record_customers(
     environment: Environment,
     objs: list[dict[str, Any]],
@@ -284,7 +300,8 @@ def _record_customers(
         )
         matches = _match(environment, [o for o in objs if o["id"] not in mapped], events)
         now = timezone.now()
-        ImportedCustomer.objects.bulk_create(
+        _upsert(
+            ImportedCustomer,
             [
                 ImportedCustomer(
                     environment_id=environment.pk,
@@ -299,9 +316,7 @@ def _record_customers(
                 )
                 for obj in objs
             ],
-            update_conflicts=True,
-            unique_fields=["environment", "stripe_id"],
-            update_fields=["email", "name", "metadata", "updated_at"],
+            keep=("customer", "matched_by"),  # a customer mapped by an earlier run stays
         )
     if progress is not None:
         for obj in objs:
@@ -336,12 +351,7 @@ def _record_products(
                 updated_at=now,
             )
         )
-    ImportedProduct.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["environment", "stripe_id"],
-        update_fields=["name", "active", "metadata", "updated_at"],
-    )
+    _upsert(ImportedProduct, rows)
     for _row in rows:
         progress.ok("products", "recorded")
 
@@ -397,28 +407,7 @@ def _record_prices(
             rows[obj["id"]] = _price_row(environment, obj, kind, now)
         except (PriceError, KeyError) as exc:
             progress.fail("prices", str(obj.get("id", "")), str(exc))
-    ImportedPrice.objects.bulk_create(
-        list(rows.values()),
-        update_conflicts=True,
-        unique_fields=["environment", "stripe_id"],
-        update_fields=[
-            "kind",
-            "product_stripe_id",
-            "nickname",
-            "active",
-            "currency",
-            "unit_amount",
-            "billing_scheme",
-            "tiers_mode",
-            "tiers",
-            "transform_quantity",
-            "interval",
-            "interval_count",
-            "usage_type",
-            "metadata",
-            "updated_at",
-        ],
-    )
+    _upsert(ImportedPrice, list(rows.values()))
     seen.update(rows)
     for _row in rows:
         progress.ok("prices", "recorded")
@@ -570,28 +559,6 @@ def _subscription_fields(obj: dict[str, Any], items: list[_Item]) -> dict[str, A
     }
 
 
-SUBSCRIPTION_FIELDS = [
-    "stripe_customer_id",
-    "customer",
-    "status",
-    "currency",
-    "interval",
-    "interval_count",
-    "amount",
-    "items",
-    "started_at",
-    "trial_end",
-    "ended_at",
-    "cancel_at",
-    "current_period_start",
-    "current_period_end",
-    "revenue_from",
-    "revenue_until",
-    "metadata",
-    "updated_at",
-]
-
-
 def _record_subscriptions(
     environment: Environment,
     objs: list[dict[str, Any]],
@@ -629,12 +596,7 @@ def _record_subscriptions(
                 **fields,
             )
         )
-    ImportedSubscription.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["environment", "stripe_id"],
-        update_fields=SUBSCRIPTION_FIELDS,
-    )
+    _upsert(ImportedSubscription, rows)
     for row in rows:
         progress.ok("subscriptions", "earning" if row.revenue_from else "not_earning")
 

@@ -7,6 +7,8 @@ recorded here so imported subscriptions count as revenue in the margin views.
   environment, written ``INSERT ... ON CONFLICT DO UPDATE``): a second run updates
   them, it never adds a second row.
 
+  Their common shape (id, ``stripe_id``, metadata, times) is :class:`ImportedObject`.
+
   * :class:`ImportedCustomer` -> our :class:`~apps.customers.models.Customer`
     (matched, or created with source ``stripe``);
   * :class:`ImportedProduct`, :class:`ImportedPrice` (prices and legacy plans);
@@ -98,7 +100,31 @@ class ImportJob(EnvironmentOwned):
         return self.status in self.ACTIVE
 
 
-class ImportedCustomer(EnvironmentOwned):
+class ImportedObject(EnvironmentOwned):
+    """One Stripe object of the environment as imported: its id, once per environment
+    (each subclass names its ``(environment, stripe_id)`` unique constraint with
+    :func:`stripe_id_once`: the upserts' conflict target), and when it was first and last
+    written."""
+
+    id = models.BigAutoField(primary_key=True)
+    stripe_id = models.CharField(max_length=255)
+    metadata = models.JSONField(default=dict, blank=True)  # the Stripe object's
+    imported_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.stripe_id
+
+
+def stripe_id_once(name: str) -> models.UniqueConstraint:
+    """The unique ``(environment, stripe_id)`` of an :class:`ImportedObject` subclass."""
+    return models.UniqueConstraint(fields=["environment", "stripe_id"], name=name)
+
+
+class ImportedCustomer(ImportedObject):
     class Match(models.TextChoices):
         STRIPE_ID = "stripe_customer_id", "Our customer's Stripe customer id"
         METADATA = "metadata", "Our customer's metadata.stripe_customer_id"
@@ -106,56 +132,33 @@ class ImportedCustomer(EnvironmentOwned):
         EVENTS = "events", "Events' meta.stripe_customer_id"
         CREATED = "created", "Created from Stripe (source stripe)"
 
-    id = models.BigAutoField(primary_key=True)
-    stripe_id = models.CharField(max_length=255)
     customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")
     matched_by = models.CharField(max_length=18, choices=Match.choices)
     email = models.CharField(max_length=255, blank=True, default="")
     name = models.CharField(max_length=255, blank=True, default="")
-    metadata = models.JSONField(default=dict, blank=True)
-    imported_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["environment", "stripe_id"], name="stripe_import_customer_once"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return self.stripe_id
+        constraints = [stripe_id_once("stripe_import_customer_once")]
 
 
-class ImportedProduct(EnvironmentOwned):
-    id = models.BigAutoField(primary_key=True)
-    stripe_id = models.CharField(max_length=255)
+class ImportedProduct(ImportedObject):
     name = models.CharField(max_length=255, blank=True, default="")
     active = models.BooleanField(default=True)
-    metadata = models.JSONField(default=dict, blank=True)
-    imported_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["environment", "stripe_id"], name="stripe_import_product_once"
-            )
-        ]
+        constraints = [stripe_id_once("stripe_import_product_once")]
 
     def __str__(self) -> str:
         return self.name or self.stripe_id
 
 
-class ImportedPrice(EnvironmentOwned):
+class ImportedPrice(ImportedObject):
     """A Stripe price, or a legacy plan (``/v1/plans``: the same thing in Stripe)."""
 
     class Kind(models.TextChoices):
         PRICE = "price", "Price"
         PLAN = "plan", "Plan"
 
-    id = models.BigAutoField(primary_key=True)
-    stripe_id = models.CharField(max_length=255)
     kind = models.CharField(max_length=5, choices=Kind.choices)
     product_stripe_id = models.CharField(max_length=255, blank=True, default="")
     nickname = models.CharField(max_length=255, blank=True, default="")
@@ -173,24 +176,15 @@ class ImportedPrice(EnvironmentOwned):
     interval = models.CharField(max_length=5, blank=True, default="")
     interval_count = models.PositiveIntegerField(default=1)
     usage_type = models.CharField(max_length=8, blank=True, default="licensed")
-    metadata = models.JSONField(default=dict, blank=True)
-    imported_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["environment", "stripe_id"], name="stripe_import_price_once"
-            )
-        ]
+        constraints = [stripe_id_once("stripe_import_price_once")]
 
     def __str__(self) -> str:
         return self.nickname or self.stripe_id
 
 
-class ImportedSubscription(EnvironmentOwned):
-    id = models.BigAutoField(primary_key=True)
-    stripe_id = models.CharField(max_length=255)
+class ImportedSubscription(ImportedObject):
     stripe_customer_id = models.CharField(max_length=255)
     customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")
     status = models.CharField(max_length=20)  # Stripe's: active, past_due, canceled, ...
@@ -215,15 +209,10 @@ class ImportedSubscription(EnvironmentOwned):
     # unpaid, paused, or no recurring amount).
     revenue_from = models.DateTimeField(null=True, blank=True)
     revenue_until = models.DateTimeField(null=True, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
-    imported_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["environment", "stripe_id"], name="stripe_import_subscription_once"
-            ),
+            stripe_id_once("stripe_import_subscription_once"),
             models.CheckConstraint(
                 condition=Q(revenue_until__isnull=True)
                 | Q(revenue_from__isnull=True)
@@ -244,6 +233,3 @@ class ImportedSubscription(EnvironmentOwned):
             ),
             models.Index(fields=["environment", "customer"], name="stripe_import_sub_cust_idx"),
         ]
-
-    def __str__(self) -> str:
-        return self.stripe_id

@@ -41,10 +41,10 @@ import logging
 import re
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import stripe
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -84,6 +84,7 @@ BACKOFF_BASE = dt.timedelta(seconds=5)
 BACKOFF_MAX = dt.timedelta(hours=1)
 MAX_SUBSCRIPTION_ITEMS = 20  # Stripe's limit per subscription
 _EVENT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+_Mapping = TypeVar("_Mapping", bound=models.Model)
 
 
 def write_options(*parts: object) -> stripe.RequestOptions:
@@ -128,6 +129,20 @@ def meter_event_name(feature_key: str) -> str:
 # -- customers ------------------------------------------------------------------------------
 
 
+def _map_once(row: _Mapping, stripe_id: str) -> _Mapping:
+    """Write a mapping row (its primary key is our object) ``ON CONFLICT DO NOTHING`` and
+    return the row stored for our object: this one, or a concurrent run's. Raises when
+    the conflict was on the Stripe side (``stripe_id`` mapped to another of our objects)."""
+    rows = type(row)._default_manager
+    rows.bulk_create([row], ignore_conflicts=True)
+    stored = rows.filter(pk=row.pk).first()
+    if stored is None:
+        raise ValueError(
+            f"{type(row).__name__}: Stripe {stripe_id} is mapped to another of our objects"
+        )
+    return stored
+
+
 def stripe_customer_provision(*, customer: Customer) -> StripeCustomer:
     """The customer's Stripe customer: the one it names (``stripe_customer_id``), or one
     made now (and written back on the customer). Unblocks its waiting meter events."""
@@ -155,26 +170,19 @@ def stripe_customer_provision(*, customer: Customer) -> StripeCustomer:
         )
         stripe_id, created = str(made.id), True
     with transaction.atomic():
-        StripeCustomer.objects.bulk_create(
-            [
-                StripeCustomer(
-                    environment_id=customer.environment_id,
-                    customer=customer,
-                    stripe_customer_id=stripe_id,
-                    created_in_stripe=created,
-                )
-            ],
-            ignore_conflicts=True,
+        link = _map_once(
+            StripeCustomer(
+                environment_id=customer.environment_id,
+                customer=customer,
+                stripe_customer_id=stripe_id,
+                created_in_stripe=created,
+            ),
+            stripe_id,
         )
         if created:
             locked = Customer.objects.select_for_update().get(pk=customer.pk)
             if not locked.stripe_customer_id:
                 customer_update(customer=locked, actor=SYSTEM, stripe_customer_id=stripe_id)
-        link = StripeCustomer.objects.filter(customer_id=customer.pk).first()
-        if link is None:
-            raise ValueError(
-                f"Stripe customer {stripe_id} is mapped to another customer of the environment"
-            )
         _unblock(customer.environment_id, Q(customer_id=customer.pk))
     return link
 
@@ -221,19 +229,17 @@ def stripe_meter_provision(
             raise
         logger.info("stripe meter %s adopted (%s)", meter.id, exc.code)
     with transaction.atomic():
-        StripeMeter.objects.bulk_create(
-            [
-                StripeMeter(
-                    environment_id=feature.environment_id,
-                    feature=feature,
-                    stripe_meter_id=str(meter.id),
-                    event_name=event_name,
-                )
-            ],
-            ignore_conflicts=True,
+        link = _map_once(
+            StripeMeter(
+                environment_id=feature.environment_id,
+                feature=feature,
+                stripe_meter_id=str(meter.id),
+                event_name=event_name,
+            ),
+            str(meter.id),
         )
         _unblock(feature.environment_id, Q(feature_id=feature.pk))
-    return StripeMeter.objects.get(feature_id=feature.pk)
+    return link
 
 
 def _recurring(plan: Plan) -> dict[str, Any]:
@@ -346,18 +352,15 @@ def stripe_plan_provision(*, plan: Plan) -> StripePlan:
         base = client.v1.prices.create(
             params=base_params, options=write_options("plan", plan.pk, "base-price")
         )
-        StripePlan.objects.bulk_create(
-            [
-                StripePlan(
-                    environment_id=plan.environment_id,
-                    plan=plan,
-                    stripe_product_id=str(product.id),
-                    stripe_base_price_id=str(base.id),
-                )
-            ],
-            ignore_conflicts=True,
+        link = _map_once(
+            StripePlan(
+                environment_id=plan.environment_id,
+                plan=plan,
+                stripe_product_id=str(product.id),
+                stripe_base_price_id=str(base.id),
+            ),
+            str(product.id),
         )
-        link = StripePlan.objects.get(plan_id=plan.pk)
     done = set(StripeRulePrice.objects.filter(plan_id=plan.pk).values_list("rule_id", flat=True))
     rules = (
         PlanFeatureRule.objects.filter(plan_id=plan.pk)
@@ -394,18 +397,16 @@ def stripe_plan_provision(*, plan: Plan) -> StripePlan:
             price_id = str(price.id)
         else:
             logger.info("stripe: rule %s of plan %s not priced: %s", rule_row.pk, plan.key, problem)
-        StripeRulePrice.objects.bulk_create(
-            [
-                StripeRulePrice(
-                    environment_id=plan.environment_id,
-                    rule=rule_row,
-                    plan=plan,
-                    feature=rule_row.feature,
-                    stripe_price_id=price_id,
-                    problem=problem if not price_id else "",
-                )
-            ],
-            ignore_conflicts=True,
+        _map_once(
+            StripeRulePrice(
+                environment_id=plan.environment_id,
+                rule=rule_row,
+                plan=plan,
+                feature=rule_row.feature,
+                stripe_price_id=price_id,
+                problem=problem if not price_id else "",
+            ),
+            price_id,
         )
     return link
 
@@ -454,18 +455,15 @@ def stripe_subscription_provision(*, subscription: Subscription) -> StripeSubscr
     made = client.v1.subscriptions.create(
         params=params, options=write_options("subscription", subscription.pk, "create")
     )
-    StripeSubscription.objects.bulk_create(
-        [
-            StripeSubscription(
-                environment_id=subscription.environment_id,
-                subscription=subscription,
-                stripe_subscription_id=str(made.id),
-                stripe_status=str(made.status or ""),
-            )
-        ],
-        ignore_conflicts=True,
+    return _map_once(
+        StripeSubscription(
+            environment_id=subscription.environment_id,
+            subscription=subscription,
+            stripe_subscription_id=str(made.id),
+            stripe_status=str(made.status or ""),
+        ),
+        str(made.id),
     )
-    return StripeSubscription.objects.get(subscription_id=subscription.pk)
 
 
 def stripe_subscription_cancel(*, subscription: Subscription) -> StripeSubscription | None:
