@@ -426,9 +426,9 @@ TANSO_ENCRYPTION_KEY = env_str("TANSO_ENCRYPTION_KEY", "")
 STRIPE_WEBHOOK_BASE_URL = env_str("STRIPE_WEBHOOK_BASE_URL", SITE_URL).rstrip("/")
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
-# Every verified event goes to our handler (recorded once, dispatched once), not to
-# dj-stripe's default processing (which would call Stripe with a global key).
-DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "apps.stripe_sync.webhooks.djstripe_event_callback"
+# Verified events reach apps.stripe_sync.webhooks through dj-stripe's webhook_pre_process
+# signal (recorded once, dispatched once); dj-stripe's own processing then has nothing to
+# do (it would call Stripe with a global key).
 
 # --- Logging -----------------------------------------------------------------------------
 LOGGING = {

@@ -10,5 +10,8 @@ class StripeSyncConfig(AppConfig):
 
     def ready(self) -> None:
         # Register this app's webhook handlers and billing hooks (other apps register
-        # theirs the same way, from their own ready()).
-        from . import handlers  # noqa: F401
+        # theirs the same way, from their own ready()), and take verified webhooks from
+        # dj-stripe's webhook_pre_process signal.
+        from . import handlers, webhooks  # noqa: F401
+
+        webhooks.connect()

@@ -1,19 +1,26 @@
 """Stripe webhook events, each handled once.
 
 dj-stripe's ``ProcessWebhookView`` (``/stripe/webhook/<uuid>/``) finds the
-``WebhookEndpoint`` by its uuid, verifies the ``Stripe-Signature`` against the
-endpoint's secret (a missing or forged one is a 400 before anything is stored
-beyond dj-stripe's own trigger row) and, inside one transaction, calls
-:func:`djstripe_event_callback` (``settings.DJSTRIPE_WEBHOOK_EVENT_CALLBACK``).
+``WebhookEndpoint`` by its uuid, stores a ``WebhookEventTrigger`` and, inside one
+transaction, verifies the ``Stripe-Signature`` against the endpoint's secret (a
+missing or forged one is a 400 before anything is handled) and sends its
+``webhook_pre_process`` signal for a verified trigger. :func:`on_verified_trigger`
+(connected by :func:`connect`, from ``StripeSyncConfig.ready``) takes it there.
 
-The callback finds the environment from the endpoint (``StripeConnection``),
-inserts a :class:`StripeWebhookEvent` ``ON CONFLICT (environment, stripe_event_id)
-DO NOTHING RETURNING id`` and only when the row is new runs the handlers
-registered for the event type, in the same transaction. A duplicate delivery
-finds the row and is skipped; a concurrent one waits on the unique index until
-the first commits (then skips) or rolls back (then handles it). A handler that
-raises rolls the row back too, so Stripe's retry handles the event again.
-Unknown types are recorded and ignored.
+It finds the environment from the endpoint (``StripeConnection``), inserts a
+:class:`StripeWebhookEvent` ``ON CONFLICT (environment, stripe_event_id) DO NOTHING
+RETURNING id`` and only when the row is new runs the handlers registered for the
+event type, in dj-stripe's transaction. A duplicate delivery finds the row and is
+skipped; a concurrent one waits on the unique index until the first commits (then
+skips) or rolls back (then handles it). A handler that raises rolls the row back
+too (dj-stripe answers 500 and keeps the trigger with the traceback), so Stripe's
+retry handles the event again. Unknown types are recorded and ignored.
+
+dj-stripe's own processing comes next (``trigger.process()``: ``Event.process``
+would sync the event and its object calling Stripe with a global key, which we do
+not have). The receiver therefore records the bare dj-stripe ``Event`` from the
+payload, ``ON CONFLICT DO NOTHING``; ``Event.process`` finds it, links it to the
+trigger and marks the trigger processed without calling Stripe.
 
 Registering a handler (from any app, imported by its ``AppConfig.ready``)::
 
@@ -153,14 +160,16 @@ def _mirror(stripe_connection: StripeConnection, payload: dict[str, Any]) -> Non
         logger.warning("stripe mirror of %s failed", payload.get("id"), exc_info=True)
 
 
-def djstripe_event_callback(trigger: Any, api_key: str | None = None) -> None:
-    """``DJSTRIPE_WEBHOOK_EVENT_CALLBACK``: dj-stripe verified ``trigger`` (a
-    ``WebhookEventTrigger``); we record and dispatch it instead of dj-stripe's
-    default processing (which would call Stripe with a global key)."""
+def on_verified_trigger(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """dj-stripe's ``webhook_pre_process``: ``instance`` (a ``WebhookEventTrigger``)
+    passed signature verification. Record and dispatch its event (once), then leave
+    dj-stripe's processing nothing to do (see the module docstring)."""
     from .models import StripeConnection
 
-    payload = trigger.json_body
-    endpoint = trigger.webhook_endpoint
+    payload = instance.json_body
+    if not payload.get("id"):  # dj-stripe refuses these before this signal; be sure
+        return
+    endpoint = instance.webhook_endpoint
     stripe_connection = (
         StripeConnection.objects.select_related("environment")
         .filter(webhook_endpoint=endpoint)
@@ -168,10 +177,50 @@ def djstripe_event_callback(trigger: Any, api_key: str | None = None) -> None:
         if endpoint is not None
         else None
     )
-    if stripe_connection is None or not payload.get("id"):
+    if stripe_connection is None:
         # The endpoint is no longer connected (disconnected): acknowledge, change nothing.
-        logger.info("stripe event %s for an unconnected endpoint ignored", payload.get("id"))
-        trigger.processed = True
-        return
-    handle_event(stripe_connection=stripe_connection, payload=payload)
-    trigger.processed = True
+        logger.info("stripe event %s for an unconnected endpoint ignored", payload["id"])
+    else:
+        handle_event(stripe_connection=stripe_connection, payload=payload)
+    record_djstripe_event(payload)
+
+
+def record_djstripe_event(payload: dict[str, Any]) -> None:
+    """dj-stripe's ``Event`` row for the event, from the payload alone (no Stripe call),
+    unless it exists (``ON CONFLICT DO NOTHING``: the same event reaches every
+    environment connected to the account). ``Event.process`` then returns it as is."""
+    from djstripe.models import Event
+    from djstripe.utils import convert_tstamp
+
+    created, request = payload.get("created"), payload.get("request")
+    if isinstance(request, dict):
+        request_id, idempotency_key = request.get("id") or "", request.get("idempotency_key")
+    else:
+        request_id, idempotency_key = request or "", ""
+    Event.objects.bulk_create(
+        [
+            Event(
+                id=str(payload["id"]),
+                type=str(payload.get("type") or ""),
+                livemode=payload.get("livemode"),
+                created=convert_tstamp(created) if isinstance(created, int) else None,
+                api_version=str(payload.get("api_version") or ""),
+                data=payload.get("data") or {},
+                request_id=str(request_id)[:50],
+                idempotency_key=str(idempotency_key or ""),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def connect() -> None:
+    """Take verified triggers from dj-stripe (``StripeSyncConfig.ready``)."""
+    from djstripe.models import WebhookEventTrigger
+    from djstripe.signals import webhook_pre_process
+
+    webhook_pre_process.connect(
+        on_verified_trigger,
+        sender=WebhookEventTrigger,
+        dispatch_uid="apps.stripe_sync.webhooks.on_verified_trigger",
+    )

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 import requests
+from django.core.checks import run_checks
 from djstripe.models import Customer as DjCustomer
+from djstripe.models import Event as DjEvent
+from djstripe.models import WebhookEventTrigger
 
 from apps.stripe_sync import webhooks
 from apps.stripe_sync.models import StripeWebhookEvent
@@ -148,3 +151,64 @@ def test_after_disconnect_the_endpoint_is_gone(tenant: Tenant, stripe_webhooks: 
     (delivery,) = stripe_webhooks.wait_delivered("customer.created")
     assert delivery["status"] == 404
     assert not StripeWebhookEvent.objects.exists()
+
+
+def test_dj_stripe_marks_the_trigger_processed_on_the_event_we_recorded(
+    tenant: Tenant, stripe_webhooks: StripePeer, customer_handler: list
+) -> None:
+    """Our receiver of dj-stripe's webhook_pre_process records the bare dj-stripe Event;
+    dj-stripe's own processing then finds it and only links it to the trigger (had it
+    called Stripe, it would have failed: no global key, and the answer would be 500)."""
+    connection = connect_environment(tenant.test, stripe_webhooks)
+    stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
+    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    assert delivery["status"] == 200, delivery
+    trigger = WebhookEventTrigger.objects.get()
+    assert trigger.valid and trigger.processed and trigger.exception == ""
+    assert trigger.webhook_endpoint == connection.webhook_endpoint
+    event = DjEvent.objects.get(id=delivery["event"])
+    assert trigger.event_id == event.id
+    assert event.type == "customer.created" and event.livemode is False
+    assert event.data["object"]["id"] == customer_handler[0][1]
+    # A replay is a second trigger on the same Event; the event is handled once.
+    assert post(delivery).status_code == 200
+    assert [t.event_id for t in WebhookEventTrigger.objects.order_by("id")] == [event.id] * 2
+    assert DjEvent.objects.count() == 1 and len(customer_handler) == 1
+
+
+def test_a_handler_that_raises_rolls_back_and_the_retry_handles_it(
+    tenant: Tenant, stripe_webhooks: StripePeer
+) -> None:
+    failures = ["once"]
+    seen: list[str] = []
+
+    def flaky(ctx: WebhookContext) -> None:
+        seen.append(ctx.obj["id"])
+        if failures:
+            raise RuntimeError(failures.pop())
+
+    webhook_handler("customer.created")(flaky)
+    try:
+        connection = connect_environment(tenant.test, stripe_webhooks)
+        stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
+        (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+        assert delivery["status"] == 500
+        # Nothing of ours and no dj-stripe Event was kept; the trigger keeps the error.
+        assert not StripeWebhookEvent.objects.exists()
+        assert not DjEvent.objects.exists()
+        trigger = WebhookEventTrigger.objects.get()
+        assert trigger.valid and not trigger.processed and trigger.exception == "once"
+
+        assert post(delivery).status_code == 200  # Stripe's retry
+        row = StripeWebhookEvent.objects.get()
+        assert row.handled and row.stripe_event_id == delivery["event"]
+        assert len(seen) == 2
+        assert WebhookEventTrigger.objects.filter(processed=True).count() == 1
+    finally:
+        webhooks._handlers["customer.created"].remove(flaky)
+
+
+def test_no_deprecated_dj_stripe_callback_is_configured(settings: Any) -> None:
+    assert not hasattr(settings, "DJSTRIPE_WEBHOOK_EVENT_CALLBACK")
+    messages = [str(m) for m in run_checks(tags=["djstripe"])]
+    assert not [m for m in messages if "DJSTRIPE" in m], messages
