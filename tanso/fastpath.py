@@ -10,7 +10,8 @@ decision and rendering), and with what the API middleware would add:
 
 * the request id (``X-Request-ID`` echoed when sane, else minted; set for logging);
 * the host check (``ALLOWED_HOSTS``, Django's own code): a bad host goes to Django (400);
-* the security headers of ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``;
+* the security headers of ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``, made
+  by those middlewares once per process;
   with ``SECURE_SSL_REDIRECT`` a plain-HTTP request goes to Django (the redirect);
 * Django's ``request_started`` / ``request_finished`` signals (database connection
   upkeep, as for any request).
@@ -25,6 +26,7 @@ answers with the full stack's (status, body, headers) case by case.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import uuid
@@ -34,7 +36,10 @@ from typing import Any
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 
 from apps.apikeys.authentication import raw_key_from
 from apps.core.middleware import _request_id
@@ -87,25 +92,21 @@ def _applies(environ: dict[str, Any]) -> bool:
     )
 
 
-def _security_headers(secure: bool) -> list[tuple[str, str]]:
-    """SecurityMiddleware's and XFrameOptionsMiddleware's headers, from the settings."""
-    headers = [("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper())]
-    if settings.SECURE_HSTS_SECONDS and secure:
-        sts = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
-            sts += "; includeSubDomains"
-        if settings.SECURE_HSTS_PRELOAD:
-            sts += "; preload"
-        headers.append(("Strict-Transport-Security", sts))
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append(("X-Content-Type-Options", "nosniff"))
-    policy = settings.SECURE_REFERRER_POLICY
-    if policy:
-        values = [v.strip() for v in policy.split(",")] if isinstance(policy, str) else policy
-        headers.append(("Referrer-Policy", ",".join(values)))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
-    return headers
+@functools.cache
+def _security_headers(secure: bool) -> tuple[tuple[str, str], ...]:
+    """The headers ``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` add to a JSON
+    answer, made by those middlewares themselves once per process (and per scheme):
+    they depend on the settings and the scheme only. Cleared when a setting changes."""
+    response = HttpResponse(content_type="application/json")
+    request = _Meta({"wsgi.url_scheme": "https" if secure else "http"})
+    for middleware in (SecurityMiddleware, XFrameOptionsMiddleware):
+        response = middleware(lambda r, done=response: done).process_response(request, response)
+    return tuple((k, v) for k, v in response.items() if k != "Content-Type")
+
+
+@receiver(signals.setting_changed)
+def _settings_changed(**kwargs: Any) -> None:
+    _security_headers.cache_clear()
 
 
 def answer(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] | None:

@@ -29,9 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -39,7 +37,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.apikeys import scopes as S
-from apps.apikeys.authentication import raw_key_from
 from apps.apikeys.models import ApiKey
 from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
@@ -296,8 +293,8 @@ def lean_check(*, raw_key: str | None, content_type: str, accept: str, body: byt
 
     None: anything else (no or a bad key, a missing scope, another content type or
     ``Accept``, bad input, a reservation, over the rate limit), which the DRF view then
-    answers in full, with the usual error envelopes. Shared by the view below and the
-    WSGI entry point (``tanso/wsgi.py``), which calls it before Django.
+    answers in full, with the usual error envelopes. The WSGI entry point
+    (``tanso/fastpath.py``) calls it before Django.
     """
     if not raw_key or not _is_json(content_type) or not _accepts_json(accept):
         return None
@@ -342,20 +339,6 @@ def lean_check(*, raw_key: str | None, content_type: str, accept: str, body: byt
     return dumps(render_decision(decision))
 
 
-def _fast_check(request: HttpRequest) -> HttpResponse | None:
-    answer = lean_check(
-        raw_key=raw_key_from(request),
-        content_type=request.META.get("CONTENT_TYPE", ""),
-        accept=request.META.get("HTTP_ACCEPT", ""),
-        body=request.body,
-    )
-    if answer is None:
-        return None
-    response = HttpResponse(answer, content_type=JSON)
-    response["Allow"] = ALLOW
-    return response
-
-
 def state_key_of(environment: Any) -> str:
     from .state import state_key
 
@@ -382,24 +365,6 @@ class EntitlementCheck(_EntitlementView):
     def get(self, request: Request) -> Response:
         # GET /entitlements/check is the entitlement list of a customer named "check".
         return CustomerEntitlements().get_for(request, "check")
-
-
-_check_view = EntitlementCheck.as_view()
-
-
-@csrf_exempt
-def check_endpoint(request: HttpRequest) -> HttpResponse:
-    """``/entitlements/check``: the lean path for the common POST, else the DRF view."""
-    if request.method == "POST":
-        response = _fast_check(request)
-        if response is not None:
-            return response
-    return _check_view(request)
-
-
-# The OpenAPI schema documents the DRF view (drf-spectacular reads these attributes).
-check_endpoint.cls = EntitlementCheck  # type: ignore[attr-defined]
-check_endpoint.initkwargs = _check_view.initkwargs  # type: ignore[attr-defined]
 
 
 class EntitlementGet(_EntitlementView):

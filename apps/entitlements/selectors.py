@@ -355,7 +355,7 @@ def decide(
     """One decision per feature key for one customer (as of ``now``), in the given order.
 
     ``gate``: the API key's use stamp and rate-limit hit, made in the same Redis round
-    trip when there is one (see ``api.check_endpoint``); check ``gate.tried`` after.
+    trip when there is one (see ``api.lean_check``); check ``gate.tried`` after.
     """
     now = now or timezone.now()
     env_id = environment.pk

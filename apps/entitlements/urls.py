@@ -14,7 +14,7 @@ from . import api
 P = "v1/client/entitlements"
 
 urlpatterns = [
-    path(f"{P}/check", api.check_endpoint, name="api-entitlement-check"),
+    path(f"{P}/check", api.EntitlementCheck.as_view(), name="api-entitlement-check"),
     path(P, api.EntitlementEvaluate.as_view(), name="api-entitlement-evaluate"),
     path(
         f"{P}/<str:reference_id>",

@@ -1,11 +1,10 @@
-"""The check's lean paths answer exactly as the full stack does.
+"""The check's lean path answers exactly as the full stack does.
 
 ``tanso.wsgi.application`` (what gunicorn runs) answers the common check before Django
-(``tanso/fastpath.py``) and lets Django answer everything else; the view answers the
-common check without DRF. Each case below is asked through the WSGI application and
-through Django's full stack with the DRF view alone (``drf_check_urls``): same status,
-same body, same headers (the request id is fixed by the caller). Which path answered
-is read from Django's ``request_started`` signal."""
+(``tanso/fastpath.py``) and lets Django answer everything else. Each case below is
+asked through the WSGI application and through Django's full stack (the test client:
+the DRF view): same status, same body, same headers (the request id is fixed by the
+caller). Which path answered is read from Django's ``request_started`` signal."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from django.test import Client, override_settings
+from django.test import Client
 
 from tests.factories import make_key
 
@@ -92,7 +91,6 @@ def wsgi_post(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]
     return int(captured["status"].split()[0]), headers_out, payload, senders
 
 
-@override_settings(ROOT_URLCONF="tests.entitlements.drf_check_urls")
 def drf_post(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     extra = {}
     content_type = "application/json"
