@@ -65,6 +65,14 @@ def test_rollups_stay_equal_to_the_events(platform):
     platform.batch([batch_event(units=u) for u in (8, 8, 20)])
     platform.event(units=3)
     assert rollup_mismatches() == []
+    # Duplicates (within a batch, across batches, of a single event) add nothing: the
+    # rollups are written after the pipeline's steps, from the rows actually stored.
+    twice = batch_event(units=0, idempotencyKey="k-twice")
+    answer = platform.batch([twice, twice, batch_event(units=0, idempotencyKey="k-other")])
+    assert answer.json()["accepted"] == 2 and answer.json()["duplicates"] == 1
+    assert platform.batch([twice]).json()["duplicates"] == 1
+    assert platform.event(units=0, idempotencyKey="k-other").status_code == 409
+    assert rollup_mismatches() == []
     revenue = sum(e.revenue_usd for e in Event.objects.filter(environment=platform.env))
     # 10 x 1 + 1 (second tier entered) + 20 x 0.5 within the cap of 30; 9 units beyond it
     # are not billed (hard cap).
