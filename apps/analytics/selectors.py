@@ -278,8 +278,15 @@ def _add_days(by_day: dict[dt.date, Totals], extra: ExtraRevenue) -> None:
             by_day.setdefault(day, Totals()).revenue += amount
 
 
-def overview(environment: Environment, window: Window) -> Overview:
+def overview(
+    environment: Environment, window: Window, *, customer_count: int | None = None
+) -> Overview:
     """Totals, activity counts and a gap-free daily series: two queries.
+
+    ``customer_count``: the number of customers with events in the window when the
+    caller has it already (:attr:`Tops.active` of :func:`customer_tops` for the same
+    window), so it is not counted again (at 10M events the count is a third of the
+    overview's SQL time).
 
     Whole days come from the daily rollups, the window's edge hours from the
     hourly one: the sums, the series and the feature and model counts from
@@ -305,6 +312,10 @@ def overview(environment: Environment, window: Window) -> Overview:
         "feature_id, model, provider",
         "feature_id, model, provider",
     )
+    if customer_count is None:
+        counted = f"(SELECT count(*) FROM (SELECT customer_id FROM ({customers}) c GROUP BY 1) g)"  # noqa: S608
+    else:
+        counted, customer_params = "%s", [customer_count]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT day, {_MEASURE_SQL} FROM ({sums}) r GROUP BY day",  # noqa: S608
@@ -313,7 +324,7 @@ def overview(environment: Environment, window: Window) -> Overview:
         by_day = {row["day"]: Totals.of(row) for row in _dicts(cursor)}
         cursor.execute(
             f"""
-            SELECT (SELECT count(*) FROM (SELECT customer_id FROM ({customers}) c GROUP BY 1) g),
+            SELECT {counted},
                    count(DISTINCT feature_id),
                    count(DISTINCT provider || '/' || model) FILTER (WHERE model <> '')
               FROM ({activity}) r
@@ -553,9 +564,10 @@ def _tops(
     sorts: Sequence[str],
     limit: int,
     extra: dict[uuid.UUID, Decimal],
-) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+) -> tuple[int, int, dict[str, list[dict[str, Any]]]]:
     """The first ``limit`` grouped rows under each of ``sorts`` (as the table's first page
-    under that sort would list them) and the number of groups: one GROUP BY for all."""
+    under that sort would list them), the number of groups and of those with events in
+    the window: one GROUP BY for all."""
     if not sorts or any(sort.lstrip("-") == "lastSeen" for sort in sorts):
         raise ValueError("tops take one or more sorts other than lastSeen")
     sql, params = _grouped_select(environment, window, daily=daily, key=key, extra=extra)
@@ -567,13 +579,17 @@ def _tops(
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT * FROM (SELECT g.*, count(*) OVER () AS groups, {ranks} FROM ({sql}) g) t
+            SELECT * FROM (
+                SELECT g.*, count(*) OVER () AS groups,
+                       count(*) FILTER (WHERE events > 0) OVER () AS active_groups, {ranks}
+                  FROM ({sql}) g
+            ) t
              WHERE {kept}
             """,  # noqa: S608 - names are ours, values bound
             [*params, *([limit] * len(sorts))],
         )
         rows = _dicts(cursor)
-    groups = rows[0]["groups"] if rows else 0
+    groups, active = (rows[0]["groups"], rows[0]["active_groups"]) if rows else (0, 0)
     tops = {
         sort: sorted(
             (row for row in rows if row[f"rank_{n}"] <= limit), key=lambda r: r[f"rank_{n}"]
@@ -581,10 +597,10 @@ def _tops(
         for n, sort in enumerate(sorts)
     }
     for row in rows:
-        del row["groups"]
+        del row["groups"], row["active_groups"]
         for n in range(len(sorts)):
             del row[f"rank_{n}"]
-    return groups, tops
+    return groups, active, tops
 
 
 def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
@@ -649,10 +665,12 @@ def customer_table_all(
 
 @dataclass(slots=True)
 class Tops:
-    """The first rows of a table under a few sorts, and how many rows the table has."""
+    """The first rows of a table under a few sorts, how many rows the table has, and how
+    many of them have events in the window (the others: revenue beside the events')."""
 
     count: int
     rows: dict[str, list[Any]]
+    active: int = 0
 
 
 def customer_tops(
@@ -660,7 +678,7 @@ def customer_tops(
 ) -> Tops:
     """:func:`customer_table`'s first ``limit`` rows under each sort (the same rows, in
     the same order) and the number of active customers: two queries for all the sorts."""
-    count, grouped = _tops(
+    count, active, grouped = _tops(
         environment,
         window,
         daily=DailyCustomerRollup,
@@ -677,6 +695,7 @@ def customer_tops(
             sort: [named[row["customer_id"]] for row in rows if row["customer_id"] in named]
             for sort, rows in grouped.items()
         },
+        active,
     )
 
 
@@ -892,7 +911,7 @@ def feature_tops(
     """:func:`feature_table`'s first ``limit`` rows under each sort, and the number of
     active features: three queries for all the sorts."""
     extra = window_extra(environment, window)
-    count, grouped = _tops(
+    count, active, grouped = _tops(
         environment,
         window,
         daily=DailyFeatureModelRollup,
@@ -912,6 +931,7 @@ def feature_tops(
             sort: [named[row["feature_id"]] for row in rows if row["feature_id"] in named]
             for sort, rows in grouped.items()
         },
+        active,
     )
 
 

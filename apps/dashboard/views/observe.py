@@ -131,13 +131,14 @@ def _kpis(current: analytics.Totals, previous: analytics.Totals) -> list[Kpi]:
 def overview(request: HttpRequest) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     choice = window_from(request.GET)
-    current = analytics.overview(environment, choice.window)
-    # The previous window only for the KPIs' change: its totals alone.
-    previous = analytics.window_totals(environment, choice.previous)
     # Both "top" lists of a table from one GROUP BY (the table's first rows under each sort).
     top_customers = analytics.customer_tops(
         environment, choice.window, sorts=("-cost", "margin"), limit=TOP
     )
+    # That GROUP BY has counted the active customers already.
+    current = analytics.overview(environment, choice.window, customer_count=top_customers.active)
+    # The previous window only for the KPIs' change: its totals alone.
+    previous = analytics.window_totals(environment, choice.previous)
     top_features = analytics.feature_tops(
         environment, choice.window, sorts=("-cost", "margin"), limit=TOP
     )
@@ -297,7 +298,7 @@ def features(request: HttpRequest) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     state = _table_state(request)
     table = analytics.feature_table(environment, state.query, limit=PAGE_SIZE)
-    total_cost = analytics.overview(environment, state.choice.window).totals.cost
+    total_cost = analytics.window_totals(environment, state.choice.window).cost
     context = {
         **_table_context(state, COLUMNS),
         "rows": [(row, _share(row.totals.cost, total_cost)) for row in table.rows],
@@ -312,7 +313,7 @@ def models(request: HttpRequest) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     state = _table_state(request)
     table = analytics.model_table(environment, state.query, limit=PAGE_SIZE)
-    total_cost = analytics.overview(environment, state.choice.window).totals.cost
+    total_cost = analytics.window_totals(environment, state.choice.window).cost
     now = timezone.now()
     context = {
         **_table_context(state, COLUMNS),
