@@ -4,7 +4,9 @@
                     [--read-scales 1000000,10000000]
 
 Runs against a dedicated database (BENCH_DATABASE_NAME, default tanso_bench) on
-the server DATABASE_URL points at; it is dropped and recreated each run.
+the server DATABASE_URL points at; it is dropped and recreated each run, unless
+BENCH_REUSE=1: then it is kept, and the reads and pages reuse the events a
+previous run seeded (for measuring a change to the pages without re-seeding).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = os.environ.get("BENCH_DATABASE_NAME", "tanso_bench")
+# Keep the bench database (and what a previous run seeded in it) instead of recreating it.
+REUSE = os.environ.get("BENCH_REUSE") == "1"
 
 
 def log(message: str) -> None:
@@ -51,6 +53,13 @@ def bench_env() -> dict[str, str]:
 
 def recreate_database() -> None:
     import psycopg
+
+    if REUSE:
+        log(f"reusing {BENCH_DB} (BENCH_REUSE=1): migrating it only")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=bench_env(), check=True
+        )
+        return
 
     with psycopg.connect(admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
@@ -108,13 +117,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
-    """A real gunicorn serving the app against the bench database."""
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        os.environ.get("BENCH_WSGI", "tanso.wsgi"),  # a profiling wrapper can stand in
+def server_command(port: int, workers: int, threads: int) -> list[str]:
+    """The web server's command line: gunicorn (gthread), as the Procfile runs it, or
+    granian's WSGI server with ``BENCH_SERVER=granian`` (the same app, for comparison)."""
+    app = os.environ.get("BENCH_WSGI", "tanso.wsgi")  # a profiling wrapper can stand in
+    bin_dir = Path(sys.executable).parent
+    if os.environ.get("BENCH_SERVER") == "granian":
+        return [
+            str(bin_dir / "granian"),
+            "--interface",
+            "wsgi",
+            f"{app}:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--blocking-threads",
+            str(threads),
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+        ]
+    return [
+        str(bin_dir / "gunicorn"),
+        app,
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -128,6 +157,13 @@ def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
         "--keep-alive",
         "30",
     ]
+
+
+@contextlib.contextmanager
+def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
+    """A real gunicorn serving the app against the bench database."""
+    port = free_port()
+    cmd = server_command(port, workers, threads)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_env())
     running_server["pid"] = proc.pid
     deadline = time.monotonic() + 30
