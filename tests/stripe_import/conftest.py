@@ -12,7 +12,7 @@ import pytest
 import stripe
 
 from tests.conftest import Tenant
-from tests.stripe_peer.fixtures import StripePeer
+from tests.stripe_peer.fixtures import StripePeer, connect_environment
 
 START = "/api/v1/client/stripe/import/start"
 STATUS = "/api/v1/client/stripe/import/status/{}"
@@ -26,6 +26,15 @@ def peer(stripe_peer: StripePeer, settings: Any) -> StripePeer:
     stripe_peer.flush()
     settings.STRIPE_WEBHOOK_BASE_URL = "http://127.0.0.1:9"
     return stripe_peer
+
+
+@pytest.fixture
+def ready(tenant: Tenant, peer: StripePeer) -> Tenant:
+    """The tenant's test environment may import: connected (through the service) and in
+    import mode (no worker: jobs stay pending)."""
+    connect_environment(tenant.test, peer)
+    set_mode(tenant, "IMPORT")
+    return tenant
 
 
 def api_key(tenant: Tenant, env: str = "test") -> str:

@@ -24,14 +24,6 @@ def error_code(response: Any) -> str:
     return response.json()["error"]["code"]
 
 
-@pytest.fixture
-def ready(tenant: Tenant, peer: StripePeer) -> Tenant:
-    """The tenant's test environment may import (no worker: jobs stay pending)."""
-    connect_environment(tenant.test, peer)
-    set_mode(tenant, "IMPORT")
-    return tenant
-
-
 def test_refused_unless_the_mode_is_import(tenant: Tenant, peer: StripePeer) -> None:
     connect_environment(tenant.test, peer)
     response = tenant.api().post(START)

@@ -38,11 +38,8 @@ def test_the_panel_says_what_is_missing(web: Any, tenant: Tenant, peer: StripePe
     assert not re.search(r'data-testid="stripe-import-start"\s+disabled', page)
 
 
-def test_start_with_htmx_shows_the_progress_bar_polling(
-    web: Any, tenant: Tenant, peer: StripePeer
-) -> None:
-    connect_environment(tenant.test, peer)
-    set_mode(tenant, "IMPORT")
+def test_start_with_htmx_shows_the_progress_bar_polling(web: Any, ready: Tenant) -> None:
+    tenant = ready
     response = web.post(START, **HTMX)
     assert response.status_code == 200
     html = response.content.decode()

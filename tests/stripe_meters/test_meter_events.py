@@ -98,11 +98,7 @@ def test_a_retry_after_a_crash_never_counts_an_event_twice(driven: Driven) -> No
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_senders_send_each_event_once(
-    tenant: Any, stripe_peer: StripePeer, django_capture_on_commit_callbacks: Any
-) -> None:
-    stripe_peer.flush()
-    driven = make_driven(tenant, stripe_peer, django_capture_on_commit_callbacks)
+def test_concurrent_senders_send_each_event_once(driven: Driven) -> None:
     _subscribed(driven)
     driven.batch([batch_event(units=n + 1) for n in range(40)])
     results: list[Any] = []

@@ -26,8 +26,7 @@ from apps.stripe_meters.services import (
 )
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services import subscription_cancel
-from tests.stripe_meters.conftest import SYSTEM, Driven, batch_event, make_driven, rule
-from tests.stripe_peer.fixtures import StripePeer
+from tests.stripe_meters.conftest import SYSTEM, Driven, batch_event, rule
 
 D = Decimal
 pytestmark = pytest.mark.django_db
@@ -202,11 +201,7 @@ def test_a_cancelled_subscription_is_cancelled_in_stripe_once(driven: Driven) ->
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_provisioning_makes_one_of_everything(
-    tenant: Any, stripe_peer: StripePeer, django_capture_on_commit_callbacks: Any
-) -> None:
-    stripe_peer.flush()
-    driven = make_driven(tenant, stripe_peer, django_capture_on_commit_callbacks)
+def test_concurrent_provisioning_makes_one_of_everything(driven: Driven) -> None:
     subscription = driven.subscribe(driven.plan("pro", EVERY_MODEL))
     errors: list[BaseException] = []
     start = threading.Barrier(3)

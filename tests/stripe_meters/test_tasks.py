@@ -13,8 +13,7 @@ from django.db import connection
 
 from apps.stripe_meters.models import MeterEvent, StripeCustomer, StripeSubscription
 from apps.stripe_meters.tasks import send_meter_events, sweep_meter_events, sweep_provisioning
-from tests.stripe_meters.conftest import Driven, batch_event, make_driven, received, rule
-from tests.stripe_peer.fixtures import StripePeer
+from tests.stripe_meters.conftest import Driven, batch_event, received, rule
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]
 
@@ -32,14 +31,9 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30) -> 
 
 
 @pytest.fixture
-def worker_driven(
-    tenant: Any,
-    stripe_peer: StripePeer,
-    celery_worker: Any,
-    django_capture_on_commit_callbacks: Any,
-) -> Driven:
-    stripe_peer.flush()
-    return make_driven(tenant, stripe_peer, django_capture_on_commit_callbacks)
+def worker_driven(celery_worker: Any, driven: Driven) -> Driven:
+    """``driven`` with a real Celery worker running."""
+    return driven
 
 
 def test_api_subscription_and_events_reach_stripe_once(worker_driven: Driven) -> None:

@@ -16,7 +16,7 @@ from apps.stripe_sync.tasks import push_invoice, push_pending_invoices
 from tests.conftest import Tenant
 from tests.factories import make_key
 from tests.stripe_peer.fixtures import StripePeer, connect_environment
-from tests.stripe_sync.test_pass_through import issue_invoice, wait_until
+from tests.stripe_sync.conftest import issue_invoice, pass_through, wait_until
 
 URL = "/api/v1/client/stripe/invoices"
 
@@ -32,10 +32,9 @@ def stripe_invoices(peer: StripePeer, connection: StripeConnection) -> list[Any]
 
 @pytest.mark.django_db
 def test_status_of_a_pushed_invoice_and_who_may_see_it(
-    tenant: Tenant, outsider: Tenant, stripe_peer: StripePeer
+    tenant: Tenant, outsider: Tenant, peer: StripePeer
 ) -> None:
-    stripe_peer.flush()
-    connect_environment(tenant.test, stripe_peer)
+    connect_environment(tenant.test, peer)
     invoice = issue_invoice(tenant.test)  # mode none: not pushed
     assert tenant.api().get(f"{URL}/{invoice.pk}").json() == {
         "invoiceId": str(invoice.pk),
@@ -53,7 +52,7 @@ def test_status_of_a_pushed_invoice_and_who_may_see_it(
     assert body["stripeInvoiceId"] == sync.stripe_invoice_id
     assert body["stripeStatus"] == "open"
     assert body["hostedInvoiceUrl"] == sync.hosted_invoice_url
-    assert body["hostedInvoiceUrl"].startswith(stripe_peer.url)
+    assert body["hostedInvoiceUrl"].startswith(peer.url)
 
     for api in (outsider.api(), tenant.api(tenant.sk_live)):
         response = api.get(f"{URL}/{invoice.pk}")
@@ -87,11 +86,9 @@ def test_push_again_refuses_what_cannot_be_collected(
 
 @pytest.mark.django_db
 def test_stripe_unreachable_is_retried_then_pushes_once(
-    tenant: Tenant, stripe_peer: StripePeer, settings: Any
+    tenant: Tenant, peer: StripePeer, settings: Any
 ) -> None:
-    stripe_peer.flush()
-    connection = connect_environment(tenant.test, stripe_peer)
-    billing_settings_update(environment=tenant.test, stripe_mode="pass_through")
+    connection = pass_through(tenant.test, peer)
     invoice = issue_invoice(tenant.test)
 
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens there
@@ -100,22 +97,21 @@ def test_stripe_unreachable_is_retried_then_pushes_once(
     sync = StripeInvoiceSync.objects.get(invoice=invoice)
     assert sync.state == "pending" and "APIConnectionError" in sync.last_error
 
-    settings.STRIPE_API_BASE = stripe_peer.url
+    settings.STRIPE_API_BASE = peer.url
     assert stripe_invoice_push(invoice_id=invoice.pk).outcome == "pushed"
     sync.refresh_from_db()
     assert sync.state == "pushed" and sync.push_attempts == 2 and sync.last_error == ""
-    assert len(stripe_invoices(stripe_peer, connection)) == 1
+    assert len(stripe_invoices(peer, connection)) == 1
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.celery
 def test_the_sweep_and_repeated_tasks_push_once(
-    tenant: Tenant, stripe_peer: StripePeer, celery_worker: Any
+    tenant: Tenant, peer: StripePeer, celery_worker: Any
 ) -> None:
     """Invoices issued before pass-through was switched on are picked up by the beat's
     sweep; the push task enqueued three times more makes no second Stripe invoice."""
-    stripe_peer.flush()
-    connection = connect_environment(tenant.test, stripe_peer)
+    connection = connect_environment(tenant.test, peer)
     first = issue_invoice(tenant.test)
     second = issue_invoice(tenant.test, reference="cus_2")
     paid = issue_invoice(tenant.test, reference="cus_3")
@@ -135,7 +131,7 @@ def test_the_sweep_and_repeated_tasks_push_once(
     synced = {s.invoice_id for s in StripeInvoiceSync.objects.filter(state="pushed")}
     assert synced == {first.pk, second.pk}
     assert Invoice.objects.get(pk=paid.pk).status == "paid"
-    remote = stripe_invoices(stripe_peer, connection)
+    remote = stripe_invoices(peer, connection)
     assert sorted(i.metadata["tanso_invoice_id"] for i in remote) == sorted(
         [str(first.pk), str(second.pk)]
     )

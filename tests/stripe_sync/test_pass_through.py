@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,74 +17,26 @@ from django.utils import timezone
 from apps.accounts.audit import Actor
 from apps.billing.models import Invoice
 from apps.billing.services import (
-    billing_close_periods,
-    billing_settings_update,
     billing_update_statuses,
     invoice_mark_paid,
     invoice_void,
 )
 from apps.customers.models import Customer
-from apps.plans.models import Plan
-from apps.stripe_sync.models import StripeConnection, StripeInvoiceSync, StripeWebhookEvent
+from apps.stripe_sync.models import StripeInvoiceSync, StripeWebhookEvent
 from apps.stripe_sync.passthrough import stripe_invoice_push
 from apps.subscriptions.models import Subscription
-from tests.billing.helpers import plan, subscribe
 from tests.conftest import Tenant
 from tests.stripe_peer.fixtures import StripePeer, connect_environment
+from tests.stripe_sync.conftest import issue_invoice, pass_through, pushed, replay, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]
 SYSTEM = Actor.system()
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def issue_invoice(environment: Any, reference: str = "cus_1", price: int = 49) -> Invoice:
-    """An in-advance plan's first invoice (DUE at once), issued by the billing cycle."""
-    now = timezone.now()
-    the_plan = plan(
-        environment, f"pro-{reference}", price=price, timing=Plan.BillingTiming.IN_ADVANCE
-    )
-    subscription = subscribe(
-        environment, the_plan, at=now - dt.timedelta(minutes=1), reference=reference
-    )
-    billing_close_periods(now=now)
-    return Invoice.objects.get(subscription=subscription)
-
-
-def pass_through(tenant: Tenant, peer: StripePeer) -> StripeConnection:
-    connection = connect_environment(tenant.test, peer)
-    billing_settings_update(environment=tenant.test, stripe_mode="pass_through")
-    return connection
-
-
-def pushed(invoice: Invoice) -> StripeInvoiceSync:
-    return wait_until(
-        lambda: StripeInvoiceSync.objects.filter(
-            invoice=invoice, state__in=["pushed", "paid"]
-        ).first(),
-        what="the invoice pushed to Stripe",
-    )
-
-
-def replay(delivery: dict[str, Any]) -> int:
-    return requests.post(
-        delivery["url"], data=delivery["payload"].encode(), headers=delivery["headers"], timeout=30
-    ).status_code
-
-
 def test_an_invoice_is_pushed_paid_in_stripe_and_paid_here_once(
     tenant: Tenant, stripe_webhooks: StripePeer, celery_worker: Any
 ) -> None:
-    connection = pass_through(tenant, stripe_webhooks)
+    connection = pass_through(tenant.test, stripe_webhooks)
     Customer.objects.create(
         environment=tenant.test, reference_id="cus_1", email="ada@example.com", first_name="Ada"
     )
@@ -122,13 +73,13 @@ def test_an_invoice_is_pushed_paid_in_stripe_and_paid_here_once(
     assert connection.sync_counts == {"invoicesPushed": 1, "invoicesPaid": 1}
 
     # The same signed event again, then six times at once: state changes once.
-    assert replay(paid_event) == 200
+    assert replay(paid_event).status_code == 200
     barrier = threading.Barrier(6)
     codes: list[int] = []
 
     def deliver() -> None:
         barrier.wait()
-        codes.append(replay(paid_event))
+        codes.append(replay(paid_event).status_code)
 
     threads = [threading.Thread(target=deliver) for _ in range(6)]
     for thread in threads:
@@ -149,7 +100,7 @@ def test_the_same_event_delivered_concurrently_first_time_pays_once(
     tenant: Tenant, stripe_webhooks: StripePeer, celery_worker: Any
 ) -> None:
     """Concurrent first deliveries (no earlier row): exactly one handles the payment."""
-    connection = pass_through(tenant, stripe_webhooks)
+    connection = pass_through(tenant.test, stripe_webhooks)
     invoice = issue_invoice(tenant.test)
     sync = pushed(invoice)
     client = stripe_webhooks.client(connection.api_key_for_tests)
@@ -166,7 +117,7 @@ def test_the_same_event_delivered_concurrently_first_time_pays_once(
 
     def deliver() -> None:
         barrier.wait()
-        codes.append(replay(delivery))
+        codes.append(replay(delivery).status_code)
 
     threads = [threading.Thread(target=deliver) for _ in range(8)]
     for thread in threads:
@@ -184,7 +135,7 @@ def test_the_same_event_delivered_concurrently_first_time_pays_once(
 def test_a_forged_payment_event_is_rejected_and_changes_nothing(
     tenant: Tenant, stripe_webhooks: StripePeer, celery_worker: Any
 ) -> None:
-    connection = pass_through(tenant, stripe_webhooks)
+    connection = pass_through(tenant.test, stripe_webhooks)
     invoice = issue_invoice(tenant.test)
     sync = pushed(invoice)
     # A genuine event's envelope, re-pointed at our invoice and re-signed with a wrong secret.
@@ -224,7 +175,7 @@ def test_a_forged_payment_event_is_rejected_and_changes_nothing(
 def test_payment_failure_is_recorded_and_the_invoice_stays_due(
     tenant: Tenant, stripe_webhooks: StripePeer, celery_worker: Any
 ) -> None:
-    connection = pass_through(tenant, stripe_webhooks)
+    connection = pass_through(tenant.test, stripe_webhooks)
     invoice = issue_invoice(tenant.test)
     sync = pushed(invoice)
     client = stripe_webhooks.client(connection.api_key_for_tests)
@@ -243,7 +194,7 @@ def test_payment_failure_is_recorded_and_the_invoice_stays_due(
 def test_paying_in_stripe_lifts_past_due(
     tenant: Tenant, stripe_webhooks: StripePeer, celery_worker: Any
 ) -> None:
-    connection = pass_through(tenant, stripe_webhooks)
+    connection = pass_through(tenant.test, stripe_webhooks)
     invoice = issue_invoice(tenant.test)
     sync = pushed(invoice)
     billing_update_statuses(now=timezone.now() + dt.timedelta(days=10))
@@ -263,12 +214,11 @@ def test_paying_in_stripe_lifts_past_due(
 
 
 def test_a_retried_or_concurrent_push_creates_one_stripe_invoice(
-    tenant: Tenant, stripe_peer: StripePeer, settings: Any
+    tenant: Tenant, peer: StripePeer, settings: Any
 ) -> None:
     """No worker: the task body runs here, twice in a row, with its bookkeeping lost, and
     from two threads at once."""
-    stripe_peer.flush()
-    connection = pass_through(tenant, stripe_peer)
+    connection = pass_through(tenant.test, peer)
     invoice = issue_invoice(tenant.test)
     first = stripe_invoice_push(invoice_id=invoice.pk)
     assert first.outcome == "pushed"
@@ -284,7 +234,7 @@ def test_a_retried_or_concurrent_push_creates_one_stripe_invoice(
     assert again.outcome == "pushed"
     assert again.stripe_invoice_id == first.stripe_invoice_id
 
-    client = stripe_peer.client(connection.api_key_for_tests)
+    client = peer.client(connection.api_key_for_tests)
     customers = client.v1.customers.list().data
     assert len(customers) == 1
     stripe_invoices = client.v1.invoices.list(params={"customer": customers[0].id}).data
@@ -318,7 +268,7 @@ def test_a_retried_or_concurrent_push_creates_one_stripe_invoice(
 def test_mark_paid_here_closes_the_stripe_invoice(
     tenant: Tenant, stripe_webhooks: StripePeer, celery_worker: Any
 ) -> None:
-    connection = pass_through(tenant, stripe_webhooks)
+    connection = pass_through(tenant.test, stripe_webhooks)
     client = stripe_webhooks.client(connection.api_key_for_tests)
     paid_here = issue_invoice(tenant.test)
     voided_here = issue_invoice(tenant.test, reference="cus_2")
@@ -347,16 +297,13 @@ def test_mark_paid_here_closes_the_stripe_invoice(
     assert paid_here.payment_reference == "wire 7"
 
 
-def test_other_modes_push_nothing(
-    tenant: Tenant, stripe_peer: StripePeer, celery_worker: Any
-) -> None:
-    stripe_peer.flush()
-    connection = connect_environment(tenant.test, stripe_peer)  # mode stays none
+def test_other_modes_push_nothing(tenant: Tenant, peer: StripePeer, celery_worker: Any) -> None:
+    connection = connect_environment(tenant.test, peer)  # mode stays none
     invoice = issue_invoice(tenant.test)
     time.sleep(1)
     assert not StripeInvoiceSync.objects.exists()
     assert stripe_invoice_push(invoice_id=invoice.pk).outcome == "not_pass_through"
-    assert stripe_peer.client(connection.api_key_for_tests).v1.customers.list().data == []
+    assert peer.client(connection.api_key_for_tests).v1.customers.list().data == []
     # Mark-paid by API still works (none and pass-through; refused only when Stripe drives).
     invoice_mark_paid(invoice=invoice, actor=SYSTEM)
 
@@ -367,9 +314,8 @@ def test_webhooks_reach_only_their_own_environment(
     """The peer sends every event to every endpoint (one Stripe for everyone): the
     outsider's endpoint gets the tenant's invoice.paid, correctly signed for it, and its
     environment maps no such invoice."""
-    connection = pass_through(tenant, stripe_webhooks)
-    outsider_connection = connect_environment(outsider.test, stripe_webhooks)
-    billing_settings_update(environment=outsider.test, stripe_mode="pass_through")
+    connection = pass_through(tenant.test, stripe_webhooks)
+    outsider_connection = pass_through(outsider.test, stripe_webhooks)
     invoice = issue_invoice(tenant.test)
     sync = pushed(invoice)
     stripe_webhooks.client(connection.api_key_for_tests).v1.invoices.pay(

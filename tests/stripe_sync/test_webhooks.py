@@ -20,6 +20,7 @@ from apps.stripe_sync.models import StripeWebhookEvent
 from apps.stripe_sync.webhooks import WebhookContext, webhook_handler
 from tests.conftest import Tenant
 from tests.stripe_peer.fixtures import StripePeer, connect_environment
+from tests.stripe_sync.conftest import customer_created, replay
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,12 +38,6 @@ def customer_handler() -> Iterator[list[tuple[str, str]]]:
     webhook_handler("customer.created")(on_customer)
     yield calls
     webhooks._handlers["customer.created"].remove(on_customer)
-
-
-def post(delivery: dict[str, Any], **overrides: Any) -> requests.Response:
-    headers = {**delivery["headers"], **overrides.pop("headers", {})}
-    body = overrides.pop("payload", delivery["payload"])
-    return requests.post(delivery["url"], data=body.encode(), headers=headers, timeout=30)
 
 
 def test_an_event_is_delivered_signed_and_handled_once(
@@ -65,7 +60,7 @@ def test_an_event_is_delivered_signed_and_handled_once(
     assert mirrored.email == "ada@example.com"
 
     # The same signed delivery again: 200, nothing more happens.
-    assert post(delivery).status_code == 200
+    assert replay(delivery).status_code == 200
     assert StripeWebhookEvent.objects.count() == 1
     assert customer_handler == [(str(tenant.test.pk), customer.id)]
 
@@ -73,9 +68,7 @@ def test_an_event_is_delivered_signed_and_handled_once(
 def test_concurrent_deliveries_of_one_event_are_handled_once(
     tenant: Tenant, stripe_webhooks: StripePeer, customer_handler: list
 ) -> None:
-    connection = connect_environment(tenant.test, stripe_webhooks)
-    stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
-    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    _, delivery = customer_created(tenant.test, stripe_webhooks)
     StripeWebhookEvent.objects.all().delete()
     customer_handler.clear()
 
@@ -84,7 +77,7 @@ def test_concurrent_deliveries_of_one_event_are_handled_once(
 
     def deliver() -> None:
         barrier.wait()
-        statuses.append(post(delivery).status_code)
+        statuses.append(replay(delivery).status_code)
 
     threads = [threading.Thread(target=deliver) for _ in range(6)]
     for thread in threads:
@@ -99,17 +92,15 @@ def test_concurrent_deliveries_of_one_event_are_handled_once(
 def test_forged_or_missing_signatures_are_400_and_change_nothing(
     tenant: Tenant, stripe_webhooks: StripePeer, customer_handler: list
 ) -> None:
-    connection = connect_environment(tenant.test, stripe_webhooks)
-    stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
-    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    _, delivery = customer_created(tenant.test, stripe_webhooks)
     StripeWebhookEvent.objects.all().delete()
     customer_handler.clear()
 
     tampered = delivery["payload"].replace("customer.created", "customer.created ")
     forged_sig = delivery["headers"]["Stripe-Signature"].rsplit("=", 1)[0] + "=" + "0" * 64
     cases = [
-        post(delivery, payload=tampered),  # body changed after signing
-        post(delivery, headers={"Stripe-Signature": forged_sig}),
+        replay(delivery, payload=tampered),  # body changed after signing
+        replay(delivery, headers={"Stripe-Signature": forged_sig}),
         requests.post(
             delivery["url"],
             data=delivery["payload"].encode(),
@@ -159,9 +150,7 @@ def test_dj_stripe_marks_the_trigger_processed_on_the_event_we_recorded(
     """Our receiver of dj-stripe's webhook_pre_process records the bare dj-stripe Event;
     dj-stripe's own processing then finds it and only links it to the trigger (had it
     called Stripe, it would have failed: no global key, and the answer would be 500)."""
-    connection = connect_environment(tenant.test, stripe_webhooks)
-    stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
-    (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+    connection, delivery = customer_created(tenant.test, stripe_webhooks)
     assert delivery["status"] == 200, delivery
     trigger = WebhookEventTrigger.objects.get()
     assert trigger.valid and trigger.processed and trigger.exception == ""
@@ -171,7 +160,7 @@ def test_dj_stripe_marks_the_trigger_processed_on_the_event_we_recorded(
     assert event.type == "customer.created" and event.livemode is False
     assert event.data["object"]["id"] == customer_handler[0][1]
     # A replay is a second trigger on the same Event; the event is handled once.
-    assert post(delivery).status_code == 200
+    assert replay(delivery).status_code == 200
     assert [t.event_id for t in WebhookEventTrigger.objects.order_by("id")] == [event.id] * 2
     assert DjEvent.objects.count() == 1 and len(customer_handler) == 1
 
@@ -189,9 +178,7 @@ def test_a_handler_that_raises_rolls_back_and_the_retry_handles_it(
 
     webhook_handler("customer.created")(flaky)
     try:
-        connection = connect_environment(tenant.test, stripe_webhooks)
-        stripe_webhooks.client(connection.api_key_for_tests).v1.customers.create(params={})
-        (delivery,) = stripe_webhooks.wait_delivered("customer.created")
+        _, delivery = customer_created(tenant.test, stripe_webhooks)
         assert delivery["status"] == 500
         # Nothing of ours and no dj-stripe Event was kept; the trigger keeps the error.
         assert not StripeWebhookEvent.objects.exists()
@@ -199,7 +186,7 @@ def test_a_handler_that_raises_rolls_back_and_the_retry_handles_it(
         trigger = WebhookEventTrigger.objects.get()
         assert trigger.valid and not trigger.processed and trigger.exception == "once"
 
-        assert post(delivery).status_code == 200  # Stripe's retry
+        assert replay(delivery).status_code == 200  # Stripe's retry
         row = StripeWebhookEvent.objects.get()
         assert row.handled and row.stripe_event_id == delivery["event"]
         assert len(seen) == 2
