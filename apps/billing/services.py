@@ -441,6 +441,8 @@ class _UsageBook:
         self.daily_ranges: list[Range] = []
         self.daily_features: set[Any] = set()
         self.uncovered_ranges: list[Range] = []
+        # Per uncovered range: the credit denominations its credit-backed rules draw on.
+        self.uncovered_denominations: list[frozenset[str]] = []
         self.uncovered_features: set[Any] = set()
         self.totals: dict[Any, dict[Any, Decimal]] = {}
         self.daily: dict[Any, dict[Any, dict[dt.datetime, Decimal]]] = {}
@@ -456,9 +458,17 @@ class _UsageBook:
         self.daily_features |= features
 
     def need_uncovered(
-        self, key: Any, customer_id: Any, start: dt.datetime, end: dt.datetime, features: set
+        self,
+        key: Any,
+        customer_id: Any,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        features: set,
+        denominations: set[str],
     ) -> None:
         self.uncovered_ranges.append((key, customer_id, start, end))
+        self.uncovered_denominations.append(frozenset(denominations))
         self.uncovered_features |= features
 
     def fetch(self) -> None:
@@ -470,17 +480,33 @@ class _UsageBook:
             self.uncovered = self._fetch_uncovered()
         self.ranges, self.daily_ranges, self.daily_features = [], [], set()
         self.uncovered_ranges, self.uncovered_features = [], set()
+        self.uncovered_denominations = []
 
     def _fetch_uncovered(self) -> dict[Any, dict[Any, Decimal]]:
-        """Units hard-limit pools did not cover; only customers with such a pool can have
-        any (one small query), so others cost no read of their events."""
+        """Units credits did not cover: a hard-limit pool's shortfall, or units charged in
+        a denomination the customer had no pool for (no credit model: nothing was
+        deducted). A soft pool covers everything (it goes negative), so a range whose
+        denominations all had a soft pool of its customer from its start costs no read
+        of its events (one small query decides)."""
         customers = {customer_id for _key, customer_id, _s, _e in self.uncovered_ranges}
-        hard = set(
-            CreditPool.objects.filter(
-                environment_id=self.environment_id, customer_id__in=customers, hard_limit=True
-            ).values_list("customer_id", flat=True)
-        )
-        ranges = [r for r in self.uncovered_ranges if r[1] in hard]
+        soft_since = {
+            (customer_id, denomination): created_at
+            for customer_id, denomination, created_at in CreditPool.objects.filter(
+                environment_id=self.environment_id, customer_id__in=customers, hard_limit=False
+            ).values_list("customer_id", "denomination", "created_at")
+        }
+
+        def covered(customer_id: Any, start: dt.datetime, denominations: frozenset[str]) -> bool:
+            since = [soft_since.get((customer_id, d)) for d in denominations]
+            return all(at is not None and at <= start for at in since)
+
+        ranges = [
+            r
+            for r, denominations in zip(
+                self.uncovered_ranges, self.uncovered_denominations, strict=True
+            )
+            if not covered(r[1], r[2], denominations)
+        ]
         return uncovered_by_credits(self.environment_id, ranges, self.uncovered_features)
 
 
@@ -490,16 +516,15 @@ def _register_period(book: _UsageBook, need: _UsageNeed) -> None:
     and for credit-backed rules the units credits did not cover."""
     subscription, period = need.subscription, need.period
     book.need(need.key, subscription.customer_id, period.start, period.end)
-    credit_backed = {
-        rule.feature_id for rule, _plan in need.rules.values() if rule.is_credit_backed
-    }
-    if credit_backed:
+    backed = [rule for rule, _plan in need.rules.values() if rule.is_credit_backed]
+    if backed:
         book.need_uncovered(
             ("uncovered", *need.key),
             subscription.customer_id,
             period.start,
             period.end,
-            credit_backed,
+            features={rule.feature_id for rule in backed},
+            denominations={rule.credit_denomination for rule in backed},
         )
     rules = [rule for rule, _plan in need.rules.values() if rule.max_usage is not None]
     if any(r.reset_interval == PlanFeatureRule.ResetInterval.NEVER for r in rules):

@@ -234,20 +234,23 @@ def usage_by_day(environment_id: Any, ranges: Sequence[Range], feature_ids: Iter
     return out
 
 
-# Units a hard-limit credit pool did not cover: the credits step stamps the event with the
-# credits it took (``credit_deducted``) and those the pool refused (``credit_shortfall``);
+# Units credits did not cover. A hard-limit pool's: the credits step stamps the event with
+# the credits it took (``credit_deducted``) and those the pool refused (``credit_shortfall``);
 # the units uncovered are in the same proportion (rounded to 12 places, as stored units).
+# An event stamped ``credit_error`` (no credit model for the rule's denomination) had
+# nothing deducted: all of its units.
 _UNCOVERED = """
 SELECT w.idx, e.feature_id,
-       SUM(ROUND(e.usage_units * (e.flags->>'credit_shortfall')::numeric
+       SUM(CASE WHEN e.flags ? 'credit_error' THEN e.usage_units
+                ELSE ROUND(e.usage_units * (e.flags->>'credit_shortfall')::numeric
                  / NULLIF((e.flags->>'credit_shortfall')::numeric
-                          + COALESCE((e.flags->>'credit_deducted')::numeric, 0), 0), 12))
+                          + COALESCE((e.flags->>'credit_deducted')::numeric, 0), 0), 12) END)
 FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
      AS w(idx, customer_id, lo, hi)
 JOIN events_event e
   ON e.environment_id = %s AND e.customer_id = w.customer_id
  AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
- AND e.flags ? 'credit_shortfall'
+ AND (e.flags ? 'credit_shortfall' OR e.flags ? 'credit_error')
 GROUP BY 1, 2
 """
 
@@ -255,12 +258,13 @@ GROUP BY 1, 2
 def uncovered_by_credits(
     environment_id: Any, ranges: Sequence[Range], feature_ids: Iterable[Any]
 ) -> Totals:
-    """Units of credit-backed ``feature_ids`` that a hard-limit pool did not cover, per
-    feature for each range (features without any are absent).
+    """Units of credit-backed ``feature_ids`` that credits did not cover (a hard-limit
+    pool's shortfall, or no credit model to charge), per feature for each range
+    (features without any are absent).
 
     Read from the events themselves (the rollups do not say which units credits paid):
     only the ranges' customers' events of these features, through the events' (customer,
-    time) index; the caller asks only for customers that have a hard-limit pool."""
+    time) index; the caller skips customers whose soft pools cover every denomination."""
     features = list({uuid.UUID(str(f)) for f in feature_ids})
     out: Totals = {key: {} for key, *_ in ranges}
     if not features or not ranges:

@@ -181,3 +181,30 @@ def test_a_soft_limit_pool_covers_everything_its_debt_included(tenant):
     billing_close_periods(now=NOVEMBER_CLOSE)
     (october,) = invoices_of(sub)
     assert lines(october) == [("base", 0), ("usage", 150), ("credits", -150)]
+
+
+def test_units_charged_in_a_denomination_without_a_credit_model_stay_charged(tenant):
+    """No credit model for the rule's denomination: ingestion deducts nothing (the event
+    is flagged ``credit_error``), so nothing is given back for those units. Once the
+    model exists, its pool pays for the units after that, and only those."""
+    the_plan = plan(
+        tenant.test,
+        features={
+            "chat": credit_backed(Rule(PricingModel.PER_UNIT, unit_price=D("0.01")), "CHAT", "1")
+        },
+    )
+    sub = subscribe(tenant.test, the_plan, at=OCTOBER)
+    send(tenant, (utc(2026, 10, 5), 30), feature="chat")  # no CHAT model: nothing deducted
+    (flagged,) = Event.objects.filter(environment_id=tenant.test.pk)
+    assert flagged.flags["credit_error"] == "unknown_denomination"
+    pool_with(tenant, "CHAT", "100", hard_limit=False)
+    send(tenant, (utc(2026, 10, 6), 20), feature="chat")  # 20 credits from the soft pool
+
+    billing_close_periods(now=NOVEMBER_CLOSE)
+    (october,) = invoices_of(sub)
+    # usage 50 units x 0.01 = 0.50 -> 50; the pool paid for 20 units: -0.20 -> -20
+    # (before: -50, the 30 units no credits paid for were free).
+    assert lines(october) == [("base", 0), ("usage", 50), ("credits", -20)]
+    assert october.total_minor == 30
+    usage_line = october.lines.get(kind="usage")
+    assert (usage_line.units_total, usage_line.units_uncovered) == (D(50), D(30))
