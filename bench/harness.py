@@ -127,7 +127,7 @@ def server_command(port: int, workers: int, threads: int) -> list[str]:
             str(bin_dir / "granian"),
             "--interface",
             "wsgi",
-            f"{app}:application",
+            app if ":" in app else f"{app}:application",
             "--host",
             "127.0.0.1",
             "--port",
