@@ -1,8 +1,8 @@
 """Two middleware chains (tanso/chains.py): /api/ calls go through API_MIDDLEWARE (no
 sessions, CSRF, messages, allauth, CSP, htmx, static files); pages keep the full one.
 
-Checked through Django's test client, through the WSGI application gunicorn loads
-(``tanso.wsgi.application``), and through a real gunicorn."""
+Checked through Django's test client, through the WSGI application the web server loads
+(``tanso.wsgi.application``), and through the Procfile's real web process (granian)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def wsgi_call(path: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
-    """One request through tanso.wsgi.application, as gunicorn makes it."""
+    """One request through tanso.wsgi.application, as a WSGI server makes it."""
     from tanso.wsgi import application
 
     environ = {
@@ -152,29 +153,33 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def procfile_web() -> str:
+    """The Procfile's ``web`` command line, as honcho runs it (through ``sh -c``)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.removeprefix("web:").strip()
+    raise AssertionError("the Procfile has no web process")
+
+
 @contextlib.contextmanager
-def gunicorn() -> Any:
+def web_server() -> Any:
+    """The Procfile's web process (granian serving tanso.wsgi:application), one worker
+    with two blocking threads, on a free port against the test database."""
     db = connection.settings_dict
     env = {
         **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "TANSO_ENV": "test",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
+        "BIND_HOST": "127.0.0.1",
+        "PORT": str(port := _free_port()),
+        "WEB_CONCURRENCY": "1",
+        "WEB_THREADS": "2",
     }
-    port = _free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "tanso.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "--threads",
-        "2",
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    command = procfile_web()
+    assert command.split()[:3] == ["granian", "--interface", "wsgi"], command
+    proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=ROOT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -185,15 +190,17 @@ def gunicorn() -> Any:
                     break
             except OSError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            assert proc.poll() is None and time.monotonic() < deadline, "granian did not start"
             time.sleep(0.2)
         yield port
     finally:
-        proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # as honcho stops it: the whole group
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _get(port: int, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Any:
@@ -204,14 +211,14 @@ def _get(port: int, method: str, path: str, headers: dict[str, str], body: bytes
 
 
 @pytest.mark.django_db(transaction=True)
-def test_in_gunicorn():
-    """gunicorn tanso.wsgi (as the bench and the Procfile run it): both chains and the
-    check's lean path."""
+def test_in_granian():
+    """The Procfile's web process (granian's WSGI server, as the bench runs it too): both
+    chains and the check's lean path."""
     from tests.conftest import make_tenant
 
-    tenant = make_tenant("Gunicorn")
+    tenant = make_tenant("Granian")
     auth = {"Authorization": f"Bearer {tenant.sk_test}"}
-    with gunicorn() as port:
+    with web_server() as port:
         status, headers, _ = _get(port, "GET", "/api/sdk-keys/me", auth)
         assert status == 200
         assert headers.get("Set-Cookie") is None

@@ -1,6 +1,6 @@
 """The check's lean path answers exactly as the full stack does.
 
-``tanso.wsgi.application`` (what gunicorn runs) answers the common check before Django
+``tanso.wsgi.application`` (what granian runs) answers the common check before Django
 (``tanso/fastpath.py``) and lets Django answer everything else. Each case below is
 asked through the WSGI application and through Django's full stack (the test client:
 the DRF view): same status, same body, same headers (the request id is fixed by the
