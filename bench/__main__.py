@@ -7,6 +7,8 @@ Runs against a dedicated database (BENCH_DATABASE_NAME, default tanso_bench) on
 the server DATABASE_URL points at; it is dropped and recreated each run, unless
 BENCH_REUSE=1: then it is kept, and the reads and pages reuse the events a
 previous run seeded (for measuring a change to the pages without re-seeding).
+The app is served by granian, as the Procfile runs it (BENCH_SERVER=gunicorn
+serves it with gunicorn instead, for comparison).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def bench_ingest(
     ]
     bodies = [[json.dumps({"events": b}).encode() for b in batches] for batches in per_client]
     meter = harness.CpuMeter()
-    with harness.gunicorn(workers=workers, threads=threads) as port:
+    with harness.server(workers=workers, threads=threads) as port:
         harness.warm_up(port, key, workers)
         meter.start()
         result = batch_ingest(port, key, bodies)
@@ -47,7 +49,7 @@ def bench_ingest(
     rows.append(
         Row(
             f"batch ingest, HTTP, {clients} clients x 1000-event batches, 10% dups"
-            f" (gunicorn {workers}x{threads})",
+            f" ({harness.server_label(workers, threads)})",
             f"{result['events_per_s']:,.0f} events/s ({harness.cpu_note(cpu, events, 'event')})",
             f"{ceiling['events_per_s']:,.0f} events/s (COPY + ON CONFLICT)",
             f"{ratio:.2f}",
@@ -96,7 +98,7 @@ def bench_single(
         return out
 
     meter = harness.CpuMeter()
-    with harness.gunicorn(workers=workers, threads=threads) as port:
+    with harness.server(workers=workers, threads=threads) as port:
         harness.warm_up(port, key, workers)
         single_events(port, key, [b[:200] for b in bodies(5000)])  # warm the id caches
         meter.start()
@@ -106,7 +108,8 @@ def bench_single(
     lat = peak["latencies"]
     rows.append(
         Row(
-            f"single-event POST, {clients} clients, closed loop (gunicorn {workers}x{threads})",
+            f"single-event POST, {clients} clients, closed loop"
+            f" ({harness.server_label(workers, threads)})",
             f"{peak['rps']:,.0f} req/s (p50 {ms(lat, 0.5)}, p99 {ms(lat, 0.99)};"
             f" {harness.cpu_note(cpu, peak['requests'], 'request')})",
             "",
@@ -135,9 +138,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default="ingest,single,reads,pages,entitlements")
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=3, help="web server workers")
     parser.add_argument(
-        "--threads", type=int, default=2, help="threads per worker (gthread: keep-alive)"
+        "--threads",
+        type=int,
+        default=2,
+        help="threads per worker (granian: blocking threads; gunicorn: gthread)",
     )
     parser.add_argument("--batches-per-client", type=int, default=25)
     parser.add_argument("--single-per-client", type=int, default=2000)

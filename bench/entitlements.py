@@ -1,4 +1,4 @@
-"""Entitlement checks and Platform ingestion through a real gunicorn.
+"""Entitlement checks and Platform ingestion through a real web server (granian).
 
     python -m bench --only entitlements
 
@@ -272,11 +272,11 @@ def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _timed_gunicorn(workers: int, threads: int) -> Any:
+def _timed_server(workers: int, threads: int) -> Any:
     previous = os.environ.get("BENCH_WSGI")
     os.environ["BENCH_WSGI"] = "bench.servertiming:application"
     try:
-        with harness.gunicorn(workers=workers, threads=threads) as port:
+        with harness.server(workers=workers, threads=threads) as port:
             yield port
     finally:
         if previous is None:
@@ -332,7 +332,7 @@ def bench_entitlements(
     batch = "/api/events/ingest"
     single = {"observe": [], "credit": [], "capped": []}
     batches = {"observe": [], "credit": []}
-    with _timed_gunicorn(workers, threads) as port:
+    with _timed_server(workers, threads) as port:
         _wait_for_counters()
         log("entitlements: warming every worker (code, key, plan state, counters)")
         warm = workers * threads * 2
@@ -371,7 +371,8 @@ def bench_entitlements(
     sv = peak["server_ms"]
     rows.append(
         Row(
-            f"entitlement check, {clients} clients, closed loop (gunicorn {workers}x{threads})",
+            f"entitlement check, {clients} clients, closed loop"
+            f" ({harness.server_label(workers, threads)})",
             f"{peak['rps']:,.0f} checks/s (server p50 {percentile(sv, 0.5):.2f} ms,"
             f" p99 {percentile(sv, 0.99):.2f} ms;"
             f" {_cpu_note(peak_cpu, len(peak['latencies']))})",

@@ -1,4 +1,5 @@
-"""Benchmark plumbing: a dedicated database, a real gunicorn, load generators in
+"""Benchmark plumbing: a dedicated database, a real web server (granian, as the
+Procfile runs it; ``BENCH_SERVER=gunicorn`` for comparison), load generators in
 separate processes, and the result table (our figure beside the raw ceiling).
 
 Everything runs on this machine over loopback. Loops are bounded in count and
@@ -117,17 +118,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVER = os.environ.get("BENCH_SERVER", "granian")
+if SERVER not in {"granian", "gunicorn"}:
+    raise SystemExit(f"BENCH_SERVER={SERVER!r}: granian (the default) or gunicorn")
+
+
+def server_label(workers: int, threads: int) -> str:
+    """How a result row names the server it was measured through ("granian 3x2")."""
+    return f"{SERVER} {workers}x{threads}"
+
+
 def server_command(port: int, workers: int, threads: int) -> list[str]:
-    """The web server's command line: gunicorn (gthread), as the Procfile runs it, or
-    granian's WSGI server with ``BENCH_SERVER=granian`` (the same app, for comparison)."""
-    app = os.environ.get("BENCH_WSGI", "tanso.wsgi")  # a profiling wrapper can stand in
+    """The web server's command line: granian's WSGI server with ``threads`` blocking
+    threads per worker, as the Procfile runs it, or gunicorn (gthread) with
+    ``BENCH_SERVER=gunicorn`` (the same app, for comparison)."""
+    # A wrapper can stand in for the app (bench.servertiming:application).
+    app = os.environ.get("BENCH_WSGI", "tanso.wsgi:application")
+    app = app if ":" in app else f"{app}:application"
     bin_dir = Path(sys.executable).parent
-    if os.environ.get("BENCH_SERVER") == "granian":
+    if SERVER == "granian":
         return [
             str(bin_dir / "granian"),
             "--interface",
             "wsgi",
-            app if ":" in app else f"{app}:application",
+            app,
             "--host",
             "127.0.0.1",
             "--port",
@@ -160,8 +174,8 @@ def server_command(port: int, workers: int, threads: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
-    """A real gunicorn serving the app against the bench database."""
+def server(workers: int = 3, threads: int = 1) -> Iterator[int]:
+    """A real web server (``SERVER``) serving the app against the bench database."""
     port = free_port()
     cmd = server_command(port, workers, threads)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_env())
@@ -177,7 +191,7 @@ def gunicorn(workers: int = 3, threads: int = 1) -> Iterator[int]:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise SystemExit("gunicorn did not start")
+            raise SystemExit(f"{SERVER} did not start")
         time.sleep(0.2)
     try:
         yield port
@@ -211,7 +225,7 @@ def warm_up(port: int, key: str, workers: int) -> None:
 # else runs), so every throughput figure comes with where the CPU went: ours
 # per event, and how many cores other processes took meanwhile.
 
-running_server = {"pid": 0}  # the gunicorn master (set by gunicorn())
+running_server = {"pid": 0}  # the web server's main process (set by server())
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -235,7 +249,7 @@ def _processes() -> dict[int, tuple[int, str, float]]:
 
 class CpuMeter:
     """CPU seconds between ``start()`` and ``stop()``, by group: the server
-    (gunicorn tree), PostgreSQL (backends of the bench database and the server's
+    (its process tree), PostgreSQL (backends of the bench database and the server's
     shared background processes), the load generators (this process and its
     children) and everything else on the machine."""
 

@@ -3,7 +3,7 @@
     python -m bench --only reads,pages --read-scales 1000000
 
 A signed-in viewer of the seeded organization (a session made through Django's
-session engine, sent as the session cookie) fetches through a real gunicorn:
+session engine, sent as the session cookie) fetches through a real web server (granian):
 
 * the overview (``/dashboard/``, default window: the last 30 days),
 * the customers page (``/dashboard/customers/``, default sort, first page),
@@ -16,7 +16,7 @@ The 50 costliest customers are on an active plan with caps and have a credit
 pool (made through the services), so the Plan / Status columns and the
 customer page's platform section do real work.
 
-The figure is the **server time**: gunicorn runs ``bench.servertiming`` (each
+The figure is the **server time**: the server runs ``bench.servertiming`` (each
 answer carries ``Server-Timing: app;dur=``, the time inside the worker), so a
 busy shared box's socket and client scheduling stay out of it. Beside it: the
 page's SQL statements (captured from Django in process) run back to back by
@@ -178,11 +178,11 @@ def _load(port: int, cookie: str, path: str, clients: int, per_client: int) -> d
 
 
 @contextlib.contextmanager
-def _timed_gunicorn(workers: int) -> Any:
+def _timed_server(workers: int) -> Any:
     previous = os.environ.get("BENCH_WSGI")
     os.environ["BENCH_WSGI"] = "bench.servertiming:application"
     try:
-        with harness.gunicorn(workers=workers) as port:
+        with harness.server(workers=workers) as port:
             yield port
     finally:
         if previous is None:
@@ -206,7 +206,7 @@ def bench_pages(rows: list[Row], scale: int, workers: int = 2, requests: int = 1
     label = f"{scale / 1e6:g}M events"
     for name, path in PAGES:
         statements = _captured(cookie, path)
-        with _timed_gunicorn(workers) as port:
+        with _timed_server(workers) as port:
             _load(port, cookie, path, clients=workers, per_client=5)  # warm every worker
             result = _load(port, cookie, path, clients=2, per_client=requests // 2)
         sql = reads._sql_latency(statements, runs=max(20, requests // 4))

@@ -14,7 +14,7 @@ after (a sorted index build is many times faster than 10M index inserts);
 the bench database is private to the run.
 
 Then ``GET /api/analytics/overview`` (default window: the last 30 days) and
-``GET /api/customers`` (first page, default sort) are timed through gunicorn.
+``GET /api/customers`` (first page, default sort) are timed through the web server (granian).
 The "raw ceiling" is PostgreSQL alone running the very SQL statements the
 view ran (captured from Django), back to back on one connection: what the
 request costs minus HTTP, Django, DRF and rendering.
@@ -353,7 +353,7 @@ def bench_reads(rows: list[Row], scale: int, workers: int = 2, requests: int = 2
     label = f"{scale / 1e6:g}M events"
     for path in PATHS:
         statements = _captured_sql(key, path)
-        with harness.gunicorn(workers=workers) as port:
+        with harness.server(workers=workers) as port:
             read_latency(port, key, path, clients=workers, per_client=10)  # warm
             http = read_latency(port, key, path, clients=2, per_client=requests // 2)
         sql = _sql_latency(statements, runs=max(20, requests // 4))

@@ -1,9 +1,9 @@
 """A WSGI wrapper for the benchmarks: each answer carries ``Server-Timing: app;dur=<ms>``,
 the time the application took inside the worker (request in, response out; the
-socket and gunicorn's parsing excluded), so "server time" is measured, not guessed
+socket and the server's HTTP parsing excluded), so "server time" is measured, not guessed
 from client latency on a busy machine.
 
-    BENCH_WSGI=bench.servertiming:application gunicorn ...
+    BENCH_WSGI=bench.servertiming:application python -m bench ...
 """
 
 from __future__ import annotations
