@@ -6,7 +6,7 @@ API call authenticated by its key needs none of them, and they cost ~0.8 ms of a
 ~2.8 ms request. :class:`ApiChainMiddleware` comes first in ``MIDDLEWARE`` and sends
 every ``/api/`` request (except the schema and the Swagger page, which are pages) down
 the API chain instead of the rest of ``MIDDLEWARE``. Being a middleware, not a second
-WSGI application, it serves gunicorn and Django's test client alike, so the tests
+WSGI application, it serves granian and Django's test client alike, so the tests
 exercise the chain production runs.
 
 The API chain ends in the same view dispatch (URL resolution, view middleware,

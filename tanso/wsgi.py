@@ -1,4 +1,4 @@
-"""The WSGI entry point (gunicorn tanso.wsgi).
+"""The WSGI entry point (the Procfile's web: granian --interface wsgi tanso.wsgi:application).
 
 ``POST /api/v1/client/entitlements/check`` is the integrators' hot path: its common
 case is answered before Django (``tanso/fastpath.py``), everything else by Django.
