@@ -112,7 +112,6 @@ ROLLUP_SQL = [
     "DELETE FROM events_hourlyrollup WHERE environment_id = %(env)s",
     "DELETE FROM events_dailycustomerrollup WHERE environment_id = %(env)s",
     "DELETE FROM events_dailyfeaturemodelrollup WHERE environment_id = %(env)s",
-    "DELETE FROM events_dailycustomerfeaturerollup WHERE environment_id = %(env)s",
     f"""
     INSERT INTO events_hourlyrollup (environment_id, bucket_start, customer_id, feature_id,
                                      model, provider, {_MEASURE_COLUMNS})
@@ -137,18 +136,6 @@ ROLLUP_SQL = [
            provider, max(bucket_start), {_SUM_MEASURES}
       FROM events_hourlyrollup WHERE environment_id = %(env)s
      GROUP BY 1, 2, 3, 4, 5
-    """,  # noqa: S608
-    # In primary-key order, as the migration's backfill does (not as ingestion leaves it:
-    # its rows of a customer are spread over the days' pages).
-    f"""
-    INSERT INTO events_dailycustomerfeaturerollup (environment_id, customer_id, bucket_start,
-                                                   feature_id, model, provider,
-                                                   last_bucket_start, {_MEASURE_COLUMNS})
-    SELECT environment_id, customer_id, date_trunc('day', bucket_start, 'UTC'), feature_id,
-           model, provider, max(bucket_start), {_SUM_MEASURES}
-      FROM events_hourlyrollup WHERE environment_id = %(env)s
-     GROUP BY 1, 2, 3, 4, 5, 6
-     ORDER BY 1, 2, 3, 4, 5, 6
     """,  # noqa: S608
 ]
 
@@ -250,7 +237,6 @@ def seed(env_id: str, total: int) -> float:
             "events_hourlyrollup",
             "events_dailycustomerrollup",
             "events_dailyfeaturemodelrollup",
-            "events_dailycustomerfeaturerollup",
         ):
             conn.execute(f"VACUUM ANALYZE {table}")
         # Write the seed's dirty pages out now, not while reads are timed.
@@ -261,15 +247,13 @@ def seed(env_id: str, total: int) -> float:
             SELECT (SELECT count(*) FROM events_hourlyrollup WHERE environment_id = %(env)s),
                    (SELECT count(*) FROM events_dailycustomerrollup WHERE environment_id = %(env)s),
                    (SELECT count(*) FROM events_dailyfeaturemodelrollup
-                     WHERE environment_id = %(env)s),
-                   (SELECT count(*) FROM events_dailycustomerfeaturerollup
                      WHERE environment_id = %(env)s)
             """,
             {"env": env_id},
         ).fetchone()
         log(
             f"  rollup rows: hourly {counts[0]:,}, daily customer {counts[1]:,},"
-            f" daily feature-model {counts[2]:,}, daily customer-feature {counts[3]:,}"
+            f" daily feature-model {counts[2]:,}"
         )
     _state["seeded"] = total
     return time.perf_counter() - start

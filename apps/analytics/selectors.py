@@ -64,7 +64,6 @@ from apps.customers.models import Customer
 from apps.customers.selectors import customer_get, customers_search
 from apps.events.models import (
     CostSource,
-    DailyCustomerFeatureRollup,
     DailyCustomerRollup,
     DailyFeatureModelRollup,
     Event,
@@ -232,35 +231,24 @@ class _Split:
         return cls(start, first_day, last_day, end)
 
     def rollups(
-        self,
-        environment: Environment,
-        daily: type[Model],
-        columns: str,
-        hourly_columns: str,
-        *,
-        customer_id: uuid.UUID | None = None,
+        self, environment: Environment, daily: type[Model], columns: str, hourly_columns: str
     ) -> tuple[str, list[Any]]:
         """SQL and parameters of the window's rollup rows: the whole days from
         ``daily``'s table, the edge hours from the hourly rollup (each part one
-        range of its table's primary key, or of ``rollup_env_cust_idx``);
-        ``customer_id``: that customer's rows only."""
+        range of its table's primary key)."""
         env, qn = environment.pk, connection.ops.quote_name
-        where = "environment_id = %s AND bucket_start >= %s AND bucket_start < %s"
-        if customer_id is not None:
-            where += " AND customer_id = %s"
         sql = f"""
-            SELECT {columns} FROM {qn(daily._meta.db_table)} WHERE {where}
+            SELECT {columns} FROM {qn(daily._meta.db_table)}
+             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
             UNION ALL
-            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)} WHERE {where}
+            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)}
+             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
             UNION ALL
-            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)} WHERE {where}
+            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)}
+             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
         """  # noqa: S608 - table and column names are ours
-        match = [] if customer_id is None else [customer_id]
-        return sql, [
-            *(env, self.days_start, self.days_end, *match),
-            *(env, self.start, self.days_start, *match),
-            *(env, self.days_end, self.end, *match),
-        ]
+        params = [env, self.days_start, self.days_end, env, self.start, self.days_start]
+        return sql, [*params, env, self.days_end, self.end]
 
 
 _MEASURE_SQL = """
@@ -730,27 +718,14 @@ class CustomerDetail:
 
 
 def _feature_model_breakdown(
-    environment: Environment, customer_id: uuid.UUID, window: Window
+    environment: Environment, rollups: QuerySet[HourlyRollup]
 ) -> list[FeatureBreakdown]:
-    """The customer's feature x model sums in the window (one GROUP BY), features by
-    cost, models by cost within. Whole days from the day x customer x feature x model
-    rollup (one range of its primary key: the customer's days are adjacent), the edge
-    hours from the hourly one (see :class:`_Split`)."""
-    columns = f"feature_id, model, provider, {_MEASURE_COLUMNS}"
-    rollups, params = _Split.of(window).rollups(
-        environment, DailyCustomerFeatureRollup, columns, columns, customer_id=customer_id
+    """Feature x model sums (one GROUP BY), features by cost, models by cost within."""
+    slices = list(
+        rollups.values("feature_id", "model", "provider")
+        .annotate(**_measures())
+        .order_by("feature_id", "-cost", "model", "provider")
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT feature_id, model, provider, {_MEASURE_SQL}
-              FROM ({rollups}) r
-             GROUP BY 1, 2, 3
-             ORDER BY feature_id, cost DESC, model, provider
-            """,  # noqa: S608 - names are ours, values bound
-            params,
-        )
-        slices = _dicts(cursor)
     names = {
         feature.pk: feature
         for feature in scoped(Feature, environment)
@@ -789,7 +764,9 @@ def _add_to_breakdown(
 def customer_detail(environment: Environment, reference_id: str, window: Window) -> CustomerDetail:
     """One customer's totals in the window and its feature x model breakdown (404 if unknown)."""
     customer = customer_get(environment, reference_id)
-    features = _feature_model_breakdown(environment, customer.pk, window)
+    features = _feature_model_breakdown(
+        environment, rollups_in(environment, window).filter(customer_id=customer.pk)
+    )
     totals = Totals()  # the exact sum of the breakdown (one GROUP BY for both)
     for feature in features:
         totals.add(feature.totals)

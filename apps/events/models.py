@@ -9,12 +9,10 @@ Storage layout (PostgreSQL only; see migrations/0001 for the DDL):
 * ``events_eventkey`` holds ``(environment_id, idempotency_key)`` as its primary
   key: the duplicate check stays exact across partitions.
 * ``events_hourlyrollup`` (hour x customer x feature x model) and the daily
-  ``events_dailycustomerrollup`` (day x customer),
-  ``events_dailyfeaturemodelrollup`` (day x feature x model) and
-  ``events_dailycustomerfeaturerollup`` (day x customer x feature x model, keyed
-  customer first for one customer's window) are kept in step with the events in
-  the same statement, so analytics never scan raw events and long windows read
-  the small daily tables.
+  ``events_dailycustomerrollup`` (day x customer) and
+  ``events_dailyfeaturemodelrollup`` (day x feature x model) are kept in step
+  with the events in the same statement, so analytics never scan raw events
+  and long windows read the small daily tables.
 
 The hot tables carry no database foreign keys (``db_constraint=False``): a
 per-row RI check costs a lookup and a row lock at 15k rows/s, and events are
@@ -303,32 +301,6 @@ class DailyFeatureModelRollup(RollupMeasures):
 
     def __str__(self) -> str:
         return f"{self.bucket_start:%Y-%m-%d} {self.model or '-'}"
-
-
-class DailyCustomerFeatureRollup(RollupMeasures):
-    """Sums of one UTC day of one customer per (feature, model, provider): the customer
-    page's feature x model breakdown.
-
-    The primary key puts the customer before the day, so one customer's window is
-    one contiguous range of it (the hourly rollup scatters a busy customer's rows
-    over as many heap pages as it has rows). Kept in step exactly like the others.
-    """
-
-    pk = models.CompositePrimaryKey(
-        "environment_id", "customer_id", "bucket_start", "feature_id", "model", "provider"
-    )
-    environment = _env_fk()
-    customer = _customer_fk()
-    bucket_start = models.DateTimeField()  # UTC midnight
-    feature = _feature_fk()
-    model = models.CharField(max_length=255, blank=True, default="")
-    provider = models.CharField(max_length=64, blank=True, default="")
-    last_bucket_start = models.DateTimeField()
-
-    objects = EnvironmentQuerySet.as_manager()
-
-    def __str__(self) -> str:
-        return f"{self.bucket_start:%Y-%m-%d} {self.customer_id} {self.model or '-'}"
 
 
 class RecostRun(models.Model):

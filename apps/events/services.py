@@ -11,8 +11,8 @@ Re-costing prices events again with the current catalog and overrides:
 It works in batches of ``batch_size`` events, one transaction each: lock the
 batch (``FOR UPDATE SKIP LOCKED``: a concurrent run takes other rows), quote
 each event at its own ``occurred_at``, update the changed ones, and move every
-rollup (hourly, daily customer, daily feature-model, daily customer-feature) by
-the delta in the same transaction (upserts table by table in one order, rows in primary-key order,
+rollup (hourly, daily customer, daily feature-model) by the delta in the same
+transaction (upserts table by table in one order, rows in primary-key order,
 as ingestion does, so the two cannot deadlock). A second run finds nothing
 left to change: safe to repeat. Every run leaves a ``RecostRun`` audit row.
 """
@@ -31,13 +31,7 @@ from django.utils import timezone
 from .models import CostSource, RecostRun, UnpricedReason
 from .partitions import ensure_partitions
 from .prices import InvalidUsage, price_event
-from .store import (
-    DAILY_CUSTOMER_FEATURE_KEY,
-    DAILY_CUSTOMER_KEY,
-    DAILY_FEATURE_KEY,
-    HOURLY_KEY,
-    MEASURES,
-)
+from .store import DAILY_CUSTOMER_KEY, DAILY_FEATURE_KEY, HOURLY_KEY, MEASURES
 
 DEFAULT_BATCH = 1000
 
@@ -64,10 +58,10 @@ UPDATE events_event AS e
 """
 
 # Same lock order as ingestion (store.py): the rollup tables in one order (hourly,
-# daily customer, daily feature-model, daily customer-feature; each upsert waits for
-# the previous one), rows in primary key order. The rows always exist (their events
-# do); the other measures are listed because PostgreSQL checks NOT NULL on the
-# proposed row before it takes the conflict path.
+# daily customer, daily feature-model; each upsert waits for the previous one),
+# rows in primary key order. The rows always exist (their events do); the other
+# measures are listed because PostgreSQL checks NOT NULL on the proposed row
+# before it takes the conflict path.
 _ZERO_MEASURES = ", ".join(f"0 AS {m}" for m in MEASURES if m not in {"cost_usd", "unpriced_count"})
 _OTHER_MEASURES = ", ".join(m for m in MEASURES if m not in {"cost_usd", "unpriced_count"})
 
@@ -106,29 +100,16 @@ daily_customer_up AS (
      ORDER BY 1, 2, 3
     ON CONFLICT ({DAILY_CUSTOMER_KEY}) DO UPDATE SET {_move("events_dailycustomerrollup")}
     RETURNING 1
-),
-daily_feature_up AS (
-    INSERT INTO events_dailyfeaturemodelrollup
-        ({DAILY_FEATURE_KEY}, last_bucket_start, cost_usd, unpriced_count, {_OTHER_MEASURES})
-    SELECT environment_id, date_trunc('day', bucket_start, 'UTC'), feature_id, model, provider,
-           max(bucket_start), sum(cost_usd), sum(unpriced_count), {_ZERO_MEASURES}
-      FROM d
-     WHERE (SELECT count(*) FROM daily_customer_up) >= 0
-     GROUP BY 1, 2, 3, 4, 5
-     ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT ({DAILY_FEATURE_KEY}) DO UPDATE SET {_move("events_dailyfeaturemodelrollup")}
-    RETURNING 1
 )
-INSERT INTO events_dailycustomerfeaturerollup
-    ({DAILY_CUSTOMER_FEATURE_KEY}, last_bucket_start, cost_usd, unpriced_count, {_OTHER_MEASURES})
-SELECT environment_id, customer_id, date_trunc('day', bucket_start, 'UTC'), feature_id, model,
-       provider, max(bucket_start), sum(cost_usd), sum(unpriced_count), {_ZERO_MEASURES}
+INSERT INTO events_dailyfeaturemodelrollup
+    ({DAILY_FEATURE_KEY}, last_bucket_start, cost_usd, unpriced_count, {_OTHER_MEASURES})
+SELECT environment_id, date_trunc('day', bucket_start, 'UTC'), feature_id, model, provider,
+       max(bucket_start), sum(cost_usd), sum(unpriced_count), {_ZERO_MEASURES}
   FROM d
- WHERE (SELECT count(*) FROM daily_feature_up) >= 0
- GROUP BY 1, 2, 3, 4, 5, 6
- ORDER BY 1, 2, 3, 4, 5, 6
-ON CONFLICT ({DAILY_CUSTOMER_FEATURE_KEY}) DO UPDATE SET
-    {_move("events_dailycustomerfeaturerollup")}
+ WHERE (SELECT count(*) FROM daily_customer_up) >= 0
+ GROUP BY 1, 2, 3, 4, 5
+ ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT ({DAILY_FEATURE_KEY}) DO UPDATE SET {_move("events_dailyfeaturemodelrollup")}
 """  # noqa: S608
 
 

@@ -10,12 +10,11 @@ data-modifying CTEs:
 2. ``INSERT INTO events_event`` of the rows whose key was new, with the ids
    drawn for them in step 1.
 3. The new events pre-aggregated once per (hour, customer, feature, model,
-   provider), then four upserts ``ON CONFLICT DO UPDATE SET x = x +
+   provider), then three upserts ``ON CONFLICT DO UPDATE SET x = x +
    EXCLUDED.x``: ``events_hourlyrollup`` from that aggregate, and the daily
-   ``events_dailycustomerrollup``, ``events_dailyfeaturemodelrollup`` and
-   ``events_dailycustomerfeaturerollup`` from it again (re-grouped by day), so
-   every rollup moves in the same transaction as the events it sums. Each
-   rollup row is written once per batch.
+   ``events_dailycustomerrollup`` and ``events_dailyfeaturemodelrollup`` from it
+   again (re-grouped by day), so every rollup moves in the same transaction as
+   the events it sums. Each rollup row is written once per batch.
 
 When ingestion's pipeline steps write after the store (credit ledger, flags),
 the same steps run as two statements in the caller's transaction instead:
@@ -26,8 +25,8 @@ and the commit (see :func:`store_events`).
 Deadlocks between concurrent batches (and re-costing, ``services.py``) are
 avoided by taking row locks in one global order in every phase: keys sorted by
 key, then the rollup tables in a fixed order (hourly, daily customer, daily
-feature-model, daily customer-feature: each upsert waits for the previous one
-through a scalar subquery), rows of each sorted by their primary key (customers and features
+feature-model: each upsert waits for the previous one through a scalar
+subquery), rows of each sorted by their primary key (customers and features
 are sorted by the catalog services, called earlier in the same transaction).
 
 Why jsonb and not column arrays: psycopg builds array literals in Python
@@ -106,9 +105,6 @@ MEASURES = (
 HOURLY_KEY = "environment_id, bucket_start, customer_id, feature_id, model, provider"
 DAILY_CUSTOMER_KEY = "environment_id, bucket_start, customer_id"
 DAILY_FEATURE_KEY = "environment_id, bucket_start, feature_id, model, provider"
-DAILY_CUSTOMER_FEATURE_KEY = (
-    "environment_id, customer_id, bucket_start, feature_id, model, provider"
-)
 
 
 def _add(table: str, names: tuple[str, ...] | list[str]) -> str:
@@ -221,21 +217,6 @@ daily_feature_up AS (
         last_bucket_start = greatest(events_dailyfeaturemodelrollup.last_bucket_start,
                                      EXCLUDED.last_bucket_start),
         {_add("events_dailyfeaturemodelrollup", MEASURES)}
-    RETURNING 1
-),
-daily_customer_feature_up AS (
-    INSERT INTO events_dailycustomerfeaturerollup
-        ({DAILY_CUSTOMER_FEATURE_KEY}, last_bucket_start, {", ".join(MEASURES)})
-    SELECT %(env)s::uuid, customer_id, date_trunc('day', bucket_start, 'UTC'), feature_id,
-           model, provider, max(bucket_start), {_SUMS}
-      FROM hourly
-     WHERE (SELECT count(*) FROM daily_feature_up) >= 0
-     GROUP BY 2, 3, 4, 5, 6
-     ORDER BY 2, 3, 4, 5, 6
-    ON CONFLICT ({DAILY_CUSTOMER_FEATURE_KEY}) DO UPDATE SET
-        last_bucket_start = greatest(events_dailycustomerfeaturerollup.last_bucket_start,
-                                     EXCLUDED.last_bucket_start),
-        {_add("events_dailycustomerfeaturerollup", MEASURES)}
 )"""  # noqa: S608
 
 

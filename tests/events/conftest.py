@@ -132,19 +132,12 @@ _ROLLUPS = {
         "environment_id, bucket_start, feature_id, model, provider",
         "max(date_trunc('hour', occurred_at, 'UTC'))",
     ),
-    "events_dailycustomerfeaturerollup": (
-        "environment_id, customer_id, date_trunc('day', occurred_at, 'UTC'), feature_id, model,"
-        " provider",
-        "environment_id, customer_id, bucket_start, feature_id, model, provider",
-        "max(date_trunc('hour', occurred_at, 'UTC'))",
-    ),
 }
 
 
 def rollup_mismatches() -> list[tuple[Any, ...]]:
-    """Rows where a rollup (hourly, daily customer, daily feature-model, daily
-    customer-feature) differs from a fresh GROUP BY of the raw events (empty = all
-    equal)."""
+    """Rows where a rollup (hourly, daily customer, daily feature-model) differs from a
+    fresh GROUP BY of the raw events (empty = all equal)."""
     out: list[tuple[Any, ...]] = []
     for table, (group, key, extra) in _ROLLUPS.items():
         n = len(key.split(","))

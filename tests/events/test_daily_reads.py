@@ -18,11 +18,9 @@ from django.utils import timezone
 
 from apps.analytics import selectors
 from apps.analytics.params import TableQuery, Window
-from apps.core.errors import NotFound
 from apps.core.tenancy import scoped
 from apps.customers.selectors import customers_search
 from apps.events.models import Event, HourlyRollup
-from apps.features.models import Feature
 from tests.events.conftest import rollup_mismatches
 
 pytestmark = pytest.mark.django_db
@@ -199,65 +197,3 @@ def test_customer_rows_keep_their_last_active_hour(tenant, dataset):
         assert row.last_bucket == want[row.customer.pk]["last_bucket"]
         assert row.last_seen is not None and row.last_seen >= row.last_bucket
         assert row.totals.cost == want[row.customer.pk]["cost"] >= Decimal(0)
-
-
-def reference_breakdown(
-    environment: Any, customer_id: Any, window: Window
-) -> list[selectors.FeatureBreakdown]:
-    """The customer page's feature x model breakdown from the hourly rollup alone (the
-    implementation the daily read replaced)."""
-    slices = list(
-        _rollups(environment, window)
-        .filter(customer_id=customer_id)
-        .values("feature_id", "model", "provider")
-        .annotate(**selectors._measures())
-        .order_by("feature_id", "-cost", "model", "provider")
-    )
-    names = {f.pk: f for f in scoped(Feature, environment)}
-    features: dict[Any, selectors.FeatureBreakdown] = {}
-    for row in slices:
-        entry = features.get(row["feature_id"])
-        if entry is None:
-            feature = names[row["feature_id"]]
-            entry = features[row["feature_id"]] = selectors.FeatureBreakdown(
-                feature_id=feature.pk, key=feature.key, name=feature.name
-            )
-        totals = selectors.Totals.of(row)
-        entry.totals.add(totals)
-        entry.models.append(selectors.ModelSlice(row["model"], row["provider"], totals))
-    return sorted(features.values(), key=lambda f: (-f.totals.cost, f.key))
-
-
-def _breakdown(features: list[selectors.FeatureBreakdown]) -> list[Any]:
-    return [
-        [
-            str(f.feature_id),
-            f.key,
-            exact(f.totals),
-            [[m.model, m.provider, exact(m.totals)] for m in f.models],
-        ]
-        for f in features
-    ]
-
-
-def test_customer_page_equals_the_hourly_rollup_alone(tenant, dataset):
-    """Whole days from the day x customer x feature x model rollup, edge hours from the
-    hourly one: the same slices, totals and order as the hourly rollup alone."""
-    slices = 0
-    for window in windows(dataset):
-        for w in (window, window.to_hours()):
-            for reference_id in ("cus_1", "cus_2", "cus_7", "cus_12"):
-                detail = selectors.customer_detail(tenant.test, reference_id, w)
-                want = reference_breakdown(tenant.test, detail.customer.pk, w)
-                assert _breakdown(detail.features) == _breakdown(want), (w, reference_id)
-                slices += sum(len(f.models) for f in detail.features)
-                totals = (
-                    _rollups(tenant.test, w)
-                    .filter(customer_id=detail.customer.pk)
-                    .aggregate(**selectors._measures())
-                )
-                assert exact(detail.totals) == exact(selectors.Totals.of(totals))
-    assert slices > 100  # the windows are not all empty
-    # The customer is not one of another environment.
-    with pytest.raises(NotFound):
-        selectors.customer_detail(tenant.live, "cus_1", windows(dataset)[0])
