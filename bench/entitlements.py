@@ -319,7 +319,7 @@ def bench_entitlements(
     rows: list[Row],
     *,
     clients: int = 4,
-    workers: int = 3,
+    workers: int = 2,
     threads: int = 2,
     per_client: int = 3000,
     rounds: int = 3,
