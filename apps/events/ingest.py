@@ -7,10 +7,7 @@ Round trips to PostgreSQL per request, whatever the batch size: customers and
 features (0 when cached, else 2 each), one store statement (keys + events +
 rollups, see ``store.py``), and the transaction's BEGIN/COMMIT -- unless every
 customer and feature is cached and no pipeline step runs: then the store
-statement is the only write, atomic by itself, and runs alone. When pipeline
-steps run, the rollups are a second statement, the last before the COMMIT
-(after the steps' own writes): their rows are shared by concurrent requests,
-and an upsert's row locks last until the commit. Pricing runs
+statement is the only write, atomic by itself, and runs alone. Pricing runs
 in process (the catalog is cached). Nothing is written per event.
 
 All of a request's writes are atomic: a single event is stored with its
@@ -34,7 +31,7 @@ from .errors import DuplicateEvent
 from .models import RevenueSource
 from .prices import BatchPricer, InvalidUsage, Pricing
 from .resolve import cached_ids, resolve_ids
-from .store import store_events, store_rollups
+from .store import store_events
 from .validation import EventInput, parse_event
 
 if TYPE_CHECKING:
@@ -177,17 +174,13 @@ def event_record(
                 batch = pipeline.Batch(environment, [item], now)
                 pipeline.run_before_store(steps, batch)
             row = _row(event, key, str(customer_id), str(feature_id), pricing, item=item)
-            stored = store_events(
-                environment_id=environment.pk, rows=[row], received_at=now, rollups=batch is None
-            )
+            stored = store_events(environment_id=environment.pk, rows=[row], received_at=now)
             if key not in stored:
                 # Roll back the auto-created customer/feature too: nothing half-written.
                 raise _Duplicate
             if batch is not None:
                 batch.items[0].event_id = stored[key]
                 pipeline.run_after_store(steps, batch)
-                # Last before the commit: the shared rollup rows stay locked the least.
-                store_rollups(environment_id=environment.pk, rows=[row])
     except _Duplicate:
         existing = existing_event_id(environment, key)
         raise DuplicateEvent(
@@ -275,18 +268,12 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
                 )
                 if index not in in_batch_duplicates
             ]
-            stored = store_events(
-                environment_id=environment.pk, rows=rows, received_at=now, rollups=batch is None
-            )
+            stored = store_events(environment_id=environment.pk, rows=rows, received_at=now)
             if batch is not None:
                 for item in batch.items:
                     if not item.duplicate_in_batch:
                         item.event_id = stored.get(item.key)
                 pipeline.run_after_store(steps, batch)
-                # Last before the commit, as in event_record.
-                store_rollups(
-                    environment_id=environment.pk, rows=[row for row in rows if row[0] in stored]
-                )
         if batch is not None:
             pipeline.run_after_commit(steps, batch)
 

@@ -16,12 +16,6 @@ data-modifying CTEs:
    again (re-grouped by day), so every rollup moves in the same transaction as
    the events it sums. Each rollup row is written once per batch.
 
-When ingestion's pipeline steps write after the store (credit ledger, flags),
-the same steps run as two statements in the caller's transaction instead:
-``EVENTS_SQL`` (1 and 2) at once, ``ROLLUP_SQL`` (3, from the stored rows) last
-before the COMMIT, so the shared rollup rows are locked only for that statement
-and the commit (see :func:`store_events`).
-
 Deadlocks between concurrent batches (and re-costing, ``services.py``) are
 avoided by taking row locks in one global order in every phase: keys sorted by
 key, then the rollup tables in a fixed order (hourly, daily customer, daily
@@ -121,26 +115,13 @@ def _extract(index: int, kind: str) -> str:
 
 _SUMS = ", ".join(f"sum({m})" for m in MEASURES)
 
-
-def _input_cte(source: str) -> str:
-    """``input``: the rows of the jsonb parameter ``source`` as typed columns (and each a
-    new event id)."""
-    columns = ", ".join(f"{_extract(i, kind)} AS {name}" for i, (name, kind) in enumerate(COLUMNS))
-    return f"""input AS MATERIALIZED (
-    SELECT nextval('events_event_id_seq') AS id, {columns}
-      FROM jsonb_array_elements({source}::jsonb) AS r
-)"""  # noqa: S608
-
-
-# The columns the rollups read from ``new_events``.
-_SUMMED = (
-    "occurred_at, customer_id, feature_id, model, provider, usage_units,"
-    " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-    " reasoning_tokens, cost_usd, revenue_usd, duration_ms"
-)
-
-# Keys and events: the first two steps. ``new_events`` returns what the rollups sum.
-_EVENT_CTES = f"""
+# Built once from the constant lists above; every value is a bound parameter.
+STORE_SQL = f"""
+WITH input AS MATERIALIZED (
+    SELECT nextval('events_event_id_seq') AS id,
+           {", ".join(f"{_extract(i, kind)} AS {name}" for i, (name, kind) in enumerate(COLUMNS))}
+      FROM jsonb_array_elements(%(rows)s::jsonb) AS r
+),
 new_keys AS (
     INSERT INTO events_eventkey (environment_id, idempotency_key, event_id, occurred_at)
     SELECT %(env)s::uuid, idempotency_key, id, occurred_at
@@ -155,13 +136,10 @@ new_events AS (
     SELECT id, %(env)s::uuid, %(received)s::timestamptz, '{{}}'::jsonb, {", ".join(_NAMES)}
       FROM input
      WHERE id IN (SELECT event_id FROM new_keys)
-    RETURNING {_SUMMED}
-)"""  # noqa: S608
-
-_SUMMED_INDEXED = [(i, c) for i, c in enumerate(COLUMNS) if c[0] in _SUMMED.split(", ")]
-
-# The rollups of ``new_events`` (whatever defines it), locked in the global order.
-_ROLLUP_CTES = f"""
+    RETURNING occurred_at, customer_id, feature_id, model, provider, usage_units,
+              input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+              reasoning_tokens, cost_usd, revenue_usd, duration_ms
+),
 hourly AS MATERIALIZED (
     SELECT date_trunc('hour', occurred_at, 'UTC') AS bucket_start, customer_id, feature_id,
            model, provider,
@@ -217,36 +195,14 @@ daily_feature_up AS (
         last_bucket_start = greatest(events_dailyfeaturemodelrollup.last_bucket_start,
                                      EXCLUDED.last_bucket_start),
         {_add("events_dailyfeaturemodelrollup", MEASURES)}
-)"""  # noqa: S608
-
-
-def _placeholders(sql: str) -> str:
-    """PostgreSQL's own placeholders: psycopg's RawCursor sends the text as is (its
-    %-placeholder parsing costs ~150 us per call on a statement this long, which is
-    past the size psycopg caches the parsing for)."""
-    sql = sql.replace("%(env)s", "$1").replace("%(received)s", "$2")
-    return sql.replace("%(rows)s", "$3")
-
-
-# Built once from the constant parts above; every value is a bound parameter.
-# Everything at once: keys, events and rollups (the usual case, no transaction needed).
-STORE_SQL = _placeholders(f"""
-WITH {_input_cte("%(rows)s")},{_EVENT_CTES},{_ROLLUP_CTES}
+)
 SELECT idempotency_key, event_id FROM new_keys
-""")  # noqa: S608
-# Keys and events alone; their rollups come later in the same transaction (ROLLUP_SQL).
-EVENTS_SQL = _placeholders(f"""
-WITH {_input_cte("%(rows)s")},{_EVENT_CTES}
-SELECT idempotency_key, event_id FROM new_keys
-""")  # noqa: S608
-# The rollups of stored rows (the same row arrays, ``$2``), nothing else.
-ROLLUP_SQL = f"""
-WITH new_events AS (
-    SELECT {", ".join(f"{_extract(i, kind)} AS {name}" for i, (name, kind) in _SUMMED_INDEXED)}
-      FROM jsonb_array_elements($2::jsonb) AS r
-),{_ROLLUP_CTES.replace("%(env)s", "$1")}
-SELECT 1
 """  # noqa: S608
+# PostgreSQL's own placeholders: psycopg's RawCursor sends the text as is (its
+# %-placeholder parsing costs ~150 us per call on a statement this long, which
+# is past the size psycopg caches the parsing for).
+STORE_SQL = STORE_SQL.replace("%(env)s", "$1").replace("%(received)s", "$2")
+STORE_SQL = STORE_SQL.replace("%(rows)s", "$3")
 
 
 def encode_rows(rows: list[list[Any]]) -> str:
@@ -255,40 +211,20 @@ def encode_rows(rows: list[list[Any]]) -> str:
 
 
 def store_events(
-    *,
-    environment_id: uuid.UUID,
-    rows: list[list[Any]],
-    received_at: dt.datetime,
-    rollups: bool = True,
+    *, environment_id: uuid.UUID, rows: list[list[Any]], received_at: dt.datetime
 ) -> dict[str, int]:
     """Store the rows whose key is new: ``{idempotency_key: event id}`` of those stored.
 
     ``rows`` are lists in ``COLUMNS`` order with distinct idempotency keys. Run
     inside a transaction (the caller's), after resolving customers and
     features in it.
-
-    ``rollups=False``: keys and events only; the caller then calls
-    :func:`store_rollups` with the stored rows, last before its COMMIT, in the same
-    transaction. The rollup rows are shared (a day x feature x model row by every
-    event of it), and an upsert holds their locks until the commit: taken last,
-    they are held only for that statement and the COMMIT, not through the writes
-    a pipeline step makes after the store (credit ledger, flags).
     """
     if not rows:
         return {}
     params = (environment_id, received_at, encode_rows(rows))
     with _prepared_cursor() as cur:
-        cur.execute(STORE_SQL if rollups else EVENTS_SQL, params)
+        cur.execute(STORE_SQL, params)
         return dict(cur.fetchall())
-
-
-def store_rollups(*, environment_id: uuid.UUID, rows: list[list[Any]]) -> None:
-    """Add stored rows (``COLUMNS`` order, as given to :func:`store_events`) to every
-    rollup; for ``store_events(rollups=False)``, in the same transaction."""
-    if not rows:
-        return
-    with _prepared_cursor() as cur:
-        cur.execute(ROLLUP_SQL, (environment_id, encode_rows(rows)))
 
 
 def _prepared_cursor() -> Any:

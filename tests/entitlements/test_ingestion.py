@@ -65,8 +65,8 @@ def test_rollups_stay_equal_to_the_events(platform):
     platform.batch([batch_event(units=u) for u in (8, 8, 20)])
     platform.event(units=3)
     assert rollup_mismatches() == []
-    # Duplicates (within a batch, across batches, of a single event) add nothing: the
-    # rollups are written after the pipeline's steps, from the rows actually stored.
+    # Duplicates (within a batch, across batches, of a single event) add nothing to the
+    # rollups, with the pipeline's steps running around the store.
     twice = batch_event(units=0, idempotencyKey="k-twice")
     answer = platform.batch([twice, twice, batch_event(units=0, idempotencyKey="k-other")])
     assert answer.json()["accepted"] == 2 and answer.json()["duplicates"] == 1

@@ -1,12 +1,10 @@
 """Round trips to PostgreSQL of credit-backed ingestion, pinned so they cannot grow back.
 
 A credit-backed single event (caches warm): the request's savepoint (BEGIN in
-production), the advisory lock, one round trip that locks the pool and reads its
-replays and grants, the keys and events, one that writes the ledger, the rollups, and
-the release (COMMIT). It used to be twelve (a savepoint of its own, then one statement
-per table). A batch makes the same number whatever its size and its number of
-customers. The rollups come last: their rows are shared by every event of a day x
-feature x model, and stay locked from their upsert to the commit.
+production), the advisory lock, the store statement, one round trip that locks the pool
+and reads its replays and grants, one that writes the ledger, and the release (COMMIT).
+It used to be twelve (a savepoint of its own, then one statement per table). A batch
+makes the same number whatever its size and its number of customers.
 """
 
 from __future__ import annotations
@@ -14,18 +12,16 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
-from django.db import connection
 
 from apps.credits.models import CreditPool, CreditTransaction
 from tests.credits.conftest import assert_ledger_consistent
-from tests.events.conftest import rollup_mismatches
 
 from .conftest import batch_event, rule
 
 pytestmark = pytest.mark.django_db
 
-SINGLE_ROUND_TRIPS = 7
-BATCH_ROUND_TRIPS = 8  # + the batch's look-up of keys stored before
+SINGLE_ROUND_TRIPS = 6
+BATCH_ROUND_TRIPS = 7  # + the batch's look-up of keys stored before
 
 
 @pytest.fixture
@@ -41,7 +37,7 @@ def backed(platform, settings):
     return platform
 
 
-def test_a_credit_backed_event_makes_seven_round_trips(backed, django_assert_max_num_queries):
+def test_a_credit_backed_event_makes_six_round_trips(backed, django_assert_max_num_queries):
     with django_assert_max_num_queries(SINGLE_ROUND_TRIPS):
         response = backed.event(units=3, ref="cus_1")
     assert response.status_code == 201, response.content
@@ -51,23 +47,6 @@ def test_a_credit_backed_event_makes_seven_round_trips(backed, django_assert_max
     pool = CreditPool.objects.get(environment=backed.env, customer__reference_id="cus_1")
     assert pool.balance == D(992)
     assert_ledger_consistent(pool)
-
-
-def test_the_shared_rollup_rows_are_written_last_before_the_commit(backed):
-    statements: list[str] = []
-
-    def record(execute, sql, params, many, context):  # the SQL as sent, prepared or not
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        assert backed.event(units=3, ref="cus_2").status_code == 201
-    ledger = next(i for i, sql in enumerate(statements) if "credits_credittransaction" in sql)
-    rollups = [i for i, sql in enumerate(statements) if "events_dailyfeaturemodelrollup" in sql]
-    assert len(rollups) == 1 and rollups[0] > ledger
-    # Only the release of the request's savepoint (COMMIT in production) comes after.
-    assert [sql.split()[0] for sql in statements[rollups[0] + 1 :]] == ["RELEASE"]
-    assert rollup_mismatches() == []
 
 
 @pytest.mark.parametrize(("customers", "size"), [(2, 4), (12, 60)])
