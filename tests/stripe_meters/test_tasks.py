@@ -14,20 +14,14 @@ from django.db import connection
 from apps.stripe_meters.models import MeterEvent, StripeCustomer, StripeSubscription
 from apps.stripe_meters.tasks import send_meter_events, sweep_meter_events, sweep_provisioning
 from tests.stripe_meters.conftest import Driven, batch_event, received, rule
+from tests.stripe_peer.fixtures import wait_until as poll
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery]
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-        connection.close()  # a fresh snapshot of what the worker committed
+    # A fresh snapshot of what the worker committed after each miss.
+    return poll(predicate, what, timeout, between=connection.close)
 
 
 @pytest.fixture

@@ -28,6 +28,28 @@ import stripe
 REPO = Path(__file__).resolve().parents[2]
 
 
+def wait_until(
+    check: Callable[[], Any],
+    what: str = "condition",
+    timeout: float = 20.0,
+    *,
+    between: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll ``check()`` until it is truthy and return it (AssertionError after
+    ``timeout`` s). ``between``: run after each miss (e.g. ``connection.close`` for a
+    fresh snapshot of what a Celery worker committed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+        if between is not None:
+            between()
+
+
 class StripePeer:
     """A running peer: its address, a client, and test controls."""
 
@@ -104,15 +126,7 @@ class StripePeer:
         what: str = "webhook deliveries",
     ) -> Any:
         """Poll the deliveries until ``predicate(deliveries)`` is truthy; return it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = self.deliveries()
-            result = predicate(rows)
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; got {rows!r}")
-            time.sleep(0.1)
+        return wait_until(lambda: predicate(self.deliveries()), what, timeout)
 
     def wait_delivered(self, event_type: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
         """Wait until ``count`` deliveries of ``event_type`` got an answer; return them."""

@@ -5,8 +5,6 @@ worker or a webhook does."""
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from apps.billing.services import billing_close_periods, billing_settings_update
 from apps.plans.models import Plan
 from apps.stripe_sync.models import StripeConnection, StripeInvoiceSync
 from tests.billing.helpers import plan, subscribe
-from tests.stripe_peer.fixtures import StripePeer, connect_environment
+from tests.stripe_peer.fixtures import StripePeer, connect_environment, wait_until
 
 
 @pytest.fixture
@@ -26,17 +24,6 @@ def peer(stripe_peer: StripePeer) -> StripePeer:
     """The session's Stripe peer, emptied (no webhooks reach us: see ``stripe_webhooks``)."""
     stripe_peer.flush()
     return stripe_peer
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def issue_invoice(environment: Any, reference: str = "cus_1", price: int = 49) -> Invoice:
