@@ -55,17 +55,14 @@ def bench_env() -> dict[str, str]:
 def recreate_database() -> None:
     import psycopg
 
-    if REUSE:
-        log(f"reusing {BENCH_DB} (BENCH_REUSE=1): migrating it only")
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=bench_env(), check=True
-        )
-        return
-
     with psycopg.connect(admin_url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    log(f"migrating {BENCH_DB}")
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
+        if REUSE and exists:
+            log(f"reusing {BENCH_DB} (BENCH_REUSE=1): migrating it only")
+        else:
+            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+            log(f"migrating {BENCH_DB}")
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=bench_env(), check=True
     )
