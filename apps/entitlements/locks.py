@@ -21,6 +21,8 @@ from collections.abc import Iterable
 
 from django.db import connection
 
+from apps.core.db import numbered, prepared_cursor
+
 _LOCK_SQL = (
     "SELECT count(pg_advisory_xact_lock(k)) FROM"
     " (SELECT DISTINCT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS keys"
@@ -47,5 +49,5 @@ def lock(keys: Iterable[int]) -> None:
         return
     if not connection.in_atomic_block:
         raise RuntimeError("advisory locks need a transaction")
-    with connection.cursor() as cur:
-        cur.execute(_LOCK_SQL, [ordered])
+    with prepared_cursor() as cur:
+        cur.execute(numbered(_LOCK_SQL), [ordered])

@@ -30,10 +30,9 @@ travel as decimal strings and are cast to numeric: exact, never a float.
 
 Why another cursor class: Django's cursors bind parameters client-side and
 never prepare, so PostgreSQL would parse and plan this statement on every
-call (~1.5 ms, most of a single-event request's database time). A
-server-side-binding psycopg cursor on the same connection (so inside Django's
-transaction, and wrapped by Django so queries are still logged and counted)
-lets psycopg prepare it after a few runs.
+call (~1.5 ms, most of a single-event request's database time).
+``apps.core.db.prepared_cursor`` runs it on a server-side-binding cursor of the
+same connection, which psycopg prepares after a few runs.
 """
 
 from __future__ import annotations
@@ -43,12 +42,7 @@ import json
 import uuid
 from typing import Any
 
-import psycopg
-from django.conf import settings
-from django.db import connection
-
-# Executions of a statement on a connection before psycopg prepares it.
-PREPARE_THRESHOLD = 2
+from apps.core.db import prepared_cursor
 
 # A row is a list in this order; JSON-ready values: str for text, ISO 8601 for
 # the timestamp, str for uuids, decimal strings for amounts (never floats),
@@ -222,27 +216,6 @@ def store_events(
     if not rows:
         return {}
     params = (environment_id, received_at, encode_rows(rows))
-    with _prepared_cursor() as cur:
+    with prepared_cursor() as cur:
         cur.execute(STORE_SQL, params)
         return dict(cur.fetchall())
-
-
-def _prepared_cursor() -> Any:
-    """A Django cursor (query logging, execute wrappers) over a server-side-binding
-    psycopg cursor (``$n`` placeholders) of the same connection, on which psycopg
-    prepares statements.
-
-    Django turns psycopg's prepared statements off (``prepare_threshold=None``)
-    for the sake of transaction-mode poolers; its own cursors bind client-side
-    and never prepare anyway, so enabling them on the connection only affects
-    cursors like this one. ``EVENTS_PREPARED_STATEMENTS = False`` in settings
-    keeps them off (for a pooler without prepared statement support).
-    """
-    connection.ensure_connection()
-    conn = connection.connection
-    if conn.prepare_threshold is None and getattr(settings, "EVENTS_PREPARED_STATEMENTS", True):
-        conn.prepare_threshold = PREPARE_THRESHOLD
-    raw = psycopg.RawCursor(conn)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
