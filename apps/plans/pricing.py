@@ -196,6 +196,10 @@ def _tier_errors(
 # -- charges ------------------------------------------------------------------------------
 
 
+# Models whose charge is proportional to the units (nothing for ``included``).
+_LINEAR = frozenset({PricingModel.PER_UNIT, PricingModel.INCLUDED})
+
+
 def _non_negative(name: str, value: Decimal) -> None:
     if value < 0:
         raise ValueError(f"{name} may not be negative (got {value})")
@@ -301,6 +305,14 @@ def marginal_charge(
     and the event's units beyond the cap are charged at the overage price.
     """
     _non_negative("used_before", used_before)
+    if rule.max_usage is None and rule.model in _LINEAR:
+        # Linear and uncapped: the position does not matter (the common hot path:
+        # the same as the general formula below, without pricing the period twice).
+        _non_negative("units", units)
+        if rule.model == PricingModel.INCLUDED or units == 0:
+            return ZERO
+        with localcontext(_EXACT):
+            return units * _required(rule.unit_price)
     if window_used_before is None:
         with localcontext(_EXACT):
             return charge(rule, used_before + units) - charge(rule, used_before)
