@@ -578,9 +578,9 @@ def credits_deduct_for_usage(
     credit model; otherwise there is nothing to charge (``pool`` None), or, when
     the customer has several pools, ``DenominationRequired`` (400).
 
-    Round trips once the weights are cached and the pool exists: two. One locks the
-    pool and reads, under the lock, whether this event was charged already and the
-    pool's grants (three statements, see ``ledger.lock_books``); one writes the
+    Round trips once the weights are cached and the pool exists: four, all prepared
+    statements. Three lock the pool and read, under the lock, whether this event was
+    charged already and the pool's grants (``ledger.lock_books``); one writes the
     entry, its consumptions, the grants drawn and the pool (``ledger.flush_books``).
     Inside the caller's transaction no savepoint is taken: nothing is written before
     the lock is held and the replay check made, so nothing can fail half-way that the
@@ -724,12 +724,12 @@ def credits_deduct_for_usage_many(
     """``credits_deduct_for_usage`` for the events of an ingestion batch, in the caller's
     transaction: the same charges, ledger entries and results (one per charge, in order;
     a ``TansoError`` where that one charge could not be made, e.g. no credit model), in a
-    fixed number of round trips whatever the number of events and pools: one locks the
-    pools (in id order) and reads, under the locks, the replays and the grants; one
+    fixed number of round trips whatever the number of events and pools: three lock the
+    pools (in id order) and read, under the locks, the replays and the grants; one
     writes new grants, drawn grants, entries, consumptions and pools
     (``ledger.flush_books``). The charges of one pool are made in order; a pool is
     created (locked) when missing and its credit model exists (two more round trips
-    per missing pool, one more to read what the new pools hold). No savepoint inside
+    per missing pool, two more to read what the new pools hold). No savepoint inside
     the caller's transaction: an error here fails the whole request.
     """
     if not charges:
