@@ -23,7 +23,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -59,6 +60,7 @@ from .models import (
     GrantType,
     RolloverPolicy,
     TransactionType,
+    WeightMatch,
 )
 
 # -- fields --------------------------------------------------------------------------------
@@ -152,6 +154,232 @@ def _with_allocations(queryset: QuerySet[CreditTransaction]) -> QuerySet[CreditT
     )
 
 
+# -- response shapes (OpenAPI only; the JSON itself comes from rendering.py) ---------------
+
+
+def _decimal(help_text: str = "", **kwargs: Any) -> serializers.DecimalField:
+    """A decimal string in a response (amounts are rendered as strings)."""
+    return serializers.DecimalField(
+        max_digits=None, decimal_places=None, help_text=help_text, **kwargs
+    )
+
+
+def _nullable_decimal(help_text: str = "") -> serializers.DecimalField:
+    return _decimal(help_text, allow_null=True)
+
+
+def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """The list envelope ``{items, nextCursor, hasMore}`` around ``item``'s shape."""
+    return inline_serializer(
+        name,
+        fields={
+            "items": type(item)(many=True),
+            "nextCursor": serializers.CharField(
+                allow_null=True, help_text="Pass as ?cursor= for the next page; null at the end."
+            ),
+            "hasMore": serializers.BooleanField(),
+        },
+    )
+
+
+def _path(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, str, OpenApiParameter.PATH, description=description)
+
+
+REFERENCE_PARAM = _path("reference_id", "The customer's reference id.")
+POOL_PARAM = _path("pool_id", "The credit pool's id.")
+MODEL_PARAM = _path("model_id", "The credit model's id.")
+PAGE_PARAMS = [
+    OpenApiParameter("limit", int, description="Page size, 1-200 (default 50)."),
+    OpenApiParameter("cursor", str, description="nextCursor of the previous page."),
+]
+
+CREDIT_MODEL_OUT = inline_serializer(
+    "CreditsModel",
+    fields={
+        "id": serializers.UUIDField(),
+        "name": serializers.CharField(),
+        "denomination": serializers.CharField(),
+        "description": serializers.CharField(),
+        "hardLimit": serializers.BooleanField(),
+        "rolloverPolicy": serializers.ChoiceField(RolloverPolicy.values),
+        "rolloverCap": _nullable_decimal(),
+        "grantExpiresMonths": serializers.IntegerField(allow_null=True),
+        "metadata": serializers.JSONField(),
+        "archivedAt": serializers.DateTimeField(allow_null=True),
+        "createdAt": serializers.DateTimeField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+
+ALLOCATION_OUT = inline_serializer(
+    "CreditsAllocation",
+    fields={
+        "id": serializers.UUIDField(),
+        "planKey": serializers.CharField(),
+        "creditModelId": serializers.UUIDField(),
+        "creditModelName": serializers.CharField(),
+        "denomination": serializers.CharField(),
+        "creditAmount": _decimal("Credits granted each period."),
+        "grantExpiresMonths": serializers.IntegerField(allow_null=True),
+        "hardLimit": serializers.BooleanField(),
+        "priority": serializers.IntegerField(allow_null=True),
+        "createdAt": serializers.DateTimeField(),
+    },
+)
+
+POOL_OUT = inline_serializer(
+    "CreditsPool",
+    fields={
+        "id": serializers.UUIDField(),
+        "customerReferenceId": serializers.CharField(),
+        "name": serializers.CharField(),
+        "denomination": serializers.CharField(),
+        "creditModelId": serializers.UUIDField(),
+        "balance": _decimal(),
+        "totalGranted": _decimal(),
+        "totalConsumed": _decimal(),
+        "totalExpired": _decimal(),
+        "totalReversed": _decimal(),
+        "hardLimit": serializers.BooleanField(),
+        "rolloverPolicy": serializers.ChoiceField(RolloverPolicy.values),
+        "rolloverCap": _nullable_decimal(),
+        "grantExpiresMonths": serializers.IntegerField(allow_null=True),
+        "status": serializers.ChoiceField(["active", "depleted"]),
+        "currentPeriodStart": serializers.DateTimeField(allow_null=True),
+        "currentPeriodEnd": serializers.DateTimeField(allow_null=True),
+        "metadata": serializers.JSONField(),
+        "createdAt": serializers.DateTimeField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+
+
+def _grant_fields() -> dict[str, serializers.Field]:
+    return {
+        "id": serializers.UUIDField(),
+        "creditPoolId": serializers.UUIDField(),
+        "grantType": serializers.ChoiceField(GrantType.values),
+        "amount": _decimal(),
+        "remaining": _decimal(),
+        "priority": serializers.IntegerField(),
+        "expiresAt": serializers.DateTimeField(allow_null=True),
+        "grantedAt": serializers.DateTimeField(),
+        "status": serializers.ChoiceField(["active", "spent", "expired", "closed"]),
+        "idempotencyKey": serializers.CharField(allow_null=True),
+        "unitPrice": _nullable_decimal("Price per credit paid, for purchased credits."),
+        "currency": serializers.CharField(allow_null=True),
+        "description": serializers.CharField(),
+        "metadata": serializers.JSONField(),
+        "closedAt": serializers.DateTimeField(allow_null=True),
+        "createdAt": serializers.DateTimeField(),
+    }
+
+
+GRANT_OUT = inline_serializer("CreditsGrant", fields=_grant_fields())
+GRANT_CREATED_OUT = inline_serializer(
+    "CreditsGrantCreated",
+    fields={
+        **_grant_fields(),
+        # Plain strings here: an enum shared by two components gets a hashed name.
+        "grantType": serializers.CharField(help_text="As in CreditsGrant."),
+        "status": serializers.CharField(help_text="As in CreditsGrant."),
+        "balanceAfter": _decimal("The pool's balance after the grant."),
+    },
+)
+
+DEDUCTION_ONLY = "Deductions only."
+TRANSACTION_OUT = inline_serializer(
+    "CreditsTransaction",
+    fields={
+        "id": serializers.UUIDField(),
+        "creditPoolId": serializers.UUIDField(),
+        "sequence": serializers.IntegerField(help_text="1, 2, ... per pool."),
+        "transactionType": serializers.ChoiceField(TransactionType.values),
+        "amount": _decimal("Signed: grants and reversals add, the rest take."),
+        "balanceBefore": _decimal(),
+        "balanceAfter": _decimal(),
+        "creditGrantId": serializers.UUIDField(allow_null=True),
+        "reversedTransactionId": serializers.UUIDField(allow_null=True),
+        "idempotencyKey": serializers.CharField(allow_null=True),
+        "eventRef": serializers.CharField(allow_null=True),
+        "description": serializers.CharField(),
+        "metadata": serializers.JSONField(),
+        "createdBy": serializers.CharField(),
+        "createdAt": serializers.DateTimeField(),
+        "requestedCredits": _decimal(DEDUCTION_ONLY, required=False, allow_null=True),
+        "creditShortfall": _decimal(f"{DEDUCTION_ONLY} What a hard limit refused.", required=False),
+        "insufficientCredits": serializers.BooleanField(required=False, help_text=DEDUCTION_ONLY),
+        "unbackedCredits": _decimal(
+            f"{DEDUCTION_ONLY} What no grant backed (soft limit).", required=False
+        ),
+        "featureId": serializers.UUIDField(
+            required=False, allow_null=True, help_text=DEDUCTION_ONLY
+        ),
+        "model": serializers.CharField(required=False, allow_null=True, help_text=DEDUCTION_ONLY),
+        "usageUnits": _decimal(DEDUCTION_ONLY, required=False, allow_null=True),
+        "creditsPerUnit": _decimal(DEDUCTION_ONLY, required=False, allow_null=True),
+        "weightId": serializers.UUIDField(
+            required=False, allow_null=True, help_text=DEDUCTION_ONLY
+        ),
+        "weightMatch": serializers.ChoiceField(
+            WeightMatch.values, required=False, allow_null=True, help_text=DEDUCTION_ONLY
+        ),
+        "allocations": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text=f"{DEDUCTION_ONLY} The grants drawn on: [{{creditGrantId, amount}}].",
+        ),
+    },
+)
+
+WEIGHT_OUT = inline_serializer(
+    "CreditsWeight",
+    fields={
+        "id": serializers.UUIDField(),
+        "featureId": serializers.UUIDField(),
+        "featureKey": serializers.CharField(),
+        "model": serializers.CharField(allow_null=True, help_text="null: every model."),
+        "creditsPerUnit": _decimal(),
+        "effectiveFrom": serializers.DateTimeField(),
+        "status": serializers.ChoiceField(["scheduled", "in_force"]),
+        "batchId": serializers.UUIDField(),
+        "createdBy": serializers.CharField(),
+        "createdAt": serializers.DateTimeField(),
+    },
+)
+
+PRICE_OUT = inline_serializer(
+    "CreditsPrice",
+    fields={
+        "id": serializers.UUIDField(),
+        "denomination": serializers.CharField(),
+        "currency": serializers.CharField(),
+        "pricePerCredit": _decimal(),
+        "effectiveFrom": serializers.DateTimeField(),
+        "batchId": serializers.UUIDField(),
+        "createdAt": serializers.DateTimeField(),
+    },
+)
+
+POOL_USAGE_OUT = inline_serializer(
+    "CreditsPoolUsage",
+    fields={
+        "poolId": serializers.UUIDField(),
+        "denomination": serializers.CharField(),
+        "balance": _decimal(),
+        "hardLimit": serializers.BooleanField(),
+        "totalGranted": _decimal(),
+        "totalConsumed": _decimal(),
+        "averageDailyBurn": _decimal("Net credits used a day over the last 30 days."),
+        "burnWindowDays": _decimal(),
+        "projectedDepletionDate": serializers.DateField(allow_null=True),
+        "pricePerCredit": _nullable_decimal("From the price book; null without a price."),
+        "currency": serializers.CharField(allow_null=True),
+    },
+)
+
+
 # -- credit models -------------------------------------------------------------------------
 
 
@@ -173,12 +401,22 @@ class CreditModelInput(serializers.Serializer):
 class CreditModelListCreate(APIView):
     required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ, "POST": S.BILLING_WRITE}
 
-    @extend_schema(summary="List credit models (denominations)", request=None)
+    @extend_schema(
+        summary="List credit models (denominations)",
+        operation_id="credit_models_list",
+        request=None,
+        parameters=PAGE_PARAMS,
+        responses={200: _page("CreditsModelPage", CREDIT_MODEL_OUT)},
+    )
     def get(self, request: Request) -> Response:
         models_ = sel.credit_models_for(environment_of(request))
         return Response(paginate_newest_first(models_, request, R.render_credit_model))
 
-    @extend_schema(summary="Define a credit model", request=CreditModelInput)
+    @extend_schema(
+        summary="Define a credit model (409 denomination_exists)",
+        request=CreditModelInput,
+        responses={201: CREDIT_MODEL_OUT},
+    )
     def post(self, request: Request) -> Response:
         body = CreditModelInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -201,13 +439,23 @@ class CreditModelListCreate(APIView):
 class CreditModelDetail(APIView):
     required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ, "DELETE": S.BILLING_WRITE}
 
-    @extend_schema(summary="One credit model", request=None)
+    @extend_schema(
+        summary="One credit model",
+        request=None,
+        parameters=[MODEL_PARAM],
+        responses={200: CREDIT_MODEL_OUT},
+    )
     def get(self, request: Request, model_id: str) -> Response:
         return Response(
             R.render_credit_model(sel.credit_model_get(environment_of(request), model_id))
         )
 
-    @extend_schema(summary="Archive a credit model (existing pools keep working)", request=None)
+    @extend_schema(
+        summary="Archive a credit model (existing pools keep working)",
+        request=None,
+        parameters=[MODEL_PARAM],
+        responses={200: CREDIT_MODEL_OUT},
+    )
     def delete(self, request: Request, model_id: str) -> Response:
         model = sel.credit_model_get(environment_of(request), model_id)
         model = svc.credit_model_archive(credit_model=model, actor=Actor.from_request(request))
@@ -243,7 +491,11 @@ class AllocationListCreate(APIView):
     @extend_schema(
         summary="Plan credit allocations (?planKey=)",
         request=None,
-        parameters=[OpenApiParameter("planKey", str)],
+        parameters=[
+            OpenApiParameter("planKey", str, description="Only this plan's allocations."),
+            *PAGE_PARAMS,
+        ],
+        responses={200: _page("CreditsAllocationPage", ALLOCATION_OUT)},
     )
     def get(self, request: Request) -> Response:
         plan_key = request.query_params.get("planKey")
@@ -253,6 +505,7 @@ class AllocationListCreate(APIView):
     @extend_schema(
         summary="Set the credits a plan grants each period in one denomination",
         request=AllocationInput,
+        responses={201: ALLOCATION_OUT},
     )
     def post(self, request: Request) -> Response:
         body = AllocationInput(data=request.data)
@@ -281,7 +534,12 @@ class AllocationListCreate(APIView):
 class AllocationDetail(APIView):
     required_scopes = {"DELETE": S.BILLING_WRITE}
 
-    @extend_schema(summary="Remove a plan credit allocation", request=None)
+    @extend_schema(
+        summary="Remove a plan credit allocation",
+        request=None,
+        parameters=[_path("allocation_id", "The allocation's id.")],
+        responses={204: None},
+    )
     def delete(self, request: Request, allocation_id: str) -> Response:
         allocation = sel.allocation_get(environment_of(request), allocation_id)
         svc.plan_allocation_remove(allocation=allocation, actor=Actor.from_request(request))
@@ -301,7 +559,13 @@ class _CustomerPoolView(APIView):
 
 
 class PoolList(_CustomerPoolView):
-    @extend_schema(summary="A customer's credit pools (one per denomination)", request=None)
+    @extend_schema(
+        summary="A customer's credit pools (one per denomination)",
+        operation_id="credit_pools_list",
+        request=None,
+        parameters=[REFERENCE_PARAM],
+        responses={200: _page("CreditsPoolPage", POOL_OUT)},
+    )
     def get(self, request: Request, reference_id: str) -> Response:
         customer = self.customer(request, reference_id)
         pools = sel.customer_pools(environment_of(request), customer)
@@ -310,7 +574,12 @@ class PoolList(_CustomerPoolView):
 
 
 class PoolDetail(_CustomerPoolView):
-    @extend_schema(summary="One credit pool", request=None)
+    @extend_schema(
+        summary="One credit pool",
+        request=None,
+        parameters=[REFERENCE_PARAM, POOL_PARAM],
+        responses={200: POOL_OUT},
+    )
     def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
         customer = self.customer(request, reference_id)
         pool = sel.pool_get(environment_of(request), customer, pool_id)
@@ -318,7 +587,12 @@ class PoolDetail(_CustomerPoolView):
 
 
 class PoolGrants(_CustomerPoolView):
-    @extend_schema(summary="A pool's grants, newest first", request=None)
+    @extend_schema(
+        summary="A pool's grants, newest first",
+        request=None,
+        parameters=[REFERENCE_PARAM, POOL_PARAM, *PAGE_PARAMS],
+        responses={200: _page("CreditsGrantPage", GRANT_OUT)},
+    )
     def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
         customer = self.customer(request, reference_id)
         pool = sel.pool_get(environment_of(request), customer, pool_id)
@@ -350,10 +624,12 @@ class PoolTransactions(_CustomerPoolView):
         summary="A pool's ledger, newest entry first",
         request=None,
         parameters=[
+            REFERENCE_PARAM,
+            POOL_PARAM,
             OpenApiParameter("transactionType", str, enum=TransactionType.values),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMS,
         ],
+        responses={200: _page("CreditsTransactionPage", TRANSACTION_OUT)},
     )
     def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
         customer = self.customer(request, reference_id)
@@ -415,7 +691,12 @@ class GrantInput(PoolTargetMixin):
 class GrantCreate(APIView):
     required_scopes = S.BILLING_WRITE
 
-    @extend_schema(summary="Grant credits (idempotent by idempotencyKey)", request=GrantInput)
+    @extend_schema(
+        summary="Grant credits (idempotent by idempotencyKey)",
+        description="201 with the new grant; 200 with the same grant on a replay.",
+        request=GrantInput,
+        responses={201: GRANT_CREATED_OUT, 200: GRANT_CREATED_OUT},
+    )
     def post(self, request: Request) -> Response:
         body = GrantInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -455,7 +736,9 @@ class DeductionCreate(APIView):
 
     @extend_schema(
         summary="Deduct credits by hand (409 insufficient_credits on a hard limit)",
+        description="201 with the ledger entry; 200 with the same entry on a replay.",
         request=DeductionInput,
+        responses={201: TRANSACTION_OUT, 200: TRANSACTION_OUT},
     )
     def post(self, request: Request) -> Response:
         body = DeductionInput(data=request.data)
@@ -490,7 +773,13 @@ class ReverseInput(serializers.Serializer):
 class TransactionReverse(APIView):
     required_scopes = S.BILLING_WRITE
 
-    @extend_schema(summary="Reverse a deduction (credits go back to its grants)", request=None)
+    @extend_schema(
+        summary="Reverse a deduction (credits go back to its grants)",
+        description="409 already_reversed / not_reversible.",
+        request=ReverseInput,
+        parameters=[_path("transaction_id", "The deduction's ledger entry id.")],
+        responses={201: TRANSACTION_OUT},
+    )
     def post(self, request: Request, transaction_id: str) -> Response:
         body = ReverseInput(data=request.data or {})
         body.is_valid(raise_exception=True)
@@ -535,7 +824,13 @@ class WeightList(APIView):
     @extend_schema(
         summary="Weights in force (?at=), or those scheduled (?scheduled=true)",
         request=None,
-        parameters=[OpenApiParameter("at", str), OpenApiParameter("scheduled", bool)],
+        parameters=[
+            OpenApiParameter(
+                "at", OpenApiTypes.DATETIME, description="The weights in force then (default now)."
+            ),
+            OpenApiParameter("scheduled", bool, description="Those not yet in force instead."),
+        ],
+        responses={200: _page("CreditsWeightPage", WEIGHT_OUT)},
     )
     def get(self, request: Request) -> Response:
         environment = environment_of(request)
@@ -566,6 +861,15 @@ class WeightPublish(APIView):
     @extend_schema(
         summary="Publish weights for a future instant (never changed once in force)",
         request=WeightPublishInput,
+        responses={
+            201: inline_serializer(
+                "CreditsWeightsPublished",
+                fields={
+                    "effectiveFrom": serializers.DateTimeField(),
+                    "items": type(WEIGHT_OUT)(many=True),
+                },
+            )
+        },
     )
     def post(self, request: Request) -> Response:
         body = WeightPublishInput(data=request.data)
@@ -608,7 +912,12 @@ class WeightPublish(APIView):
 class WeightDetail(APIView):
     required_scopes = {"DELETE": S.BILLING_WRITE}
 
-    @extend_schema(summary="Withdraw a weight not yet in force", request=None)
+    @extend_schema(
+        summary="Withdraw a weight not yet in force (409 weight_in_force)",
+        request=None,
+        parameters=[_path("weight_id", "The weight's id.")],
+        responses={204: None},
+    )
     def delete(self, request: Request, weight_id: str) -> Response:
         weight = sel.weight_get(environment_of(request), weight_id)
         svc.credit_weight_withdraw(weight=weight, actor=Actor.from_request(request))
@@ -634,7 +943,11 @@ class PriceList(APIView):
     required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
     customer_key_scope = S.CUSTOMER_READ
 
-    @extend_schema(summary="The price book: the price per credit in force now", request=None)
+    @extend_schema(
+        summary="The price book: the price per credit in force now",
+        request=None,
+        responses={200: _page("CreditsPricePage", PRICE_OUT)},
+    )
     def get(self, request: Request) -> Response:
         rows = sel.prices_in_force(environment_of(request), _now())
         items = [R.render_price(row) for row in rows]
@@ -645,7 +958,17 @@ class PricePublish(APIView):
     required_scopes = S.BILLING_WRITE
 
     @extend_schema(
-        summary="Publish prices per credit for a future instant", request=PricePublishInput
+        summary="Publish prices per credit for a future instant",
+        request=PricePublishInput,
+        responses={
+            201: inline_serializer(
+                "CreditsPricesPublished",
+                fields={
+                    "effectiveFrom": serializers.DateTimeField(),
+                    "items": type(PRICE_OUT)(many=True),
+                },
+            )
+        },
     )
     def post(self, request: Request) -> Response:
         body = PricePublishInput(data=request.data)
@@ -676,7 +999,31 @@ class CustomerUsage(APIView):
     required_scopes = {"GET": S.USAGE_READ, "HEAD": S.USAGE_READ}
     customer_key_scope = S.CUSTOMER_READ
 
-    @extend_schema(summary="A customer's credit burndown per pool", request=None)
+    @extend_schema(
+        summary="A customer's usage report: features per subscription, credit burndown per pool",
+        request=None,
+        parameters=[REFERENCE_PARAM],
+        responses={
+            200: inline_serializer(
+                "CreditsCustomerUsage",
+                fields={
+                    "customerReferenceId": serializers.CharField(),
+                    "asOf": serializers.DateTimeField(),
+                    "subscriptions": serializers.ListField(
+                        child=serializers.DictField(),
+                        help_text=(
+                            "Per subscription in force: {subscriptionId, planKey, status, "
+                            "currentPeriodStart, currentPeriodEnd, features: [{featureKey, "
+                            "allowed, reason?, used, limit, remaining, held, unlimited, "
+                            "windowStart, resetsAt, projectedEndOfPeriod, wouldExceedLimit}]} "
+                            "(docs/entitlements.md)."
+                        ),
+                    ),
+                    "creditPools": type(POOL_USAGE_OUT)(many=True),
+                },
+            )
+        },
+    )
     def get(self, request: Request, reference_id: str) -> Response:
         ensure_customer_access(request, reference_id)
         environment = environment_of(request)
