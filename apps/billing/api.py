@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -90,12 +90,103 @@ def _invoice(request: Request, invoice_id: str) -> Invoice:
     return invoice
 
 
+# -- schema (what the views return; see rendering.py) -------------------------------------
+
+_DECIMAL = {"max_digits": None, "decimal_places": None}
+
+
+def _many(serializer: serializers.Serializer) -> serializers.ListSerializer:
+    """The same component as a list (a fresh instance: DRF binds a field to one parent)."""
+    return type(serializer)(many=True)
+
+
+_LINE = inline_serializer(
+    "BillingInvoiceLine",
+    fields={
+        "id": serializers.IntegerField(),
+        "kind": serializers.CharField(
+            help_text="BASE, USAGE, OVERAGE, CREDITS, PRORATION, LATE_USAGE or CANCELLATION"
+        ),
+        "description": serializers.CharField(),
+        "chargeAmount": serializers.DecimalField(
+            **_DECIMAL, help_text="The rounded amount in major units"
+        ),
+        "amountMinor": serializers.IntegerField(help_text="The same in integer minor units"),
+        "exactAmount": serializers.DecimalField(
+            **_DECIMAL, help_text="The exact amount before the line's one rounding"
+        ),
+        "quantity": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "featureKey": serializers.CharField(allow_null=True),
+        "planId": serializers.UUIDField(allow_null=True),
+        "periodStart": serializers.DateTimeField(help_text="Start of the service period"),
+        "periodEnd": serializers.DateTimeField(),
+        "details": serializers.DictField(),
+    },
+)
+_INVOICE = inline_serializer(
+    "BillingInvoice",
+    fields={
+        "id": serializers.UUIDField(),
+        "number": serializers.CharField(help_text="INV-000123 (live) or INV-TEST-000123 (test)"),
+        "subscription": serializers.UUIDField(help_text="The subscription's id"),
+        "customerReferenceId": serializers.CharField(),
+        "type": serializers.CharField(
+            help_text="REGULAR, IN_ADVANCE_INITIAL, ADJUSTMENT or CREDIT"
+        ),
+        "reason": serializers.CharField(
+            help_text="period, final, plan_change, cancellation or late_usage"
+        ),
+        "status": serializers.CharField(help_text="PENDING, DUE, PAST_DUE, PAID or VOID"),
+        "amount": serializers.DecimalField(**_DECIMAL, help_text="The total in major units"),
+        "amountMinor": serializers.IntegerField(help_text="The total in integer minor units"),
+        "currency": serializers.CharField(),
+        "invoicePeriodStart": serializers.DateTimeField(),
+        "invoicePeriodEnd": serializers.DateTimeField(),
+        "issuedAt": serializers.DateTimeField(),
+        "dueDate": serializers.DateTimeField(),
+        "gracePeriodDays": serializers.IntegerField(),
+        "paidAt": serializers.DateTimeField(allow_null=True),
+        "pastDueAt": serializers.DateTimeField(allow_null=True),
+        "voidedAt": serializers.DateTimeField(allow_null=True),
+        "paymentReference": serializers.CharField(allow_null=True),
+        "creditedInvoiceId": serializers.UUIDField(
+            allow_null=True, help_text="A credit note: the invoice it gives back part of"
+        ),
+        "planChangeId": serializers.UUIDField(allow_null=True),
+        "htmlUrl": serializers.CharField(help_text="Path of the printable page"),
+        "metadata": serializers.DictField(),
+        "items": _many(_LINE),
+        "createdAt": serializers.DateTimeField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+
+
+def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(
+        name,
+        fields={
+            "items": _many(item),
+            "nextCursor": serializers.CharField(allow_null=True),
+            "hasMore": serializers.BooleanField(),
+        },
+    )
+
+
+_INVOICE_ID = OpenApiParameter("invoice_id", str, OpenApiParameter.PATH)
+_REFERENCE_ID = OpenApiParameter(
+    "reference_id", str, OpenApiParameter.PATH, description="The customer's reference id"
+)
+
+
 class InvoiceList(APIView):
     required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
 
     @extend_schema(
         summary="The environment's invoices, newest first",
+        operation_id="billing_invoices_list",
         request=None,
+        responses={200: _page("BillingInvoicePage", _INVOICE)},
         parameters=[
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("subscriptionId", str),
@@ -128,8 +219,11 @@ class _CustomerReadable(APIView):
 class CustomerInvoices(_CustomerReadable):
     @extend_schema(
         summary="A customer's invoices with their items, newest first",
+        operation_id="billing_customer_invoices_list",
         request=None,
+        responses={200: _page("BillingCustomerInvoicePage", _INVOICE)},
         parameters=[
+            _REFERENCE_ID,
             OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
             OpenApiParameter("limit", int),
             OpenApiParameter("cursor", str),
@@ -145,7 +239,12 @@ class CustomerInvoices(_CustomerReadable):
 
 
 class CustomerInvoiceDetail(_CustomerReadable):
-    @extend_schema(summary="One invoice of a customer", request=None)
+    @extend_schema(
+        summary="One invoice of a customer",
+        request=None,
+        responses={200: _INVOICE},
+        parameters=[_REFERENCE_ID, _INVOICE_ID],
+    )
     def get(self, request: Request, reference_id: str, invoice_id: str) -> Response:
         ensure_customer_access(request, reference_id)
         invoice = _invoice(request, invoice_id)
@@ -169,7 +268,10 @@ class InvoiceMarkPaid(APIView):
     required_scopes = S.BILLING_WRITE
 
     @extend_schema(
-        summary="Record an out-of-band payment: the invoice becomes PAID", request=MarkPaidInput
+        summary="Record an out-of-band payment: the invoice becomes PAID",
+        request=MarkPaidInput,
+        responses={200: _INVOICE},
+        parameters=[_INVOICE_ID],
     )
     def post(self, request: Request, invoice_id: str) -> Response:
         if not isinstance(request.data, dict):
@@ -194,7 +296,12 @@ class VoidInput(serializers.Serializer):
 class InvoiceVoid(APIView):
     required_scopes = S.BILLING_WRITE
 
-    @extend_schema(summary="Void an unpaid invoice", request=VoidInput)
+    @extend_schema(
+        summary="Void an unpaid invoice",
+        request=VoidInput,
+        responses={200: _INVOICE},
+        parameters=[_INVOICE_ID],
+    )
     def post(self, request: Request, invoice_id: str) -> Response:
         if not isinstance(request.data, dict):
             raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
@@ -228,6 +335,20 @@ def _render_settings(environment: Any) -> dict[str, Any]:
     }
 
 
+_SETTINGS = inline_serializer(
+    "BillingSettings",
+    fields={
+        "paymentTermsDays": serializers.IntegerField(),
+        "gracePeriodDays": serializers.IntegerField(
+            allow_null=True, help_text="null: each subscription's own"
+        ),
+        "stripeMode": serializers.CharField(
+            help_text="NONE, PASS_THROUGH, STRIPE_DRIVEN or IMPORT"
+        ),
+    },
+)
+
+
 class BillingSettingsView(APIView):
     required_scopes = {
         "GET": S.BILLING_READ,
@@ -235,12 +356,16 @@ class BillingSettingsView(APIView):
         "PATCH": S.BILLING_WRITE,
     }
 
-    @extend_schema(summary="The environment's billing settings", request=None)
+    @extend_schema(
+        summary="The environment's billing settings", request=None, responses={200: _SETTINGS}
+    )
     def get(self, request: Request) -> Response:
         return Response(_render_settings(environment_of(request)))
 
     @extend_schema(
-        summary="Change payment terms, grace period or Stripe mode", request=SettingsInput
+        summary="Change payment terms, grace period or Stripe mode",
+        request=SettingsInput,
+        responses={200: _SETTINGS},
     )
     def patch(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
@@ -275,13 +400,52 @@ def _instant(request: Request, name: str, problems: dict[str, list[str]]) -> dt.
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+_REVENUE_ITEM = inline_serializer(
+    "BillingRevenueItem",
+    fields={
+        "customerReferenceId": serializers.CharField(),
+        "featureKey": serializers.CharField(
+            allow_null=True, help_text="null: revenue no usage could carry"
+        ),
+        "currency": serializers.CharField(),
+        "revenue": serializers.DecimalField(**_DECIMAL, help_text="usageRevenue + baseRevenue"),
+        "usageRevenue": serializers.DecimalField(**_DECIMAL),
+        "baseRevenue": serializers.DecimalField(**_DECIMAL),
+        "costUsd": serializers.DecimalField(**_DECIMAL),
+        "margin": serializers.DecimalField(
+            **_DECIMAL, allow_null=True, help_text="revenue - costUsd; USD only, else null"
+        ),
+    },
+)
+_REVENUE = inline_serializer(
+    "BillingRevenue",
+    fields={
+        "from": serializers.DateTimeField(),
+        "to": serializers.DateTimeField(),
+        "items": _many(_REVENUE_ITEM),
+        "totals": serializers.DictField(
+            child=serializers.DictField(),
+            help_text="Per currency: {revenue, usageRevenue, baseRevenue} (decimal strings)",
+        ),
+    },
+)
+
+
 class RevenueAttribution(APIView):
     required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
 
     @extend_schema(
         summary="Invoice revenue per customer and feature in a window, beside its cost",
         request=None,
-        parameters=[OpenApiParameter("from", str), OpenApiParameter("to", str)],
+        responses={200: _REVENUE},
+        parameters=[
+            OpenApiParameter(
+                "from", str, required=True, description="ISO 8601 (UTC when no offset)"
+            ),
+            OpenApiParameter(
+                "to", str, required=True, description="ISO 8601, after from, at most 366 days"
+            ),
+        ],
     )
     def get(self, request: Request) -> Response:
         problems: dict[str, list[str]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -301,6 +301,137 @@ def _features_of(environment: Any, raw: Any) -> list[tuple[Feature, RuleSpec]]:
     return out
 
 
+# -- schema (what the views return; see rendering.py) -------------------------------------
+
+_DECIMAL = {"max_digits": None, "decimal_places": None}
+
+
+def _many(serializer: serializers.Serializer) -> serializers.ListSerializer:
+    """The same component as a list (a fresh instance: DRF binds a field to one parent)."""
+    return type(serializer)(many=True)
+
+
+_PRICING = inline_serializer(
+    "PlansPricing",
+    fields={
+        "model": serializers.CharField(
+            help_text="included, per_unit, graduated, volume or package"
+        ),
+        "pricePerUnit": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "packageSize": serializers.IntegerField(allow_null=True),
+        "tiers": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="[{upTo (null: unbounded), pricePerUnit, flatFee}], decimal strings",
+        ),
+        "unitLabel": serializers.CharField(help_text="The feature's unit label"),
+        "maxUsage": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "resetInterval": serializers.CharField(
+            help_text="billing_period, day, week, month or never"
+        ),
+        "resetMode": serializers.CharField(help_text="reset, or accumulate (resetInterval never)"),
+        "overagePricePerUnit": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "creditDenomination": serializers.CharField(allow_null=True),
+        "creditsPerUnit": serializers.DecimalField(**_DECIMAL, allow_null=True),
+    },
+)
+_RULE = inline_serializer(
+    "PlansFeatureRule",
+    fields={
+        "id": serializers.UUIDField(help_text="The feature's id"),
+        "key": serializers.CharField(),
+        "featureKey": serializers.CharField(),
+        "name": serializers.CharField(),
+        "description": serializers.CharField(),
+        "isEnabled": serializers.BooleanField(),
+        "pricingType": serializers.CharField(
+            help_text="included, usage_based, graduated, volume or package"
+        ),
+        "pricing": _PRICING,
+        "summary": serializers.CharField(help_text='Readable, e.g. "$0.002 per token"'),
+        "ruleId": serializers.UUIDField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+_PLAN = inline_serializer(
+    "PlansPlan",
+    fields={
+        "id": serializers.UUIDField(),
+        "key": serializers.CharField(),
+        "name": serializers.CharField(),
+        "description": serializers.CharField(),
+        "priceAmount": serializers.DecimalField(
+            **_DECIMAL, help_text="Base fee per period, in currency major units"
+        ),
+        "currency": serializers.CharField(),
+        "interval": serializers.CharField(help_text="monthly or annual"),
+        "intervalMonths": serializers.IntegerField(help_text="1 or 12"),
+        "billingTiming": serializers.CharField(help_text="IN_ADVANCE or IN_ARREARS"),
+        "status": serializers.CharField(help_text="DRAFT, ACTIVE or ARCHIVED"),
+        "metadata": serializers.DictField(),
+        "summary": serializers.CharField(help_text='Readable price, e.g. "$49.00 per month"'),
+        "features": _many(_RULE),
+        "creditAllocations": serializers.ListField(
+            child=serializers.DictField(), help_text="Empty until the credits app fills it"
+        ),
+        "activatedAt": serializers.DateTimeField(allow_null=True),
+        "archivedAt": serializers.DateTimeField(allow_null=True),
+        "createdAt": serializers.DateTimeField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+
+
+def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(
+        name,
+        fields={
+            "items": _many(item),
+            "nextCursor": serializers.CharField(allow_null=True),
+            "hasMore": serializers.BooleanField(),
+        },
+    )
+
+
+_NUMBER = "A number or a decimal string"
+_RULE_INPUT = inline_serializer(
+    "PlansRuleInput",
+    fields={
+        "featureKey": serializers.CharField(required=False, help_text="Must match the path"),
+        "model": serializers.CharField(
+            required=False,
+            help_text="included (default), per_unit (alias usage), graduated, volume, package",
+        ),
+        "pricePerUnit": serializers.DecimalField(
+            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
+        ),
+        "packageSize": serializers.IntegerField(required=False),
+        "tiers": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text='[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
+        ),
+        "maxUsage": serializers.DecimalField(
+            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
+        ),
+        "resetInterval": serializers.CharField(
+            required=False, help_text="billing_period (default), day, week, month or never"
+        ),
+        "overagePricePerUnit": serializers.DecimalField(
+            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
+        ),
+        "creditDenomination": serializers.CharField(
+            required=False, allow_blank=True, allow_null=True
+        ),
+        "creditsPerUnit": serializers.DecimalField(
+            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
+        ),
+        "isEnabled": serializers.BooleanField(required=False, default=True),
+    },
+)
+_PLAN_REF = OpenApiParameter("plan_ref", str, OpenApiParameter.PATH, description="A plan id or key")
+_FEATURE_KEY = OpenApiParameter("feature_key", str, OpenApiParameter.PATH)
+
+
 # -- views --------------------------------------------------------------------------------
 
 
@@ -317,7 +448,9 @@ class PlanListCreate(APIView):
 
     @extend_schema(
         summary="List plans with their pricing (active ones unless ?status= says otherwise)",
+        operation_id="plans_list",
         request=None,
+        responses={200: _page("PlansPlanPage", _PLAN)},
         parameters=[
             OpenApiParameter("status", str, enum=["ACTIVE", "DRAFT", "ARCHIVED", "ALL"]),
             OpenApiParameter("limit", int),
@@ -328,7 +461,12 @@ class PlanListCreate(APIView):
         plans = plans_list(environment_of(request), request.query_params.get("status"))
         return Response(paginate_newest_first(plans, request, render_plan))
 
-    @extend_schema(summary="Create a draft plan, optionally with its features", request=None)
+    @extend_schema(
+        summary="Create a draft plan, optionally with its features",
+        description="`features` is a list of pricing rules, each with its `featureKey`.",
+        request=PlanCreateInput,
+        responses={201: _PLAN},
+    )
     def post(self, request: Request) -> Response:
         body = PlanCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -350,12 +488,20 @@ class PlanDetail(APIView):
         "DELETE": S.USAGE_WRITE,
     }
 
-    @extend_schema(summary="Get one plan by id or key", request=None)
+    @extend_schema(
+        summary="Get one plan by id or key",
+        request=None,
+        responses={200: _PLAN},
+        parameters=[_PLAN_REF],
+    )
     def get(self, request: Request, plan_ref: str) -> Response:
         return Response(render_plan(_plan(request, plan_ref)))
 
     @extend_schema(
-        summary="Change a plan (commercial terms only while it is a draft)", request=None
+        summary="Change a plan (commercial terms only while it is a draft)",
+        request=PlanFieldsInput,
+        responses={200: _PLAN},
+        parameters=[_PLAN_REF],
     )
     def patch(self, request: Request, plan_ref: str) -> Response:
         plan = _plan(request, plan_ref)
@@ -364,7 +510,9 @@ class PlanDetail(APIView):
         plan = plan_update(plan=plan, actor=Actor.from_request(request), **body.service_fields())
         return Response(_fresh(request, plan))
 
-    @extend_schema(summary="Delete a draft plan", request=None)
+    @extend_schema(
+        summary="Delete a draft plan", request=None, responses={204: None}, parameters=[_PLAN_REF]
+    )
     def delete(self, request: Request, plan_ref: str) -> Response:
         plan_delete(plan=_plan(request, plan_ref), actor=Actor.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -373,7 +521,12 @@ class PlanDetail(APIView):
 class PlanActivate(APIView):
     required_scopes = S.USAGE_WRITE
 
-    @extend_schema(summary="Activate a draft plan (needs at least one feature)", request=None)
+    @extend_schema(
+        summary="Activate a draft plan (needs at least one feature)",
+        request=None,
+        responses={200: _PLAN},
+        parameters=[_PLAN_REF],
+    )
     def post(self, request: Request, plan_ref: str) -> Response:
         plan = plan_activate(plan=_plan(request, plan_ref), actor=Actor.from_request(request))
         return Response(_fresh(request, plan))
@@ -382,7 +535,12 @@ class PlanActivate(APIView):
 class PlanArchive(APIView):
     required_scopes = S.USAGE_WRITE
 
-    @extend_schema(summary="Archive a plan: no new subscriptions", request=None)
+    @extend_schema(
+        summary="Archive a plan: no new subscriptions",
+        request=None,
+        responses={200: _PLAN},
+        parameters=[_PLAN_REF],
+    )
     def post(self, request: Request, plan_ref: str) -> Response:
         plan = plan_archive(plan=_plan(request, plan_ref), actor=Actor.from_request(request))
         return Response(_fresh(request, plan))
@@ -391,7 +549,13 @@ class PlanArchive(APIView):
 class PlanFeatures(APIView):
     required_scopes = S.USAGE_READ
 
-    @extend_schema(summary="The plan's features and their pricing rules", request=None)
+    @extend_schema(
+        summary="The plan's features and their pricing rules",
+        operation_id="plan_features_list",
+        request=None,
+        responses={200: _page("PlansFeatureRulePage", _RULE)},
+        parameters=[_PLAN_REF],
+    )
     def get(self, request: Request, plan_ref: str) -> Response:
         plan = _plan(request, plan_ref)
         items = [render_rule(rule, plan.currency) for rule in plan_rules(plan)]
@@ -406,7 +570,12 @@ class PlanFeatureDetail(APIView):
         "DELETE": S.USAGE_WRITE,
     }
 
-    @extend_schema(summary="One feature's rule on a plan", request=None)
+    @extend_schema(
+        summary="One feature's rule on a plan",
+        request=None,
+        responses={200: _RULE},
+        parameters=[_PLAN_REF, _FEATURE_KEY],
+    )
     def get(self, request: Request, plan_ref: str, feature_key: str) -> Response:
         plan = _plan(request, plan_ref)
         for rule in plan_rules(plan):
@@ -414,7 +583,12 @@ class PlanFeatureDetail(APIView):
                 return Response(render_rule(rule, plan.currency))
         raise NotFound("This feature is not on the plan.", code=plan_errors.FEATURE_NOT_ON_PLAN)
 
-    @extend_schema(summary="Link a feature to a draft plan with its rule (or replace it)")
+    @extend_schema(
+        summary="Link a feature to a draft plan with its rule (or replace it)",
+        request=_RULE_INPUT,
+        responses={200: _RULE},
+        parameters=[_PLAN_REF, _FEATURE_KEY],
+    )
     def put(self, request: Request, plan_ref: str, feature_key: str) -> Response:
         environment = environment_of(request)
         plan = plan_get(environment, plan_ref)
@@ -428,7 +602,12 @@ class PlanFeatureDetail(APIView):
         rule.feature = feature
         return Response(render_rule(rule, plan.currency))
 
-    @extend_schema(summary="Unlink a feature from a draft plan", request=None)
+    @extend_schema(
+        summary="Unlink a feature from a draft plan",
+        request=None,
+        responses={204: None},
+        parameters=[_PLAN_REF, _FEATURE_KEY],
+    )
     def delete(self, request: Request, plan_ref: str, feature_key: str) -> Response:
         environment = environment_of(request)
         plan = plan_get(environment, plan_ref)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -112,6 +112,83 @@ class PlanChangeInput(serializers.Serializer):
         return value.lower()
 
 
+# -- schema (what the views return; see rendering.py) -------------------------------------
+
+
+def _many(serializer: serializers.Serializer) -> serializers.ListSerializer:
+    """The same component as a list (a fresh instance: DRF binds a field to one parent)."""
+    return type(serializer)(many=True)
+
+
+_CHANGE = inline_serializer(
+    "SubscriptionsPlanChange",
+    fields={
+        "id": serializers.UUIDField(),
+        "changeType": serializers.CharField(help_text="UPGRADE or DOWNGRADE"),
+        "timing": serializers.CharField(help_text="now or period_end"),
+        "status": serializers.CharField(help_text="PENDING, COMPLETED or CANCELLED"),
+        "fromPlanId": serializers.UUIDField(),
+        "fromPlanKey": serializers.CharField(),
+        "toPlanId": serializers.UUIDField(),
+        "toPlanKey": serializers.CharField(),
+        "periodStart": serializers.DateTimeField(help_text="The period the change happened in"),
+        "periodEnd": serializers.DateTimeField(),
+        "effectiveAt": serializers.DateTimeField(),
+        "requestedAt": serializers.DateTimeField(),
+        "fulfilledAt": serializers.DateTimeField(allow_null=True),
+        "cancelledAt": serializers.DateTimeField(allow_null=True),
+    },
+)
+_SUBSCRIPTION = inline_serializer(
+    "SubscriptionsSubscription",
+    fields={
+        "id": serializers.UUIDField(),
+        "customerId": serializers.UUIDField(),
+        "customerReferenceId": serializers.CharField(),
+        "planId": serializers.UUIDField(),
+        "planKey": serializers.CharField(),
+        "planName": serializers.CharField(),
+        "status": serializers.CharField(help_text="trialing, active, past_due or cancelled"),
+        "isActive": serializers.BooleanField(help_text="Trialing or active"),
+        "startedAt": serializers.DateTimeField(),
+        "trialEndsAt": serializers.DateTimeField(allow_null=True),
+        "currentPeriodStart": serializers.DateTimeField(),
+        "currentPeriodEnd": serializers.DateTimeField(),
+        "billingAnchorDay": serializers.IntegerField(),
+        "intervalMonths": serializers.IntegerField(help_text="1 or 12"),
+        "gracePeriodDays": serializers.IntegerField(),
+        "cancelMode": serializers.CharField(
+            allow_null=True, help_text="END_OF_PERIOD or IMMEDIATE; null: not cancelled"
+        ),
+        "cancelAtPeriodEnd": serializers.BooleanField(),
+        "cancelEffectiveAt": serializers.DateTimeField(allow_null=True),
+        "cancelledAt": serializers.DateTimeField(allow_null=True),
+        "endedAt": serializers.DateTimeField(allow_null=True),
+        "scheduledChange": type(_CHANGE)(
+            allow_null=True, help_text="The pending plan change, if any"
+        ),
+        "metadata": serializers.DictField(),
+        "createdAt": serializers.DateTimeField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+
+
+def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(
+        name,
+        fields={
+            "items": _many(item),
+            "nextCursor": serializers.CharField(allow_null=True),
+            "hasMore": serializers.BooleanField(),
+        },
+    )
+
+
+_SUBSCRIPTION_ID = OpenApiParameter("subscription_id", str, OpenApiParameter.PATH)
+_PAGING = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
+
+
 # -- views --------------------------------------------------------------------------------
 
 
@@ -124,7 +201,9 @@ class SubscriptionListCreate(_ReadingView):
 
     @extend_schema(
         summary="List subscriptions, newest first",
+        operation_id="subscriptions_list",
         request=None,
+        responses={200: _page("SubscriptionsSubscriptionPage", _SUBSCRIPTION)},
         parameters=[
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("status", str, enum=list(STATUS_FILTERS)),
@@ -162,7 +241,9 @@ class SubscriptionListCreate(_ReadingView):
         return Response(paginate_newest_first(subscriptions, request, render_subscription))
 
     @extend_schema(
-        summary="Subscribe a customer to an active plan", request=SubscriptionCreateInput
+        summary="Subscribe a customer to an active plan",
+        request=SubscriptionCreateInput,
+        responses={201: _SUBSCRIPTION},
     )
     def post(self, request: Request) -> Response:
         body = SubscriptionCreateInput(data=request.data)
@@ -187,7 +268,12 @@ class SubscriptionListCreate(_ReadingView):
 class CustomerSubscriptions(_ReadingView):
     required_scopes = {"GET": S.CUSTOMERS_READ, "HEAD": S.CUSTOMERS_READ}
 
-    @extend_schema(summary="A customer's subscriptions, newest first", request=None)
+    @extend_schema(
+        summary="A customer's subscriptions, newest first",
+        request=None,
+        responses={200: _page("SubscriptionsCustomerSubscriptionPage", _SUBSCRIPTION)},
+        parameters=[OpenApiParameter("reference_id", str, OpenApiParameter.PATH), *_PAGING],
+    )
     def get(self, request: Request, reference_id: str) -> Response:
         ensure_customer_access(request, reference_id)
         environment = environment_of(request)
@@ -199,7 +285,12 @@ class CustomerSubscriptions(_ReadingView):
 class SubscriptionDetail(_ReadingView):
     required_scopes = {"GET": S.CUSTOMERS_READ, "HEAD": S.CUSTOMERS_READ}
 
-    @extend_schema(summary="Get one subscription", request=None)
+    @extend_schema(
+        summary="Get one subscription",
+        request=None,
+        responses={200: _SUBSCRIPTION},
+        parameters=[_SUBSCRIPTION_ID],
+    )
     def get(self, request: Request, subscription_id: str) -> Response:
         return Response(render_subscription(_subscription(request, subscription_id)))
 
@@ -207,7 +298,12 @@ class SubscriptionDetail(_ReadingView):
 class SubscriptionChanges(_ReadingView):
     required_scopes = {"GET": S.CUSTOMERS_READ, "HEAD": S.CUSTOMERS_READ}
 
-    @extend_schema(summary="The subscription's plan changes, newest first", request=None)
+    @extend_schema(
+        summary="The subscription's plan changes, newest first (at most 200, one page)",
+        request=None,
+        responses={200: _page("SubscriptionsPlanChangePage", _CHANGE)},
+        parameters=[_SUBSCRIPTION_ID],
+    )
     def get(self, request: Request, subscription_id: str) -> Response:
         subscription = _subscription(request, subscription_id)
         changes = [render_change(change) for change in subscription_changes(subscription)[:200]]
@@ -220,6 +316,8 @@ class SubscriptionPlanChange(APIView):
     @extend_schema(
         summary="Change plan: upgrades now, downgrades at the period end (or say `timing`)",
         request=PlanChangeInput,
+        responses={200: _SUBSCRIPTION},
+        parameters=[_SUBSCRIPTION_ID],
     )
     def post(self, request: Request, subscription_id: str) -> Response:
         subscription = _subscription(request, subscription_id)
@@ -242,7 +340,12 @@ class SubscriptionPlanChange(APIView):
 class SubscriptionScheduledChange(APIView):
     required_scopes = S.CUSTOMERS_WRITE
 
-    @extend_schema(summary="Cancel the scheduled plan change", request=None)
+    @extend_schema(
+        summary="Cancel the scheduled plan change",
+        request=None,
+        responses={200: _SUBSCRIPTION},
+        parameters=[_SUBSCRIPTION_ID],
+    )
     def delete(self, request: Request, subscription_id: str) -> Response:
         subscription = _subscription(request, subscription_id)
         subscription_change_cancel(subscription=subscription, actor=Actor.from_request(request))
@@ -254,8 +357,18 @@ class SubscriptionCancellation(APIView):
 
     @extend_schema(
         summary="Cancel at the period end (default) or immediately",
-        request=None,
+        description="`cancelMode` may be given in the query or in the body (the query wins).",
+        request=inline_serializer(
+            "SubscriptionsCancel",
+            fields={
+                "cancelMode": serializers.CharField(
+                    required=False, help_text="END_OF_PERIOD (default) or IMMEDIATE"
+                )
+            },
+        ),
+        responses={200: _SUBSCRIPTION},
         parameters=[
+            _SUBSCRIPTION_ID,
             OpenApiParameter("cancelMode", str, enum=["END_OF_PERIOD", "IMMEDIATE"]),
         ],
     )
@@ -277,7 +390,12 @@ class SubscriptionCancellation(APIView):
 class SubscriptionScheduledCancellation(APIView):
     required_scopes = S.CUSTOMERS_WRITE
 
-    @extend_schema(summary="Revert a scheduled cancellation", request=None)
+    @extend_schema(
+        summary="Revert a scheduled cancellation",
+        request=None,
+        responses={200: _SUBSCRIPTION},
+        parameters=[_SUBSCRIPTION_ID],
+    )
     def delete(self, request: Request, subscription_id: str) -> Response:
         subscription = _subscription(request, subscription_id)
         subscription_cancel_revert(subscription=subscription, actor=Actor.from_request(request))
