@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import Prefetch
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -88,10 +88,95 @@ def _expiry(data: dict[str, Any]) -> dt.datetime | None:
     return data.get("expiresAt")
 
 
+# --- OpenAPI shapes of the answers above ---------------------------------------------------
+
+# The class, shared by every answer that carries a budget (one component).
+BudgetDoc = type(
+    inline_serializer(
+        "ApikeysBudget",
+        fields={
+            "limitCents": serializers.IntegerField(allow_null=True, help_text="null: no limit"),
+            "spentCents": serializers.DecimalField(max_digits=24, decimal_places=12),
+            "remainingCents": serializers.DecimalField(
+                max_digits=24, decimal_places=12, allow_null=True
+            ),
+            "period": serializers.CharField(
+                allow_null=True, help_text="day or month; null: lifetime"
+            ),
+            "resetsAt": serializers.DateTimeField(allow_null=True),
+        },
+    )
+)
+
+
+def _key_fields() -> dict[str, serializers.Field]:
+    return {
+        "id": serializers.UUIDField(),
+        "kind": serializers.ChoiceField(choices=ApiKey.Kind.values),
+        "name": serializers.CharField(),
+        "prefix": serializers.CharField(),
+        "hint": serializers.CharField(help_text="last four characters of the key"),
+        "environment": serializers.ChoiceField(choices=Environment.Kind.values),
+        "scopes": serializers.ListField(child=serializers.CharField()),
+        "customerReferenceId": serializers.CharField(allow_null=True),
+        "budget": BudgetDoc(
+            allow_null=True, help_text="null when the key has no budget (obs_ keys always have one)"
+        ),
+        "status": serializers.CharField(help_text="active, expired or revoked"),
+        "expiresAt": serializers.DateTimeField(allow_null=True),
+        "revokedAt": serializers.DateTimeField(allow_null=True),
+        "lastUsedAt": serializers.DateTimeField(allow_null=True),
+        "createdAt": serializers.DateTimeField(),
+        "rotatedFromId": serializers.UUIDField(allow_null=True),
+    }
+
+
+_KEY = inline_serializer("ApikeysKey", fields=_key_fields())
+_ISSUED = inline_serializer(
+    "ApikeysIssuedKey",
+    fields={**_key_fields(), "key": serializers.CharField(help_text="the secret, shown once")},
+)
+_KEY_LIST = inline_serializer(
+    "ApikeysKeyList",
+    fields={
+        "items": type(_KEY)(many=True),
+        "nextCursor": serializers.CharField(allow_null=True),
+        "hasMore": serializers.BooleanField(),
+    },
+)
+_KEY_ME = inline_serializer(
+    "ApikeysKeyMe",
+    fields={
+        "id": serializers.UUIDField(),
+        "kind": serializers.ChoiceField(choices=ApiKey.Kind.values),
+        "prefix": serializers.CharField(),
+        "hint": serializers.CharField(),
+        "environment": serializers.ChoiceField(choices=Environment.Kind.values),
+        "organizationId": serializers.UUIDField(),
+        "scopes": serializers.ListField(child=serializers.CharField()),
+        "customerReferenceId": serializers.CharField(allow_null=True),
+        "budget": BudgetDoc(
+            allow_null=True, help_text="null when the key has no budget (obs_ keys always have one)"
+        ),
+        "expiresAt": serializers.DateTimeField(allow_null=True),
+    },
+)
+_PAGE_PARAMETERS = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
+
+
 class SdkKeyListCreate(APIView):
     required_scopes = S.ADMIN
 
-    @extend_schema(summary="List API keys of the environment", request=None)
+    @extend_schema(
+        summary="List API keys of the environment",
+        operation_id="sdk_keys_list",
+        request=None,
+        parameters=[
+            OpenApiParameter("status", str, enum=["active"], description="only unrevoked keys"),
+            *_PAGE_PARAMETERS,
+        ],
+        responses={200: _KEY_LIST},
+    )
     def get(self, request: Request) -> Response:
         keys = apikeys_for(request.auth.environment).prefetch_related(
             Prefetch(
@@ -104,7 +189,9 @@ class SdkKeyListCreate(APIView):
         return Response(paginate_newest_first(keys, request, render_key))
 
     @extend_schema(
-        summary="Create an API key (the secret is in the answer, once)", request=KeyCreateInput
+        summary="Create an API key (the secret is in the answer, once)",
+        request=KeyCreateInput,
+        responses={201: _ISSUED},
     )
     def post(self, request: Request) -> Response:
         body = KeyCreateInput(data=request.data)
@@ -133,11 +220,11 @@ class SdkKeyListCreate(APIView):
 class SdkKeyDetail(APIView):
     required_scopes = S.ADMIN
 
-    @extend_schema(summary="Get one API key", request=None)
+    @extend_schema(summary="Get one API key", request=None, responses={200: _KEY})
     def get(self, request: Request, key_id: str) -> Response:
         return Response(render_key(apikey_get(request.auth.environment, key_id)))
 
-    @extend_schema(summary="Revoke an API key", request=None)
+    @extend_schema(summary="Revoke an API key", request=None, responses={200: _KEY})
     def delete(self, request: Request, key_id: str) -> Response:
         key = apikey_get(request.auth.environment, key_id)
         apikey_revoke(key=key, actor=Actor.from_request(request))
@@ -150,6 +237,7 @@ class SdkKeyRotate(APIView):
     @extend_schema(
         summary="Rotate: a new key with the same powers; the old one works until revoked",
         request=None,
+        responses={201: _ISSUED},
     )
     def post(self, request: Request, key_id: str) -> Response:
         key = apikey_get(request.auth.environment, key_id)
@@ -161,7 +249,9 @@ class SdkKeyMe(APIView):
     required_scopes = None  # any valid key may look at itself
     customer_key_scope = S.CUSTOMER_READ
 
-    @extend_schema(summary="The calling key: scopes, budget and expiry", request=None)
+    @extend_schema(
+        summary="The calling key: scopes, budget and expiry", request=None, responses={200: _KEY_ME}
+    )
     def get(self, request: Request) -> Response:
         key: ApiKey = request.auth
         return Response(
@@ -221,17 +311,52 @@ def render_customer_key(key: ApiKey, plaintext: str | None = None) -> dict[str, 
     return body
 
 
+_CUSTOMER_KEY_FIELDS = {
+    "id": serializers.UUIDField(),
+    "customerReferenceId": serializers.CharField(allow_null=True),
+    "keyHint": serializers.CharField(help_text="last four characters of the key"),
+    "prefix": serializers.CharField(),
+    "scopes": serializers.ListField(child=serializers.ChoiceField(choices=S.CUSTOMER_SCOPES)),
+    "active": serializers.BooleanField(),
+    "expiresAt": serializers.DateTimeField(allow_null=True),
+    "createdAt": serializers.DateTimeField(),
+}
+_CUSTOMER_KEY = inline_serializer("ApikeysCustomerKey", fields=_CUSTOMER_KEY_FIELDS)
+_CUSTOMER_KEY_ISSUED = inline_serializer(
+    "ApikeysCustomerKeyIssued",
+    fields={
+        **_CUSTOMER_KEY_FIELDS,
+        "apiKey": serializers.CharField(help_text="the secret, shown once"),
+    },
+)
+_CUSTOMER_KEY_LIST = inline_serializer(
+    "ApikeysCustomerKeyList",
+    fields={
+        "items": type(_CUSTOMER_KEY)(many=True),
+        "nextCursor": serializers.CharField(allow_null=True),
+        "hasMore": serializers.BooleanField(),
+    },
+)
+
+
 class CustomerKeys(APIView):
     required_scopes = {"GET": S.CUSTOMERS_READ, "POST": S.CUSTOMERS_WRITE}
 
-    @extend_schema(summary="List a customer's keys (hints only)", request=None)
+    @extend_schema(
+        summary="List a customer's keys (hints only)",
+        request=None,
+        parameters=_PAGE_PARAMETERS,
+        responses={200: _CUSTOMER_KEY_LIST},
+    )
     def get(self, request: Request, reference_id: str) -> Response:
         customer = _customer(request, reference_id)
         keys = apikeys_for(request.auth.environment).filter(customer=customer)
         return Response(paginate_newest_first(keys, request, render_customer_key))
 
     @extend_schema(
-        summary="Issue a key pinned to this customer (shown once)", request=CustomerKeyCreateInput
+        summary="Issue a key pinned to this customer (shown once)",
+        request=CustomerKeyCreateInput,
+        responses={201: _CUSTOMER_KEY_ISSUED},
     )
     def post(self, request: Request, reference_id: str) -> Response:
         body = CustomerKeyCreateInput(data=request.data)
@@ -253,7 +378,7 @@ class CustomerKeys(APIView):
 class CustomerKeyRevoke(APIView):
     required_scopes = S.CUSTOMERS_WRITE
 
-    @extend_schema(summary="Revoke a customer key", request=None)
+    @extend_schema(summary="Revoke a customer key", request=None, responses={200: _CUSTOMER_KEY})
     def delete(self, request: Request, reference_id: str, key_id: str) -> Response:
         key = _customer_key(request, reference_id, key_id)
         apikey_revoke(key=key, actor=Actor.from_request(request))
@@ -263,7 +388,11 @@ class CustomerKeyRevoke(APIView):
 class CustomerKeyRotate(APIView):
     required_scopes = S.CUSTOMERS_WRITE
 
-    @extend_schema(summary="Replace this customer key with a new one (same scopes)", request=None)
+    @extend_schema(
+        summary="Replace this customer key with a new one (same scopes)",
+        request=None,
+        responses={201: _CUSTOMER_KEY_ISSUED},
+    )
     def post(self, request: Request, reference_id: str, key_id: str) -> Response:
         key = _customer_key(request, reference_id, key_id)
         issued = apikey_rotate(key=key, actor=Actor.from_request(request))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -113,6 +113,32 @@ def render_customer(customer: Customer) -> dict[str, Any]:
     }
 
 
+_CUSTOMER = inline_serializer(
+    "CustomersCustomer",
+    fields={
+        "id": serializers.UUIDField(),
+        "customerReferenceId": serializers.CharField(),
+        "email": serializers.CharField(help_text='"" when not given'),
+        "firstName": serializers.CharField(),
+        "lastName": serializers.CharField(),
+        "phoneNumber": serializers.CharField(),
+        "metadata": serializers.JSONField(help_text="a JSON object"),
+        "stripeCustomerId": serializers.CharField(),
+        "source": serializers.ChoiceField(choices=Customer.Source.values),
+        "createdAt": serializers.DateTimeField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+_CUSTOMER_LIST = inline_serializer(
+    "CustomersCustomerList",
+    fields={
+        "items": type(_CUSTOMER)(many=True),
+        "nextCursor": serializers.CharField(allow_null=True),
+        "hasMore": serializers.BooleanField(),
+    },
+)
+
+
 # -- input ------------------------------------------------------------------------------
 
 # API name -> service keyword.
@@ -175,6 +201,7 @@ class CustomerListCreate(APIView):
 
     @extend_schema(
         summary="List customers, newest first",
+        operation_id="v1_client_customers_list",
         request=None,
         parameters=[
             OpenApiParameter("search", str, description="Words matched in reference, email, names"),
@@ -183,6 +210,7 @@ class CustomerListCreate(APIView):
             OpenApiParameter("limit", int),
             OpenApiParameter("cursor", str),
         ],
+        responses={200: _CUSTOMER_LIST},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -201,7 +229,11 @@ class CustomerListCreate(APIView):
             customers = customers.filter(source=source)
         return Response(paginate_newest_first(customers, request, render_customer))
 
-    @extend_schema(summary="Create (register) a customer", request=CustomerCreateInput)
+    @extend_schema(
+        summary="Create (register) a customer",
+        request=CustomerCreateInput,
+        responses={201: _CUSTOMER},
+    )
     def post(self, request: Request) -> Response:
         body = CustomerCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -226,12 +258,18 @@ class CustomerDetail(APIView):
         """A ck_ key may read its own customer, and change nothing."""
         return S.CUSTOMER_READ if self.request.method in {"GET", "HEAD"} else None
 
-    @extend_schema(summary="Get one customer by its reference", request=None)
+    @extend_schema(
+        summary="Get one customer by its reference", request=None, responses={200: _CUSTOMER}
+    )
     def get(self, request: Request, reference_id: str) -> Response:
         ensure_customer_access(request, reference_id)
         return Response(render_customer(customer_get(environment_of(request), reference_id)))
 
-    @extend_schema(summary="Change a customer's details", request=CustomerUpdateInput)
+    @extend_schema(
+        summary="Change a customer's details",
+        request=CustomerUpdateInput,
+        responses={200: _CUSTOMER},
+    )
     def patch(self, request: Request, reference_id: str) -> Response:
         customer = customer_get(environment_of(request), reference_id)
         body = CustomerUpdateInput(data=request.data)

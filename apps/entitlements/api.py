@@ -30,7 +30,12 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -216,6 +221,9 @@ class _UsageDoc(serializers.Serializer):
     windowStart = serializers.DateTimeField()
     periodStart = serializers.DateTimeField()
     periodEnd = serializers.DateTimeField()
+    overagePricePerUnit = serializers.DecimalField(
+        max_digits=24, decimal_places=12, allow_null=True, help_text="null: a hard cap"
+    )
 
 
 class _CreditsDoc(serializers.Serializer):
@@ -225,16 +233,101 @@ class _CreditsDoc(serializers.Serializer):
     held = serializers.DecimalField(max_digits=24, decimal_places=6)
     hardLimit = serializers.BooleanField()
     requiredCredits = serializers.DecimalField(max_digits=24, decimal_places=6)
+    creditsPerUnit = serializers.DecimalField(max_digits=24, decimal_places=6)
+    weightMatch = serializers.CharField(help_text="which published weight applied (none: default)")
+
+
+class _ReservationDoc(serializers.Serializer):
+    id = serializers.UUIDField()
+    units = serializers.DecimalField(max_digits=38, decimal_places=12)
+    credits = serializers.DecimalField(max_digits=24, decimal_places=6, allow_null=True)
+    denomination = serializers.CharField(allow_null=True)
+    expiresAt = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=["held", "settled", "released", "expired"])
 
 
 class DecisionDoc(serializers.Serializer):
     customerReferenceId = serializers.CharField()
     featureKey = serializers.CharField()
     allowed = serializers.BooleanField()
-    reason = _ReasonDoc(allow_null=True)
+    reason = _ReasonDoc(allow_null=True, help_text="null when allowed")
+    requestedUnits = serializers.DecimalField(max_digits=24, decimal_places=12, allow_null=True)
+    subscriptionId = serializers.UUIDField(required=False, help_text="the subscription deciding")
+    subscriptionStatus = serializers.CharField(required=False)
+    planKey = serializers.CharField(required=False)
     usage = _UsageDoc(required=False)
     credits = _CreditsDoc(required=False, help_text="credit-backed features")
-    reservationId = serializers.CharField(required=False)
+    reservationId = serializers.UUIDField(required=False, help_text="when a hold was made")
+    reservation = _ReservationDoc(required=False, help_text="when a hold was made")
+
+
+class EvaluateInputDoc(serializers.Serializer):
+    customerReferenceId = serializers.CharField(max_length=MAX_REFERENCE_LENGTH)
+    featureKey = serializers.CharField(max_length=MAX_FEATURE_KEY_LENGTH)
+    usage = inline_serializer(
+        "EntitlementsEvaluateUsage",
+        fields={
+            "usageUnits": serializers.DecimalField(
+                max_digits=24, decimal_places=12, required=False, help_text="default 1"
+            ),
+            "model": serializers.CharField(required=False, max_length=MAX_MODEL_LENGTH),
+        },
+        required=False,
+        help_text="the proposed usage (track is accepted as another name)",
+    )
+    track = serializers.DictField(required=False, help_text="another name of usage")
+    units = serializers.DecimalField(
+        max_digits=24, decimal_places=12, required=False, help_text="when usage has no usageUnits"
+    )
+    model = serializers.CharField(
+        required=False, max_length=MAX_MODEL_LENGTH, help_text="when usage has no model"
+    )
+    context = serializers.DictField(
+        required=False, help_text="{flowId}: echoed back (a new one when not given)"
+    )
+    reserve = serializers.BooleanField(
+        required=False, help_text="hold the units until an event settles them"
+    )
+    ttlSeconds = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_TTL_SECONDS,
+        help_text=f"default {DEFAULT_TTL_SECONDS}",
+    )
+
+
+class EvaluationDoc(DecisionDoc):
+    flowId = serializers.CharField()
+    simulation = inline_serializer(
+        "EntitlementsSimulation",
+        fields={
+            "requestedUsage": serializers.DecimalField(max_digits=24, decimal_places=12),
+            "projectedUsage": serializers.DecimalField(max_digits=38, decimal_places=12),
+            "projectedRemaining": serializers.DecimalField(max_digits=38, decimal_places=12),
+            "wouldExceedLimit": serializers.BooleanField(),
+        },
+        required=False,
+        help_text="when the feature is capped",
+    )
+    creditQuote = inline_serializer(
+        "EntitlementsCreditQuote",
+        fields={
+            "denomination": serializers.CharField(),
+            "weight": serializers.DecimalField(max_digits=24, decimal_places=6),
+            "weightId": serializers.UUIDField(allow_null=True),
+            "weightMatch": serializers.CharField(),
+            "estimatedCredits": serializers.DecimalField(max_digits=24, decimal_places=6),
+            "pricePerCredit": serializers.DecimalField(
+                max_digits=24, decimal_places=12, required=False
+            ),
+            "currency": serializers.CharField(required=False),
+            "estimatedCost": serializers.DecimalField(
+                max_digits=38, decimal_places=12, required=False
+            ),
+        },
+        required=False,
+        help_text="when credit-backed (price fields when the denomination has a price)",
+    )
 
 
 # -- views -------------------------------------------------------------------------------------
@@ -370,6 +463,7 @@ class EntitlementCheck(_EntitlementView):
 class EntitlementGet(_EntitlementView):
     @extend_schema(
         summary="Check one feature of a customer (404 for an unknown customer)",
+        request=None,
         parameters=[
             OpenApiParameter("units", str, description="units the caller wants to use"),
             OpenApiParameter("model", str),
@@ -391,7 +485,11 @@ class EntitlementGet(_EntitlementView):
 class EntitlementEvaluate(_EntitlementView):
     @extend_schema(
         summary="Evaluate a proposed usage: the check, projected usage and a credit quote",
-        responses={200: DecisionDoc},
+        request=EvaluateInputDoc,
+        responses={
+            200: EvaluationDoc,
+            400: OpenApiResponse(description="validation_failed"),
+        },
     )
     def post(self, request: Request) -> Response:
         data = request.data
@@ -480,7 +578,19 @@ def _credit_quote(
 class CustomerEntitlements(_EntitlementView):
     @extend_schema(
         summary="Every feature of a customer's plans in force, checked",
-        responses={200: DecisionDoc(many=True)},
+        operation_id="v1_client_entitlements_list",
+        request=None,
+        responses={
+            200: inline_serializer(
+                "EntitlementsCustomerEntitlements",
+                fields={
+                    "customerReferenceId": serializers.CharField(),
+                    "items": DecisionDoc(many=True),
+                    "nextCursor": serializers.CharField(allow_null=True, help_text="always null"),
+                    "hasMore": serializers.BooleanField(),
+                },
+            )
+        },
     )
     def get(self, request: Request, reference_id: str) -> Response:
         return self.get_for(request, reference_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,6 +41,31 @@ def render_feature(feature: Feature) -> dict[str, Any]:
         "createdAt": feature.created_at,
         "modifiedAt": feature.updated_at,
     }
+
+
+_FEATURE = inline_serializer(
+    "FeaturesFeature",
+    fields={
+        "id": serializers.UUIDField(),
+        "key": serializers.CharField(),
+        "name": serializers.CharField(),
+        "description": serializers.CharField(),
+        "unitLabel": serializers.CharField(),
+        "isEnabled": serializers.BooleanField(),
+        "metadata": serializers.JSONField(help_text="a JSON object"),
+        "source": serializers.ChoiceField(choices=Feature.Source.values),
+        "createdAt": serializers.DateTimeField(),
+        "modifiedAt": serializers.DateTimeField(),
+    },
+)
+_FEATURE_LIST = inline_serializer(
+    "FeaturesFeatureList",
+    fields={
+        "items": type(_FEATURE)(many=True),
+        "nextCursor": serializers.CharField(allow_null=True),
+        "hasMore": serializers.BooleanField(),
+    },
+)
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -91,6 +116,7 @@ class FeatureListCreate(APIView):
 
     @extend_schema(
         summary="List features, newest first",
+        operation_id="v1_client_features_list",
         request=None,
         parameters=[
             OpenApiParameter("search", str, description="Text in the key or name"),
@@ -98,6 +124,7 @@ class FeatureListCreate(APIView):
             OpenApiParameter("limit", int),
             OpenApiParameter("cursor", str),
         ],
+        responses={200: _FEATURE_LIST},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -112,7 +139,9 @@ class FeatureListCreate(APIView):
         )
         return Response(paginate_newest_first(features, request, render_feature))
 
-    @extend_schema(summary="Define a feature", request=FeatureCreateInput)
+    @extend_schema(
+        summary="Define a feature", request=FeatureCreateInput, responses={201: _FEATURE}
+    )
     def post(self, request: Request) -> Response:
         body = FeatureCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
@@ -128,11 +157,13 @@ class FeatureListCreate(APIView):
 class FeatureDetail(APIView):
     required_scopes = {"GET": S.USAGE_READ, "HEAD": S.USAGE_READ, "PATCH": S.USAGE_WRITE}
 
-    @extend_schema(summary="Get one feature by its key", request=None)
+    @extend_schema(summary="Get one feature by its key", request=None, responses={200: _FEATURE})
     def get(self, request: Request, feature_key: str) -> Response:
         return Response(render_feature(feature_get(environment_of(request), feature_key)))
 
-    @extend_schema(summary="Change a feature", request=FeatureFieldsInput)
+    @extend_schema(
+        summary="Change a feature", request=FeatureFieldsInput, responses={200: _FEATURE}
+    )
     def patch(self, request: Request, feature_key: str) -> Response:
         feature = feature_get(environment_of(request), feature_key)
         body = FeatureFieldsInput(data=request.data)

@@ -7,15 +7,16 @@ import datetime as dt
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
+from apps.accounts.models import Environment, Organization
 from apps.apikeys import scopes as S
-from apps.apikeys.api import render_budget
+from apps.apikeys.api import BudgetDoc, render_budget
 from apps.apikeys.models import ApiKey
 from apps.core.errors import RateLimited
 from apps.core.middleware import client_ip
@@ -49,6 +50,25 @@ class SignupInput(serializers.Serializer):
         return value
 
 
+# snake_case, as the public signup API documents it.
+_SIGNUP_ANSWER = inline_serializer(
+    "OnboardingSignup",
+    fields={
+        "key": serializers.CharField(help_text="the obs_ key, shown once"),
+        "id": serializers.UUIDField(),
+        "hint": serializers.CharField(help_text="last four characters of the key"),
+        "scopes": serializers.ListField(child=serializers.CharField()),
+        "budget_cents": serializers.IntegerField(allow_null=True),
+        "budget_period": serializers.ChoiceField(
+            choices=ApiKey.BudgetPeriod.values, allow_null=True, help_text="null: lifetime"
+        ),
+        "expires_at": serializers.DateTimeField(allow_null=True),
+        "organization_id": serializers.UUIDField(),
+        "environment": serializers.ChoiceField(choices=Environment.Kind.values),
+    },
+)
+
+
 class Signup(APIView):
     """No key needed; 3 per hour per client IP."""
 
@@ -57,7 +77,13 @@ class Signup(APIView):
     throttle_classes: list[type] = []
 
     @extend_schema(
-        summary="Create an account and an obs_ key in one call", request=SignupInput, auth=[]
+        summary="Create an account and an obs_ key in one call",
+        request=SignupInput,
+        responses={
+            201: _SIGNUP_ANSWER,
+            429: OpenApiResponse(description="rate_limited: 3 signups per hour per client IP"),
+        },
+        auth=[],
     )
     def post(self, request: Request) -> Response:
         wait = hit(
@@ -104,6 +130,52 @@ def _month_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
+_LIMIT = inline_serializer(
+    "OnboardingPlanLimit",
+    fields={
+        "feature": serializers.ChoiceField(choices=["events", "customers", "models"]),
+        "used": serializers.IntegerField(),
+        "limit": serializers.IntegerField(allow_null=True, help_text="always null: unlimited"),
+        "remaining": serializers.IntegerField(allow_null=True),
+        "unlimited": serializers.BooleanField(),
+    },
+    many=True,
+)
+_ACCOUNT_PLAN = inline_serializer(
+    "OnboardingAccountPlan",
+    fields={
+        "plan": inline_serializer(
+            "OnboardingPlanInfo",
+            fields={
+                "key": serializers.CharField(help_text="self_hosted"),
+                "name": serializers.CharField(),
+                "mode": serializers.ChoiceField(choices=Organization.Mode.values),
+            },
+        ),
+        "environment": serializers.ChoiceField(choices=Environment.Kind.values),
+        "period": inline_serializer(
+            "OnboardingPlanPeriod",
+            fields={"start": serializers.DateTimeField(), "end": serializers.DateTimeField()},
+            help_text="this calendar month (UTC)",
+        ),
+        "features": _LIMIT,
+        "usage": inline_serializer(
+            "OnboardingPlanUsage",
+            fields={
+                "events": serializers.IntegerField(),
+                "unpricedEvents": serializers.IntegerField(),
+                "cost": serializers.DecimalField(max_digits=24, decimal_places=12, help_text="USD"),
+                "revenue": serializers.DecimalField(
+                    max_digits=24, decimal_places=12, help_text="USD"
+                ),
+            },
+            help_text="this environment's usage this month",
+        ),
+        "keyBudget": BudgetDoc(allow_null=True, help_text="the calling key's budget, if any"),
+    },
+)
+
+
 class AccountPlan(APIView):
     """The account's plan, its limits, and what this environment used this month.
 
@@ -116,7 +188,11 @@ class AccountPlan(APIView):
     required_scopes = None  # any valid key may read its account's plan
     customer_key_scope = S.CUSTOMER_READ
 
-    @extend_schema(summary="The account's plan, per-feature limits and this month's usage")
+    @extend_schema(
+        summary="The account's plan, per-feature limits and this month's usage",
+        request=None,
+        responses={200: _ACCOUNT_PLAN},
+    )
     def get(self, request: Request) -> Response:
         key: ApiKey = request.auth
         environment = key.environment

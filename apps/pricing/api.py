@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -48,12 +48,60 @@ def render_version(version: PriceVersion) -> dict[str, Any]:
     }
 
 
+# -- OpenAPI shapes of the answers (decimal strings for amounts) ----------------------------
+
+
+def _decimal_doc(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=32, decimal_places=18, allow_null=True, **kwargs)
+
+
+_PAGE = {
+    "nextCursor": serializers.CharField(allow_null=True),
+    "hasMore": serializers.BooleanField(),
+}
+_PAGE_PARAMETERS = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
+_VERSION = inline_serializer(
+    "PricingModelPrice",
+    fields={
+        "id": serializers.IntegerField(),
+        "provider": serializers.CharField(),
+        "providerName": serializers.CharField(),
+        "model": serializers.CharField(),
+        "modelName": serializers.CharField(),
+        "contextWindow": serializers.IntegerField(allow_null=True),
+        "deprecated": serializers.BooleanField(),
+        "effectiveFrom": serializers.DateTimeField(),
+        "effectiveTo": serializers.DateTimeField(allow_null=True, help_text="null: in force"),
+        **{name: _decimal_doc(help_text="USD") for name in PRICE_FIELD_NAMES.values()},
+        "hasTiers": serializers.BooleanField(),
+        "isConditional": serializers.BooleanField(),
+        "prices": serializers.JSONField(
+            help_text="the full price structure as the source gives it (decimal strings), "
+            "tiers and conditions too"
+        ),
+        "contentHash": serializers.CharField(),
+    },
+)
+_VERSION_LIST = inline_serializer(
+    "PricingModelPriceList", fields={"items": type(_VERSION)(many=True), **_PAGE}
+)
+
+
 class ModelPriceList(APIView):
     required_scopes = S.MODELS_READ
 
     @extend_schema(
         summary="Catalog prices in force (?provider=&model=; ?history=1 for every version)",
         request=None,
+        parameters=[
+            OpenApiParameter("provider", str, description="provider id, e.g. openai"),
+            OpenApiParameter("model", str, description="model id, e.g. gpt-4o"),
+            OpenApiParameter(
+                "history", str, enum=["1", "true", "yes"], description="every version (needs model)"
+            ),
+            *_PAGE_PARAMETERS,
+        ],
+        responses={200: _VERSION_LIST},
     )
     def get(self, request: Request) -> Response:
         provider = request.query_params.get("provider") or None
@@ -135,10 +183,41 @@ _OVERRIDE_SCOPES = {
 }
 
 
+_OVERRIDE = inline_serializer(
+    "PricingModelPriceOverride",
+    fields={
+        "id": serializers.UUIDField(),
+        "kind": serializers.CharField(
+            help_text="rates (custom rates for one model) or discount (a model or provider)"
+        ),
+        "provider": serializers.CharField(allow_null=True),
+        "model": serializers.CharField(allow_null=True),
+        "inputCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
+        "outputCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
+        "cacheReadCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
+        "cacheWriteCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
+        "costPerRequest": _decimal_doc(help_text="USD"),
+        "discountPercent": _decimal_doc(),
+        "note": serializers.CharField(),
+        "createdAt": serializers.DateTimeField(),
+        "updatedAt": serializers.DateTimeField(),
+    },
+)
+_OVERRIDE_LIST = inline_serializer(
+    "PricingModelPriceOverrideList", fields={"items": type(_OVERRIDE)(many=True), **_PAGE}
+)
+
+
 class ModelPriceOverrideListCreate(APIView):
     required_scopes = _OVERRIDE_SCOPES
 
-    @extend_schema(summary="List the environment's negotiated model rates", request=None)
+    @extend_schema(
+        summary="List the environment's negotiated model rates",
+        operation_id="model_price_overrides_list",
+        request=None,
+        parameters=_PAGE_PARAMETERS,
+        responses={200: _OVERRIDE_LIST},
+    )
     def get(self, request: Request) -> Response:
         overrides = overrides_for(request.auth.environment)
         return Response(paginate_newest_first(overrides, request, render_override))
@@ -146,6 +225,7 @@ class ModelPriceOverrideListCreate(APIView):
     @extend_schema(
         summary="Add custom rates for a model, or a discount for a model or provider",
         request=OverrideInput,
+        responses={201: _OVERRIDE},
     )
     def post(self, request: Request) -> Response:
         body = OverrideInput(data=request.data)
@@ -161,11 +241,15 @@ class ModelPriceOverrideListCreate(APIView):
 class ModelPriceOverrideDetail(APIView):
     required_scopes = _OVERRIDE_SCOPES
 
-    @extend_schema(summary="Get one negotiated rate", request=None)
+    @extend_schema(summary="Get one negotiated rate", request=None, responses={200: _OVERRIDE})
     def get(self, request: Request, override_id: str) -> Response:
         return Response(render_override(override_get(request.auth.environment, override_id)))
 
-    @extend_schema(summary="Change a negotiated rate (null clears a field)", request=OverrideInput)
+    @extend_schema(
+        summary="Change a negotiated rate (null clears a field)",
+        request=OverrideInput,
+        responses={200: _OVERRIDE},
+    )
     def patch(self, request: Request, override_id: str) -> Response:
         override = override_get(request.auth.environment, override_id)
         body = OverrideInput(data=request.data, partial=True)
@@ -177,7 +261,7 @@ class ModelPriceOverrideDetail(APIView):
         )
         return Response(render_override(override))
 
-    @extend_schema(summary="Remove a negotiated rate", request=None)
+    @extend_schema(summary="Remove a negotiated rate", request=None, responses={204: None})
     def delete(self, request: Request, override_id: str) -> Response:
         override = override_get(request.auth.environment, override_id)
         override_delete(override=override, actor=Actor.from_request(request))
