@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
 from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.tenancy import get_scoped_or_404
 from apps.customers.models import Customer
 
@@ -136,14 +137,7 @@ _ISSUED = inline_serializer(
     "ApikeysIssuedKey",
     fields={**_key_fields(), "key": serializers.CharField(help_text="the secret, shown once")},
 )
-_KEY_LIST = inline_serializer(
-    "ApikeysKeyList",
-    fields={
-        "items": type(_KEY)(many=True),
-        "nextCursor": serializers.CharField(allow_null=True),
-        "hasMore": serializers.BooleanField(),
-    },
-)
+_KEY_LIST = page("ApikeysKeyList", _KEY)
 _KEY_ME = inline_serializer(
     "ApikeysKeyMe",
     fields={
@@ -161,7 +155,6 @@ _KEY_ME = inline_serializer(
         "expiresAt": serializers.DateTimeField(allow_null=True),
     },
 )
-_PAGE_PARAMETERS = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
 
 
 class SdkKeyListCreate(APIView):
@@ -173,7 +166,7 @@ class SdkKeyListCreate(APIView):
         request=None,
         parameters=[
             OpenApiParameter("status", str, enum=["active"], description="only unrevoked keys"),
-            *_PAGE_PARAMETERS,
+            *PAGE_PARAMETERS,
         ],
         responses={200: _KEY_LIST},
     )
@@ -329,14 +322,7 @@ _CUSTOMER_KEY_ISSUED = inline_serializer(
         "apiKey": serializers.CharField(help_text="the secret, shown once"),
     },
 )
-_CUSTOMER_KEY_LIST = inline_serializer(
-    "ApikeysCustomerKeyList",
-    fields={
-        "items": type(_CUSTOMER_KEY)(many=True),
-        "nextCursor": serializers.CharField(allow_null=True),
-        "hasMore": serializers.BooleanField(),
-    },
-)
+_CUSTOMER_KEY_LIST = page("ApikeysCustomerKeyList", _CUSTOMER_KEY)
 
 
 class CustomerKeys(APIView):
@@ -345,7 +331,7 @@ class CustomerKeys(APIView):
     @extend_schema(
         summary="List a customer's keys (hints only)",
         request=None,
-        parameters=_PAGE_PARAMETERS,
+        parameters=PAGE_PARAMETERS,
         responses={200: _CUSTOMER_KEY_LIST},
     )
     def get(self, request: Request, reference_id: str) -> Response:

@@ -21,6 +21,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
+from apps.core.api.schema import many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
@@ -95,11 +96,6 @@ def _invoice(request: Request, invoice_id: str) -> Invoice:
 _DECIMAL = {"max_digits": None, "decimal_places": None}
 
 
-def _many(serializer: serializers.Serializer) -> serializers.ListSerializer:
-    """The same component as a list (a fresh instance: DRF binds a field to one parent)."""
-    return type(serializer)(many=True)
-
-
 _LINE = inline_serializer(
     "BillingInvoiceLine",
     fields={
@@ -155,22 +151,11 @@ _INVOICE = inline_serializer(
         "planChangeId": serializers.UUIDField(allow_null=True),
         "htmlUrl": serializers.CharField(help_text="Path of the printable page"),
         "metadata": serializers.DictField(),
-        "items": _many(_LINE),
+        "items": many(_LINE),
         "createdAt": serializers.DateTimeField(),
         "modifiedAt": serializers.DateTimeField(),
     },
 )
-
-
-def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
-    return inline_serializer(
-        name,
-        fields={
-            "items": _many(item),
-            "nextCursor": serializers.CharField(allow_null=True),
-            "hasMore": serializers.BooleanField(),
-        },
-    )
 
 
 _INVOICE_ID = OpenApiParameter("invoice_id", str, OpenApiParameter.PATH)
@@ -186,7 +171,7 @@ class InvoiceList(APIView):
         summary="The environment's invoices, newest first",
         operation_id="billing_invoices_list",
         request=None,
-        responses={200: _page("BillingInvoicePage", _INVOICE)},
+        responses={200: page("BillingInvoicePage", _INVOICE)},
         parameters=[
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("subscriptionId", str),
@@ -221,7 +206,7 @@ class CustomerInvoices(_CustomerReadable):
         summary="A customer's invoices with their items, newest first",
         operation_id="billing_customer_invoices_list",
         request=None,
-        responses={200: _page("BillingCustomerInvoicePage", _INVOICE)},
+        responses={200: page("BillingCustomerInvoicePage", _INVOICE)},
         parameters=[
             _REFERENCE_ID,
             OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
@@ -422,7 +407,7 @@ _REVENUE = inline_serializer(
     fields={
         "from": serializers.DateTimeField(),
         "to": serializers.DateTimeField(),
-        "items": _many(_REVENUE_ITEM),
+        "items": many(_REVENUE_ITEM),
         "totals": serializers.DictField(
             child=serializers.DictField(),
             help_text="Per currency: {revenue, usageRevenue, baseRevenue} (decimal strings)",

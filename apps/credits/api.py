@@ -34,6 +34,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import page_limit, paginate_newest_first
+from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.models import Customer
@@ -168,20 +169,6 @@ def _nullable_decimal(help_text: str = "") -> serializers.DecimalField:
     return _decimal(help_text, allow_null=True)
 
 
-def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
-    """The list envelope ``{items, nextCursor, hasMore}`` around ``item``'s shape."""
-    return inline_serializer(
-        name,
-        fields={
-            "items": type(item)(many=True),
-            "nextCursor": serializers.CharField(
-                allow_null=True, help_text="Pass as ?cursor= for the next page; null at the end."
-            ),
-            "hasMore": serializers.BooleanField(),
-        },
-    )
-
-
 def _path(name: str, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, str, OpenApiParameter.PATH, description=description)
 
@@ -189,10 +176,6 @@ def _path(name: str, description: str) -> OpenApiParameter:
 REFERENCE_PARAM = _path("reference_id", "The customer's reference id.")
 POOL_PARAM = _path("pool_id", "The credit pool's id.")
 MODEL_PARAM = _path("model_id", "The credit model's id.")
-PAGE_PARAMS = [
-    OpenApiParameter("limit", int, description="Page size, 1-200 (default 50)."),
-    OpenApiParameter("cursor", str, description="nextCursor of the previous page."),
-]
 
 CREDIT_MODEL_OUT = inline_serializer(
     "CreditsModel",
@@ -405,8 +388,8 @@ class CreditModelListCreate(APIView):
         summary="List credit models (denominations)",
         operation_id="credit_models_list",
         request=None,
-        parameters=PAGE_PARAMS,
-        responses={200: _page("CreditsModelPage", CREDIT_MODEL_OUT)},
+        parameters=PAGE_PARAMETERS,
+        responses={200: page("CreditsModelPage", CREDIT_MODEL_OUT)},
     )
     def get(self, request: Request) -> Response:
         models_ = sel.credit_models_for(environment_of(request))
@@ -493,9 +476,9 @@ class AllocationListCreate(APIView):
         request=None,
         parameters=[
             OpenApiParameter("planKey", str, description="Only this plan's allocations."),
-            *PAGE_PARAMS,
+            *PAGE_PARAMETERS,
         ],
-        responses={200: _page("CreditsAllocationPage", ALLOCATION_OUT)},
+        responses={200: page("CreditsAllocationPage", ALLOCATION_OUT)},
     )
     def get(self, request: Request) -> Response:
         plan_key = request.query_params.get("planKey")
@@ -564,7 +547,7 @@ class PoolList(_CustomerPoolView):
         operation_id="credit_pools_list",
         request=None,
         parameters=[REFERENCE_PARAM],
-        responses={200: _page("CreditsPoolPage", POOL_OUT)},
+        responses={200: page("CreditsPoolPage", POOL_OUT)},
     )
     def get(self, request: Request, reference_id: str) -> Response:
         customer = self.customer(request, reference_id)
@@ -590,8 +573,8 @@ class PoolGrants(_CustomerPoolView):
     @extend_schema(
         summary="A pool's grants, newest first",
         request=None,
-        parameters=[REFERENCE_PARAM, POOL_PARAM, *PAGE_PARAMS],
-        responses={200: _page("CreditsGrantPage", GRANT_OUT)},
+        parameters=[REFERENCE_PARAM, POOL_PARAM, *PAGE_PARAMETERS],
+        responses={200: page("CreditsGrantPage", GRANT_OUT)},
     )
     def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
         customer = self.customer(request, reference_id)
@@ -627,9 +610,9 @@ class PoolTransactions(_CustomerPoolView):
             REFERENCE_PARAM,
             POOL_PARAM,
             OpenApiParameter("transactionType", str, enum=TransactionType.values),
-            *PAGE_PARAMS,
+            *PAGE_PARAMETERS,
         ],
-        responses={200: _page("CreditsTransactionPage", TRANSACTION_OUT)},
+        responses={200: page("CreditsTransactionPage", TRANSACTION_OUT)},
     )
     def get(self, request: Request, reference_id: str, pool_id: str) -> Response:
         customer = self.customer(request, reference_id)
@@ -830,7 +813,7 @@ class WeightList(APIView):
             ),
             OpenApiParameter("scheduled", bool, description="Those not yet in force instead."),
         ],
-        responses={200: _page("CreditsWeightPage", WEIGHT_OUT)},
+        responses={200: page("CreditsWeightPage", WEIGHT_OUT)},
     )
     def get(self, request: Request) -> Response:
         environment = environment_of(request)
@@ -946,7 +929,7 @@ class PriceList(APIView):
     @extend_schema(
         summary="The price book: the price per credit in force now",
         request=None,
-        responses={200: _page("CreditsPricePage", PRICE_OUT)},
+        responses={200: page("CreditsPricePage", PRICE_OUT)},
     )
     def get(self, request: Request) -> Response:
         rows = sel.prices_in_force(environment_of(request), _now())

@@ -23,6 +23,7 @@ from apps.apikeys.models import ApiKey
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.renderers import dumps
+from apps.core.api.schema import page
 from apps.core.errors import ValidationFailed
 
 from .models import Customer
@@ -129,14 +130,7 @@ _CUSTOMER = inline_serializer(
         "modifiedAt": serializers.DateTimeField(),
     },
 )
-_CUSTOMER_LIST = inline_serializer(
-    "CustomersCustomerList",
-    fields={
-        "items": type(_CUSTOMER)(many=True),
-        "nextCursor": serializers.CharField(allow_null=True),
-        "hasMore": serializers.BooleanField(),
-    },
-)
+_CUSTOMER_LIST = page("CustomersCustomerList", _CUSTOMER)
 
 
 # -- input ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.schema import page
 from apps.core.errors import ValidationFailed
 
 # The strict field types are shared by the catalog's two APIs.
@@ -58,14 +59,7 @@ _FEATURE = inline_serializer(
         "modifiedAt": serializers.DateTimeField(),
     },
 )
-_FEATURE_LIST = inline_serializer(
-    "FeaturesFeatureList",
-    fields={
-        "items": type(_FEATURE)(many=True),
-        "nextCursor": serializers.CharField(allow_null=True),
-        "hasMore": serializers.BooleanField(),
-    },
-)
+_FEATURE_LIST = page("FeaturesFeatureList", _FEATURE)
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.schema import many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.money import parse_decimal
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -306,11 +307,6 @@ def _features_of(environment: Any, raw: Any) -> list[tuple[Feature, RuleSpec]]:
 _DECIMAL = {"max_digits": None, "decimal_places": None}
 
 
-def _many(serializer: serializers.Serializer) -> serializers.ListSerializer:
-    """The same component as a list (a fresh instance: DRF binds a field to one parent)."""
-    return type(serializer)(many=True)
-
-
 _PRICING = inline_serializer(
     "PlansPricing",
     fields={
@@ -369,7 +365,7 @@ _PLAN = inline_serializer(
         "status": serializers.CharField(help_text="DRAFT, ACTIVE or ARCHIVED"),
         "metadata": serializers.DictField(),
         "summary": serializers.CharField(help_text='Readable price, e.g. "$49.00 per month"'),
-        "features": _many(_RULE),
+        "features": many(_RULE),
         "creditAllocations": serializers.ListField(
             child=serializers.DictField(), help_text="Empty until the credits app fills it"
         ),
@@ -379,17 +375,6 @@ _PLAN = inline_serializer(
         "modifiedAt": serializers.DateTimeField(),
     },
 )
-
-
-def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
-    return inline_serializer(
-        name,
-        fields={
-            "items": _many(item),
-            "nextCursor": serializers.CharField(allow_null=True),
-            "hasMore": serializers.BooleanField(),
-        },
-    )
 
 
 _NUMBER = "A number or a decimal string"
@@ -450,7 +435,7 @@ class PlanListCreate(APIView):
         summary="List plans with their pricing (active ones unless ?status= says otherwise)",
         operation_id="plans_list",
         request=None,
-        responses={200: _page("PlansPlanPage", _PLAN)},
+        responses={200: page("PlansPlanPage", _PLAN)},
         parameters=[
             OpenApiParameter("status", str, enum=["ACTIVE", "DRAFT", "ARCHIVED", "ALL"]),
             OpenApiParameter("limit", int),
@@ -553,7 +538,7 @@ class PlanFeatures(APIView):
         summary="The plan's features and their pricing rules",
         operation_id="plan_features_list",
         request=None,
-        responses={200: _page("PlansFeatureRulePage", _RULE)},
+        responses={200: page("PlansFeatureRulePage", _RULE)},
         parameters=[_PLAN_REF],
     )
     def get(self, request: Request, plan_ref: str) -> Response:

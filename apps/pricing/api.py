@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import ValidationFailed
 
 from .models import ModelPriceOverride, PriceVersion
@@ -55,11 +56,6 @@ def _decimal_doc(**kwargs: Any) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=32, decimal_places=18, allow_null=True, **kwargs)
 
 
-_PAGE = {
-    "nextCursor": serializers.CharField(allow_null=True),
-    "hasMore": serializers.BooleanField(),
-}
-_PAGE_PARAMETERS = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
 _VERSION = inline_serializer(
     "PricingModelPrice",
     fields={
@@ -82,9 +78,7 @@ _VERSION = inline_serializer(
         "contentHash": serializers.CharField(),
     },
 )
-_VERSION_LIST = inline_serializer(
-    "PricingModelPriceList", fields={"items": type(_VERSION)(many=True), **_PAGE}
-)
+_VERSION_LIST = page("PricingModelPriceList", _VERSION)
 
 
 class ModelPriceList(APIView):
@@ -99,7 +93,7 @@ class ModelPriceList(APIView):
             OpenApiParameter(
                 "history", str, enum=["1", "true", "yes"], description="every version (needs model)"
             ),
-            *_PAGE_PARAMETERS,
+            *PAGE_PARAMETERS,
         ],
         responses={200: _VERSION_LIST},
     )
@@ -203,9 +197,7 @@ _OVERRIDE = inline_serializer(
         "updatedAt": serializers.DateTimeField(),
     },
 )
-_OVERRIDE_LIST = inline_serializer(
-    "PricingModelPriceOverrideList", fields={"items": type(_OVERRIDE)(many=True), **_PAGE}
-)
+_OVERRIDE_LIST = page("PricingModelPriceOverrideList", _OVERRIDE)
 
 
 class ModelPriceOverrideListCreate(APIView):
@@ -215,7 +207,7 @@ class ModelPriceOverrideListCreate(APIView):
         summary="List the environment's negotiated model rates",
         operation_id="model_price_overrides_list",
         request=None,
-        parameters=_PAGE_PARAMETERS,
+        parameters=PAGE_PARAMETERS,
         responses={200: _OVERRIDE_LIST},
     )
     def get(self, request: Request) -> Response:

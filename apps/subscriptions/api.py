@@ -20,6 +20,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.selectors import customer_get
@@ -115,11 +116,6 @@ class PlanChangeInput(serializers.Serializer):
 # -- schema (what the views return; see rendering.py) -------------------------------------
 
 
-def _many(serializer: serializers.Serializer) -> serializers.ListSerializer:
-    """The same component as a list (a fresh instance: DRF binds a field to one parent)."""
-    return type(serializer)(many=True)
-
-
 _CHANGE = inline_serializer(
     "SubscriptionsPlanChange",
     fields={
@@ -174,19 +170,7 @@ _SUBSCRIPTION = inline_serializer(
 )
 
 
-def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
-    return inline_serializer(
-        name,
-        fields={
-            "items": _many(item),
-            "nextCursor": serializers.CharField(allow_null=True),
-            "hasMore": serializers.BooleanField(),
-        },
-    )
-
-
 _SUBSCRIPTION_ID = OpenApiParameter("subscription_id", str, OpenApiParameter.PATH)
-_PAGING = [OpenApiParameter("limit", int), OpenApiParameter("cursor", str)]
 
 
 # -- views --------------------------------------------------------------------------------
@@ -203,7 +187,7 @@ class SubscriptionListCreate(_ReadingView):
         summary="List subscriptions, newest first",
         operation_id="subscriptions_list",
         request=None,
-        responses={200: _page("SubscriptionsSubscriptionPage", _SUBSCRIPTION)},
+        responses={200: page("SubscriptionsSubscriptionPage", _SUBSCRIPTION)},
         parameters=[
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("status", str, enum=list(STATUS_FILTERS)),
@@ -271,8 +255,8 @@ class CustomerSubscriptions(_ReadingView):
     @extend_schema(
         summary="A customer's subscriptions, newest first",
         request=None,
-        responses={200: _page("SubscriptionsCustomerSubscriptionPage", _SUBSCRIPTION)},
-        parameters=[OpenApiParameter("reference_id", str, OpenApiParameter.PATH), *_PAGING],
+        responses={200: page("SubscriptionsCustomerSubscriptionPage", _SUBSCRIPTION)},
+        parameters=[OpenApiParameter("reference_id", str, OpenApiParameter.PATH), *PAGE_PARAMETERS],
     )
     def get(self, request: Request, reference_id: str) -> Response:
         ensure_customer_access(request, reference_id)
@@ -301,7 +285,7 @@ class SubscriptionChanges(_ReadingView):
     @extend_schema(
         summary="The subscription's plan changes, newest first (at most 200, one page)",
         request=None,
-        responses={200: _page("SubscriptionsPlanChangePage", _CHANGE)},
+        responses={200: page("SubscriptionsPlanChangePage", _CHANGE)},
         parameters=[_SUBSCRIPTION_ID],
     )
     def get(self, request: Request, subscription_id: str) -> Response:
