@@ -175,16 +175,9 @@ def _check(
 # -- schema documentation ----------------------------------------------------------------------
 
 
-class CheckInputDoc(serializers.Serializer):
-    customerReferenceId = serializers.CharField(max_length=MAX_REFERENCE_LENGTH)
-    featureKey = serializers.CharField(max_length=MAX_FEATURE_KEY_LENGTH)
-    units = serializers.DecimalField(
-        max_digits=24,
-        decimal_places=12,
-        required=False,
-        help_text="default: any left (1 when reserving)",
-    )
-    model = serializers.CharField(required=False, help_text="for credit weights per model")
+class _ReserveDoc(serializers.Serializer):
+    """The reservation fields a check and an evaluation both take."""
+
     reserve = serializers.BooleanField(
         required=False, help_text="hold the units until an event settles them"
     )
@@ -194,6 +187,18 @@ class CheckInputDoc(serializers.Serializer):
         max_value=MAX_TTL_SECONDS,
         help_text=f"default {DEFAULT_TTL_SECONDS}",
     )
+
+
+class CheckInputDoc(_ReserveDoc):
+    customerReferenceId = serializers.CharField(max_length=MAX_REFERENCE_LENGTH)
+    featureKey = serializers.CharField(max_length=MAX_FEATURE_KEY_LENGTH)
+    units = serializers.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        required=False,
+        help_text="default: any left (1 when reserving)",
+    )
+    model = serializers.CharField(required=False, help_text="for credit weights per model")
 
 
 class _ReasonDoc(serializers.Serializer):
@@ -261,7 +266,7 @@ class DecisionDoc(serializers.Serializer):
     reservation = _ReservationDoc(required=False, help_text="when a hold was made")
 
 
-class EvaluateInputDoc(serializers.Serializer):
+class EvaluateInputDoc(_ReserveDoc):
     customerReferenceId = serializers.CharField(max_length=MAX_REFERENCE_LENGTH)
     featureKey = serializers.CharField(max_length=MAX_FEATURE_KEY_LENGTH)
     usage = inline_serializer(
@@ -284,15 +289,6 @@ class EvaluateInputDoc(serializers.Serializer):
     )
     context = serializers.DictField(
         required=False, help_text="{flowId}: echoed back (a new one when not given)"
-    )
-    reserve = serializers.BooleanField(
-        required=False, help_text="hold the units until an event settles them"
-    )
-    ttlSeconds = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=MAX_TTL_SECONDS,
-        help_text=f"default {DEFAULT_TTL_SECONDS}",
     )
 
 
