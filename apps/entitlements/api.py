@@ -175,9 +175,9 @@ def _check(
 # -- schema documentation ----------------------------------------------------------------------
 
 
+# The reservation fields a check and an evaluation both take (a comment, not a docstring:
+# drf-spectacular would show it as the description of both requests).
 class _ReserveDoc(serializers.Serializer):
-    """The reservation fields a check and an evaluation both take."""
-
     reserve = serializers.BooleanField(
         required=False, help_text="hold the units until an event settles them"
     )
