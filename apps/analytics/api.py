@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import Environment
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import request_key
 from apps.core.api.pagination import page_limit
 from apps.core.api.renderers import DecimalJSONRenderer, dumps
 from apps.events.api import EventOutputDoc
@@ -108,7 +109,7 @@ class ReadView(APIView):
     @property
     def environment(self) -> Environment:
         """The calling key's environment: every read is scoped to it."""
-        return self.request.auth.environment
+        return request_key(self.request).environment
 
 
 class ExportableView(ReadView):

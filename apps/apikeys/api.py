@@ -21,6 +21,7 @@ from apps.core.tenancy import get_scoped_or_404
 from apps.customers.models import Customer
 
 from . import scopes as S
+from .authentication import request_key
 from .models import ApiKey, ApiKeySpend
 from .selectors import apikey_get, apikeys_for
 from .services import (
@@ -171,7 +172,7 @@ class SdkKeyListCreate(APIView):
         responses={200: _KEY_LIST},
     )
     def get(self, request: Request) -> Response:
-        keys = apikeys_for(request.auth.environment).prefetch_related(
+        keys = apikeys_for(request_key(request).environment).prefetch_related(
             Prefetch(
                 "spend_windows",
                 queryset=ApiKeySpend.objects.filter(window_start__in=current_window_starts()),
@@ -190,7 +191,7 @@ class SdkKeyListCreate(APIView):
         body = KeyCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        environment: Environment = request.auth.environment
+        environment: Environment = request_key(request).environment
         customer = None
         if data.get("customerReferenceId"):
             customer = get_scoped_or_404(
@@ -215,11 +216,11 @@ class SdkKeyDetail(APIView):
 
     @extend_schema(summary="Get one API key", request=None, responses={200: _KEY})
     def get(self, request: Request, key_id: str) -> Response:
-        return Response(render_key(apikey_get(request.auth.environment, key_id)))
+        return Response(render_key(apikey_get(request_key(request).environment, key_id)))
 
     @extend_schema(summary="Revoke an API key", request=None, responses={200: _KEY})
     def delete(self, request: Request, key_id: str) -> Response:
-        key = apikey_get(request.auth.environment, key_id)
+        key = apikey_get(request_key(request).environment, key_id)
         apikey_revoke(key=key, actor=Actor.from_request(request))
         return Response(render_key(key))
 
@@ -233,7 +234,7 @@ class SdkKeyRotate(APIView):
         responses={201: _ISSUED},
     )
     def post(self, request: Request, key_id: str) -> Response:
-        key = apikey_get(request.auth.environment, key_id)
+        key = apikey_get(request_key(request).environment, key_id)
         issued = apikey_rotate(key=key, actor=Actor.from_request(request))
         return Response(render_issued(issued), status=status.HTTP_201_CREATED)
 
@@ -246,7 +247,7 @@ class SdkKeyMe(APIView):
         summary="The calling key: scopes, budget and expiry", request=None, responses={200: _KEY_ME}
     )
     def get(self, request: Request) -> Response:
-        key: ApiKey = request.auth
+        key = request_key(request)
         return Response(
             {
                 "id": key.pk,
@@ -275,14 +276,14 @@ class CustomerKeyCreateInput(serializers.Serializer):
 
 
 def _customer(request: Request, reference_id: str) -> Customer:
-    return get_scoped_or_404(Customer, request.auth.environment, reference_id=reference_id)
+    return get_scoped_or_404(Customer, request_key(request).environment, reference_id=reference_id)
 
 
 def _customer_key(request: Request, reference_id: str, key_id: str) -> ApiKey:
     customer = _customer(request, reference_id)
     return get_scoped_or_404(
-        apikeys_for(request.auth.environment),
-        request.auth.environment,
+        apikeys_for(request_key(request).environment),
+        request_key(request).environment,
         pk=key_id,
         customer=customer,
     )
@@ -336,7 +337,7 @@ class CustomerKeys(APIView):
     )
     def get(self, request: Request, reference_id: str) -> Response:
         customer = _customer(request, reference_id)
-        keys = apikeys_for(request.auth.environment).filter(customer=customer)
+        keys = apikeys_for(request_key(request).environment).filter(customer=customer)
         return Response(paginate_newest_first(keys, request, render_customer_key))
 
     @extend_schema(
@@ -348,7 +349,7 @@ class CustomerKeys(APIView):
         body = CustomerKeyCreateInput(data=request.data)
         body.is_valid(raise_exception=True)
         issued = apikey_create(
-            environment=request.auth.environment,
+            environment=request_key(request).environment,
             kind=ApiKey.Kind.CUSTOMER,
             actor=Actor.from_request(request),
             name=body.validated_data.get("name", ""),

@@ -31,6 +31,21 @@ def key_for_request(request: HttpRequest) -> ApiKey | None:
     return key
 
 
+def request_key(request: Request) -> ApiKey:
+    """The key ``ApiKeyAuthentication`` put on ``request.auth``: an API view that
+    ``HasScope`` let in has one (``public`` views may not)."""
+    key = request.auth
+    assert isinstance(key, ApiKey), "request.auth is not an API key"
+    return key
+
+
+def request_key_or_none(request: Request) -> ApiKey | None:
+    """``request.auth``: the key, or None when the request carries none."""
+    key = request.auth
+    assert key is None or isinstance(key, ApiKey), "request.auth is not an API key"
+    return key
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[None, ApiKey] | None:
         key = key_for_request(request._request)

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 
 from apps.core.errors import Forbidden, ScopeDenied
 
+from .authentication import request_key_or_none
 from .models import ApiKey
 
 
@@ -30,7 +31,7 @@ class HasScope(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if getattr(view, "public", False):
             return True
-        key: ApiKey | None = request.auth
+        key = request_key_or_none(request)
         if key is None:
             raise NotAuthenticated("An API key is required (Authorization: Bearer <key>).")
         if key.kind == ApiKey.Kind.CUSTOMER:
@@ -48,7 +49,7 @@ class HasScope(BasePermission):
 
 def pinned_customer_reference(request: Request) -> str | None:
     """The customer a ck_ key is pinned to, else None."""
-    key: ApiKey | None = request.auth
+    key = request_key_or_none(request)
     if key is not None and key.kind == ApiKey.Kind.CUSTOMER and key.customer is not None:
         return key.customer.reference_id
     return None

@@ -12,10 +12,12 @@ from apps.core.errors import RateLimited
 from apps.core.ratelimit import hit
 from apps.core.redis import env_key
 
+from .authentication import request_key_or_none
+
 
 class ApiKeyRateThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
-        key = request.auth
+        key = request_key_or_none(request)
         if key is None:
             return True
         wait = hit(env_key(key.environment_id, "rl", key.pk), settings.API_RATE_LIMIT_PER_SECOND, 1)

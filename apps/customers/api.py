@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
 from apps.apikeys import scopes as S
-from apps.apikeys.models import ApiKey
+from apps.apikeys.authentication import request_key
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.renderers import dumps
@@ -91,8 +91,7 @@ def optional_text(max_length: int, *, email: bool = False) -> serializers.CharFi
 
 def environment_of(request: Request) -> Environment:
     """The calling key's environment: the tenant every lookup is scoped to."""
-    key: ApiKey = request.auth  # type: ignore[assignment]
-    return key.environment
+    return request_key(request).environment
 
 
 # -- rendering --------------------------------------------------------------------------

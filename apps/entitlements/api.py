@@ -42,6 +42,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import request_key
 from apps.apikeys.models import ApiKey
 from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
@@ -123,7 +124,7 @@ def _model(value: Any, field: str, errors: dict[str, list[str]]) -> str:
 
 
 def _reserve_allowed(request: Request) -> None:
-    key: ApiKey = request.auth  # type: ignore[assignment]
+    key = request_key(request)
     if key.kind != ApiKey.Kind.CUSTOMER and not key.has_scope(S.EVENTS_WRITE):
         raise ScopeDenied(S.EVENTS_WRITE)
 

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import request_key
 from apps.apikeys.permissions import pinned_customer_reference
 from apps.core.errors import PayloadTooLarge, ValidationFailed
 
@@ -152,7 +153,7 @@ class ClientEventCreate(APIView):
     def post(self, request: Request) -> Response:
         header_key = request.headers.get("X-Idempotency-Key")
         recorded = event_record(
-            environment=request.auth.environment,
+            environment=request_key(request).environment,
             body=request.data,
             idempotency_key=header_key if header_key else None,
             pinned_customer_ref=pinned_customer_reference(request),
@@ -196,7 +197,7 @@ class EventsIngest(APIView):
             raise ValidationFailed(fields={"events": ["At least one event is required."]})
         if len(items) > MAX_BATCH:
             raise PayloadTooLarge(f"A batch may hold at most {MAX_BATCH} events.")
-        result = events_ingest(environment=request.auth.environment, items=items)
+        result = events_ingest(environment=request_key(request).environment, items=items)
         body = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,

@@ -17,6 +17,7 @@ from apps.accounts.audit import Actor
 from apps.accounts.models import Environment, Organization
 from apps.apikeys import scopes as S
 from apps.apikeys.api import BudgetDoc, render_budget
+from apps.apikeys.authentication import request_key
 from apps.apikeys.models import ApiKey
 from apps.core.errors import RateLimited
 from apps.core.middleware import client_ip
@@ -194,7 +195,7 @@ class AccountPlan(APIView):
         responses={200: _ACCOUNT_PLAN},
     )
     def get(self, request: Request) -> Response:
-        key: ApiKey = request.auth
+        key = request_key(request)
         environment = key.environment
         start, end = _month_bounds(timezone.now())
         totals = rollup_totals(environment, start=start, end=end)

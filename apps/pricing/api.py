@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import request_key
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import ValidationFailed
@@ -211,7 +212,7 @@ class ModelPriceOverrideListCreate(APIView):
         responses={200: _OVERRIDE_LIST},
     )
     def get(self, request: Request) -> Response:
-        overrides = overrides_for(request.auth.environment)
+        overrides = overrides_for(request_key(request).environment)
         return Response(paginate_newest_first(overrides, request, render_override))
 
     @extend_schema(
@@ -223,7 +224,7 @@ class ModelPriceOverrideListCreate(APIView):
         body = OverrideInput(data=request.data)
         body.is_valid(raise_exception=True)
         override = override_create(
-            environment=request.auth.environment,
+            environment=request_key(request).environment,
             actor=Actor.from_request(request),
             **_changes(body.validated_data),
         )
@@ -235,7 +236,9 @@ class ModelPriceOverrideDetail(APIView):
 
     @extend_schema(summary="Get one negotiated rate", request=None, responses={200: _OVERRIDE})
     def get(self, request: Request, override_id: str) -> Response:
-        return Response(render_override(override_get(request.auth.environment, override_id)))
+        return Response(
+            render_override(override_get(request_key(request).environment, override_id))
+        )
 
     @extend_schema(
         summary="Change a negotiated rate (null clears a field)",
@@ -243,7 +246,7 @@ class ModelPriceOverrideDetail(APIView):
         responses={200: _OVERRIDE},
     )
     def patch(self, request: Request, override_id: str) -> Response:
-        override = override_get(request.auth.environment, override_id)
+        override = override_get(request_key(request).environment, override_id)
         body = OverrideInput(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
         override = override_update(
@@ -255,6 +258,6 @@ class ModelPriceOverrideDetail(APIView):
 
     @extend_schema(summary="Remove a negotiated rate", request=None, responses={204: None})
     def delete(self, request: Request, override_id: str) -> Response:
-        override = override_get(request.auth.environment, override_id)
+        override = override_get(request_key(request).environment, override_id)
         override_delete(override=override, actor=Actor.from_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
