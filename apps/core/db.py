@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 # Executions of a statement on a connection before psycopg prepares it.
 PREPARE_THRESHOLD = 2
@@ -33,16 +33,18 @@ PREPARE_THRESHOLD = 2
 _PLACEHOLDER = re.compile(r"%s")
 
 
-def prepared_cursor() -> Any:
+def prepared_cursor() -> CursorWrapper:
     """A Django cursor over a server-side-binding psycopg cursor (``$n`` placeholders)."""
     connection.ensure_connection()
     conn = connection.connection
     if conn.prepare_threshold is None and getattr(settings, "EVENTS_PREPARED_STATEMENTS", True):
         conn.prepare_threshold = PREPARE_THRESHOLD
     raw = psycopg.RawCursor(conn)
+    # make_cursor/make_debug_cursor wrap a DB-API cursor (as cursor() wraps create_cursor()'s);
+    # django-stubs type their argument as the CursorWrapper they return.
     if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
+        return connection.make_debug_cursor(raw)  # type: ignore[arg-type]  # django-stubs, above
+    return connection.make_cursor(raw)  # type: ignore[arg-type]  # django-stubs, above
 
 
 @functools.lru_cache(maxsize=256)

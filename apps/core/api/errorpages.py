@@ -17,7 +17,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
             status=404,
             content_type="application/json",
         )
-    return page_not_found(request, exception)  # type: ignore[arg-type]
+    return page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

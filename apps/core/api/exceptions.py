@@ -71,7 +71,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )
     if isinstance(exc, drf.Throttled):
-        wait = int(exc.wait or 1)
+        wait = int(exc.wait or 1)  # type: ignore[attr-defined]  # DRF stubs lack Throttled.wait
         return Response(
             error_body("rate_limited", f"Too many requests; retry in {wait} s."),
             status=429,

@@ -15,7 +15,9 @@ from .pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 def many(serializer: serializers.Serializer) -> serializers.ListSerializer:
     """The same component as a list (a fresh instance: DRF binds a field to one parent)."""
-    return type(serializer)(many=True)
+    listed = type(serializer).many_init()  # what ``many=True`` builds
+    assert isinstance(listed, serializers.ListSerializer)
+    return listed
 
 
 def page(name: str, item: serializers.Serializer) -> serializers.Serializer:
