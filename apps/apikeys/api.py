@@ -305,7 +305,7 @@ def render_customer_key(key: ApiKey, plaintext: str | None = None) -> dict[str, 
     return body
 
 
-_CUSTOMER_KEY_FIELDS = {
+_CUSTOMER_KEY_FIELDS: dict[str, serializers.Field] = {
     "id": serializers.UUIDField(),
     "customerReferenceId": serializers.CharField(allow_null=True),
     "keyHint": serializers.CharField(help_text="last four characters of the key"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
 from collections.abc import Callable
 
 from django.conf import settings
@@ -39,7 +40,7 @@ def _envelope(status: int, code: str, message: str, request: HttpRequest) -> Htt
     return HttpResponse(dumps(body), status=status, content_type="application/json")
 
 
-def _claim(environment_id: object, key: str, request_hash: str) -> int | None:
+def _claim(environment_id: uuid.UUID, key: str, request_hash: str) -> int | None:
     with connection.cursor() as cur:
         cur.execute(
             """

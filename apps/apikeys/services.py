@@ -27,7 +27,7 @@ from .models import ApiKey, ApiKeySpend
 
 logger = logging.getLogger(__name__)
 
-_KIND_PREFIX = {ApiKey.Kind.SECRET: "sk", ApiKey.Kind.CUSTOMER: "ck"}
+_KIND_PREFIX: dict[str, str] = {ApiKey.Kind.SECRET: "sk", ApiKey.Kind.CUSTOMER: "ck"}
 
 
 def hash_key(raw: str) -> str:
