@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -93,7 +93,15 @@ def _invoice(request: Request, invoice_id: str) -> Invoice:
 
 # -- schema (what the views return; see rendering.py) -------------------------------------
 
-_DECIMAL = {"max_digits": None, "decimal_places": None}
+
+class _Digits(TypedDict):
+    """DecimalField's digit bounds, both None: the schema describes amounts, never limits them."""
+
+    max_digits: None
+    decimal_places: None
+
+
+_DECIMAL: _Digits = {"max_digits": None, "decimal_places": None}
 
 
 _LINE = inline_serializer(

@@ -8,7 +8,7 @@ its id or its key in the path; a feature by its ``featureKey``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -304,7 +304,15 @@ def _features_of(environment: Any, raw: Any) -> list[tuple[Feature, RuleSpec]]:
 
 # -- schema (what the views return; see rendering.py) -------------------------------------
 
-_DECIMAL = {"max_digits": None, "decimal_places": None}
+
+class _Digits(TypedDict):
+    """DecimalField's digit bounds, both None: the schema describes amounts, never limits them."""
+
+    max_digits: None
+    decimal_places: None
+
+
+_DECIMAL: _Digits = {"max_digits": None, "decimal_places": None}
 
 
 _PRICING = inline_serializer(
