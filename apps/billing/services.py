@@ -1005,6 +1005,12 @@ def _late_usage_candidates(now: dt.datetime) -> Any:
     )
 
 
+def _late_usage_unchecked(state: SubscriptionBilling, today: dt.datetime) -> bool:
+    """Not yet looked at for late usage today."""
+    checked = state.late_usage_checked_at
+    return checked is None or checked < today
+
+
 def _late_usage_batch(
     subscriptions: list[Subscription], catalog: _Catalog, now: dt.datetime
 ) -> LateUsageResult:
@@ -1026,9 +1032,7 @@ def _late_usage_batch(
         for s in subscriptions
         if s.pk in states
         and s.pk not in invoiced_today
-        and (
-            states[s.pk].late_usage_checked_at is None or states[s.pk].late_usage_checked_at < today
-        )
+        and _late_usage_unchecked(states[s.pk], today)
     ]
     result = LateUsageResult(subscriptions=len(due))
     if not due:
