@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDay
@@ -166,11 +166,7 @@ def rollup_daily_series(
         .annotate(**_SUMS)
         .order_by("day")
     )
-    out = []
-    for row in rows:
-        row["day"] = row["day"].date()
-        out.append(_finish(row))
-    return out
+    return [_finish({**row, "day": row["day"].date()}) for row in rows]
 
 
 def unpriced_count(
@@ -188,9 +184,15 @@ def unpriced_count(
     return queryset.aggregate(n=Coalesce(Sum("unpriced_count"), 0))["n"]
 
 
+class UnpricedModel(TypedDict):
+    model: str
+    provider: str
+    unpriced: int
+
+
 def unpriced_models(
     environment: Environment, *, start: dt.datetime, end: dt.datetime
-) -> list[dict[str, Any]]:
+) -> list[UnpricedModel]:
     """(model, provider, unpriced_count) of the window, most unpriced first."""
     return list(
         rollups_in_window(environment, start=start, end=end)

@@ -22,7 +22,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, TypeGuard
 
 from apps.core.money import quantize_event_amount
 
@@ -297,7 +297,7 @@ def parse_event(
     return _parse_full(raw, now=now, idempotency_key_override=idempotency_key_override)
 
 
-def _plain_text(value: Any, max_length: int) -> bool:
+def _plain_text(value: Any, max_length: int) -> TypeGuard[str]:
     """A string ``_string`` would return unchanged (ASCII, so no encoding question)."""
     return (
         type(value) is str
@@ -312,7 +312,7 @@ def _plain_count(value: Any, maximum: int) -> bool:
     return value is None or (type(value) is int and 0 <= value <= maximum)
 
 
-def _plain_amount(value: Any) -> Decimal | bool | None:
+def _plain_amount(value: Any) -> Decimal | Literal[False] | None:
     """The amount when it is plainly valid, None when absent, False to defer to ``_amount``."""
     if value is None:
         return None
@@ -342,6 +342,7 @@ def _parse_plain(
     cost_input = get("costInput")
     if cost_input is not None and type(cost_input) is not dict:
         return None
+    key: str | None
     if idempotency_key_override is not None:
         key = idempotency_key_override
     else:
@@ -480,6 +481,7 @@ def _parse_full(
             return cost_values[name], f"costInput.{name}"
         return get(name), name
 
+    key_value: Any  # validated by _string below
     if idempotency_key_override is not None:
         key_value, key_field = idempotency_key_override, "X-Idempotency-Key"
     elif get("eventIdempotencyKey") is not None:
