@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404, HttpResponseBase
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -100,7 +100,7 @@ class ReadView(APIView):
             formats = ", ".join(renderer.format for renderer in self.get_renderers())
             raise invalid_parameter(fields={"format": [f"One of {formats}."]}) from None
 
-    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+    def handle_exception(self, exc: Exception) -> Response:
         # Errors always leave as the JSON envelope, whatever format was asked for.
         self.request.accepted_renderer = DecimalJSONRenderer()
         self.request.accepted_media_type = DecimalJSONRenderer.media_type
@@ -202,12 +202,20 @@ class _LatencyDoc(serializers.Serializer):
 
 
 class _PriceDoc(serializers.Serializer):
-    source = serializers.ChoiceField(choices=["catalog", "override_rate", "override_discount"])
     catalog = serializers.DictField(
         allow_null=True, help_text="the catalog version in force, as GET /api/model-prices"
     )
     discountPercent = serializers.DecimalField(max_digits=7, decimal_places=4, allow_null=True)
     customRates = serializers.DictField(allow_null=True, help_text="negotiated USD per MTok")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Not a class-body field: to mypy, "source" there would override Field.source.
+        return {
+            "source": serializers.ChoiceField(
+                choices=["catalog", "override_rate", "override_discount"]
+            ),
+            **super().get_fields(),
+        }
 
 
 class ModelRowDoc(_TotalsDoc):

@@ -288,9 +288,15 @@ class EvaluateInputDoc(_ReserveDoc):
     model = serializers.CharField(
         required=False, max_length=MAX_MODEL_LENGTH, help_text="when usage has no model"
     )
-    context = serializers.DictField(
-        required=False, help_text="{flowId}: echoed back (a new one when not given)"
-    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Not a class-body field: to mypy, "context" there would override Field.context.
+        return {
+            **super().get_fields(),
+            "context": serializers.DictField(
+                required=False, help_text="{flowId}: echoed back (a new one when not given)"
+            ),
+        }
 
 
 class EvaluationDoc(DecisionDoc):

@@ -122,7 +122,15 @@ class _BatchItemDoc(serializers.Serializer):
 
 class _BatchErrorDoc(serializers.Serializer):
     index = serializers.IntegerField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Not a class-body field: to mypy, "fields" there would override Serializer.fields.
+        return {
+            **super().get_fields(),
+            "fields": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField())
+            ),
+        }
 
 
 class BatchOutputDoc(serializers.Serializer):
@@ -130,7 +138,13 @@ class BatchOutputDoc(serializers.Serializer):
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     events = _BatchItemDoc(many=True, help_text="accepted and duplicate items, in order")
-    errors = _BatchErrorDoc(many=True, help_text="rejected items with their field errors")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # Not a class-body field: to mypy, "errors" there would override Serializer.errors.
+        return {
+            **super().get_fields(),
+            "errors": _BatchErrorDoc(many=True, help_text="rejected items with their field errors"),
+        }
 
 
 # --- Views ------------------------------------------------------------------------------
