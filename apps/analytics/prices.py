@@ -34,7 +34,7 @@ def model_price_in_force(
     catalog = get_catalog()
     resolved = catalog.resolve(provider_ref, model_ref)
     if resolved is not None:
-        provider_id = resolved.provider_id
+        provider_id: str | None = resolved.provider_id
         names: tuple[str, ...] = (
             (model_ref,) if resolved.model_id == model_ref else (model_ref, resolved.model_id)
         )

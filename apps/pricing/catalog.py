@@ -374,7 +374,7 @@ class EnvOverrides:
 NO_OVERRIDES = EnvOverrides(rates={}, model_discounts={}, provider_discounts={})
 
 
-def _load_overrides(environment_id: object) -> EnvOverrides:
+def _load_overrides(environment_id: uuid.UUID) -> EnvOverrides:
     from .models import ModelPriceOverride
 
     rates: dict[tuple[str, str], RateOverride] = {}
@@ -480,7 +480,7 @@ def get_catalog() -> Catalog:
         return catalog
 
 
-def get_overrides(environment_id: object) -> EnvOverrides:
+def get_overrides(environment_id: uuid.UUID) -> EnvOverrides:
     now = time.monotonic()
     entry = _caches.overrides.get(environment_id)
     if entry is not None and now - entry.checked_at < CHECK_SECONDS:
