@@ -11,6 +11,7 @@ from .models import Membership
 
 class AccountAdapter(DefaultAccountAdapter):
     def get_login_redirect_url(self, request: HttpRequest) -> str:
+        assert request.user.is_authenticated  # allauth asks once the user is signed in
         if not Membership.objects.filter(user=request.user).exists():
             return reverse("onboarding:start")
         return super().get_login_redirect_url(request)

@@ -11,6 +11,7 @@ def tenant(request: HttpRequest) -> dict[str, Any]:
     membership = getattr(request, "membership", None)
     if membership is None:
         return {}
+    assert request.user.is_authenticated  # TenantMiddleware sets a membership for them only
     return {
         "current_membership": membership,
         "current_organization": membership.organization,

@@ -32,6 +32,7 @@ class TenantMiddleware:
 
     @staticmethod
     def _resolve(request: HttpRequest) -> None:
+        assert request.user.is_authenticated  # __call__ resolves signed-in users only
         memberships = Membership.objects.select_related("organization").filter(user=request.user)
         wanted = request.session.get(SESSION_ORG)
         membership = None

@@ -24,7 +24,7 @@ def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
         try:
             membership = invitation_accept(
                 token=token,
-                user=request.user,  # type: ignore[arg-type]
+                user=request.user,
                 actor=Actor.from_request(request),
             )
         except TansoError as exc:

@@ -31,4 +31,6 @@ for _model, _model_admin in list(admin.site._registry.items()):
     if _model._meta.app_label != "djstripe" or not _model_admin.search_fields:
         continue
     _kept = tuple(f for f in _model_admin.search_fields if _resolves(_model, f))
-    _model_admin.search_fields = _kept or ("id",)
+    # django-stubs declare search_fields a ClassVar; ModelAdmin reads self.search_fields, and
+    # the instance (this registration only, not a class dj-stripe may share) is what we mean.
+    _model_admin.search_fields = _kept or ("id",)  # type: ignore[misc]  # see above
