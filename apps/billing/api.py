@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, TypedDict
+from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -21,7 +21,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
-from apps.core.api.schema import many, page
+from apps.core.api.schema import decimal, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
@@ -94,16 +94,6 @@ def _invoice(request: Request, invoice_id: str) -> Invoice:
 # -- schema (what the views return; see rendering.py) -------------------------------------
 
 
-class _Digits(TypedDict):
-    """DecimalField's digit bounds, both None: the schema describes amounts, never limits them."""
-
-    max_digits: None
-    decimal_places: None
-
-
-_DECIMAL: _Digits = {"max_digits": None, "decimal_places": None}
-
-
 _LINE = inline_serializer(
     "BillingInvoiceLine",
     fields={
@@ -112,14 +102,10 @@ _LINE = inline_serializer(
             help_text="BASE, USAGE, OVERAGE, CREDITS, PRORATION, LATE_USAGE or CANCELLATION"
         ),
         "description": serializers.CharField(),
-        "chargeAmount": serializers.DecimalField(
-            **_DECIMAL, help_text="The rounded amount in major units"
-        ),
+        "chargeAmount": decimal(help_text="The rounded amount in major units"),
         "amountMinor": serializers.IntegerField(help_text="The same in integer minor units"),
-        "exactAmount": serializers.DecimalField(
-            **_DECIMAL, help_text="The exact amount before the line's one rounding"
-        ),
-        "quantity": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "exactAmount": decimal(help_text="The exact amount before the line's one rounding"),
+        "quantity": decimal(allow_null=True),
         "featureKey": serializers.CharField(allow_null=True),
         "planId": serializers.UUIDField(allow_null=True),
         "periodStart": serializers.DateTimeField(help_text="Start of the service period"),
@@ -141,7 +127,7 @@ _INVOICE = inline_serializer(
             help_text="period, final, plan_change, cancellation or late_usage"
         ),
         "status": serializers.CharField(help_text="PENDING, DUE, PAST_DUE, PAID or VOID"),
-        "amount": serializers.DecimalField(**_DECIMAL, help_text="The total in major units"),
+        "amount": decimal(help_text="The total in major units"),
         "amountMinor": serializers.IntegerField(help_text="The total in integer minor units"),
         "currency": serializers.CharField(),
         "invoicePeriodStart": serializers.DateTimeField(),
@@ -401,13 +387,11 @@ _REVENUE_ITEM = inline_serializer(
             allow_null=True, help_text="null: revenue no usage could carry"
         ),
         "currency": serializers.CharField(),
-        "revenue": serializers.DecimalField(**_DECIMAL, help_text="usageRevenue + baseRevenue"),
-        "usageRevenue": serializers.DecimalField(**_DECIMAL),
-        "baseRevenue": serializers.DecimalField(**_DECIMAL),
-        "costUsd": serializers.DecimalField(**_DECIMAL),
-        "margin": serializers.DecimalField(
-            **_DECIMAL, allow_null=True, help_text="revenue - costUsd; USD only, else null"
-        ),
+        "revenue": decimal(help_text="usageRevenue + baseRevenue"),
+        "usageRevenue": decimal(),
+        "baseRevenue": decimal(),
+        "costUsd": decimal(),
+        "margin": decimal(allow_null=True, help_text="revenue - costUsd; USD only, else null"),
     },
 )
 _REVENUE = inline_serializer(

@@ -34,7 +34,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import page_limit, paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.models import Customer
@@ -158,17 +158,6 @@ def _with_allocations(queryset: QuerySet[CreditTransaction]) -> QuerySet[CreditT
 # -- response shapes (OpenAPI only; the JSON itself comes from rendering.py) ---------------
 
 
-def _decimal(help_text: str = "", **kwargs: Any) -> serializers.DecimalField:
-    """A decimal string in a response (amounts are rendered as strings)."""
-    return serializers.DecimalField(
-        max_digits=None, decimal_places=None, help_text=help_text, **kwargs
-    )
-
-
-def _nullable_decimal(help_text: str = "") -> serializers.DecimalField:
-    return _decimal(help_text, allow_null=True)
-
-
 def _path(name: str, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, str, OpenApiParameter.PATH, description=description)
 
@@ -186,7 +175,7 @@ CREDIT_MODEL_OUT = inline_serializer(
         "description": serializers.CharField(),
         "hardLimit": serializers.BooleanField(),
         "rolloverPolicy": serializers.ChoiceField(RolloverPolicy.values),
-        "rolloverCap": _nullable_decimal(),
+        "rolloverCap": decimal(allow_null=True),
         "grantExpiresMonths": serializers.IntegerField(allow_null=True),
         "metadata": serializers.JSONField(),
         "archivedAt": serializers.DateTimeField(allow_null=True),
@@ -203,7 +192,7 @@ ALLOCATION_OUT = inline_serializer(
         "creditModelId": serializers.UUIDField(),
         "creditModelName": serializers.CharField(),
         "denomination": serializers.CharField(),
-        "creditAmount": _decimal("Credits granted each period."),
+        "creditAmount": decimal("Credits granted each period."),
         "grantExpiresMonths": serializers.IntegerField(allow_null=True),
         "hardLimit": serializers.BooleanField(),
         "priority": serializers.IntegerField(allow_null=True),
@@ -219,14 +208,14 @@ POOL_OUT = inline_serializer(
         "name": serializers.CharField(),
         "denomination": serializers.CharField(),
         "creditModelId": serializers.UUIDField(),
-        "balance": _decimal(),
-        "totalGranted": _decimal(),
-        "totalConsumed": _decimal(),
-        "totalExpired": _decimal(),
-        "totalReversed": _decimal(),
+        "balance": decimal(),
+        "totalGranted": decimal(),
+        "totalConsumed": decimal(),
+        "totalExpired": decimal(),
+        "totalReversed": decimal(),
         "hardLimit": serializers.BooleanField(),
         "rolloverPolicy": serializers.ChoiceField(RolloverPolicy.values),
-        "rolloverCap": _nullable_decimal(),
+        "rolloverCap": decimal(allow_null=True),
         "grantExpiresMonths": serializers.IntegerField(allow_null=True),
         "status": serializers.ChoiceField(["active", "depleted"]),
         "currentPeriodStart": serializers.DateTimeField(allow_null=True),
@@ -243,14 +232,14 @@ def _grant_fields() -> dict[str, serializers.Field]:
         "id": serializers.UUIDField(),
         "creditPoolId": serializers.UUIDField(),
         "grantType": serializers.ChoiceField(GrantType.values),
-        "amount": _decimal(),
-        "remaining": _decimal(),
+        "amount": decimal(),
+        "remaining": decimal(),
         "priority": serializers.IntegerField(),
         "expiresAt": serializers.DateTimeField(allow_null=True),
         "grantedAt": serializers.DateTimeField(),
         "status": serializers.ChoiceField(["active", "spent", "expired", "closed"]),
         "idempotencyKey": serializers.CharField(allow_null=True),
-        "unitPrice": _nullable_decimal("Price per credit paid, for purchased credits."),
+        "unitPrice": decimal("Price per credit paid, for purchased credits.", allow_null=True),
         "currency": serializers.CharField(allow_null=True),
         "description": serializers.CharField(),
         "metadata": serializers.JSONField(),
@@ -267,7 +256,7 @@ GRANT_CREATED_OUT = inline_serializer(
         # Plain strings here: an enum shared by two components gets a hashed name.
         "grantType": serializers.CharField(help_text="As in CreditsGrant."),
         "status": serializers.CharField(help_text="As in CreditsGrant."),
-        "balanceAfter": _decimal("The pool's balance after the grant."),
+        "balanceAfter": decimal("The pool's balance after the grant."),
     },
 )
 
@@ -279,9 +268,9 @@ TRANSACTION_OUT = inline_serializer(
         "creditPoolId": serializers.UUIDField(),
         "sequence": serializers.IntegerField(help_text="1, 2, ... per pool."),
         "transactionType": serializers.ChoiceField(TransactionType.values),
-        "amount": _decimal("Signed: grants and reversals add, the rest take."),
-        "balanceBefore": _decimal(),
-        "balanceAfter": _decimal(),
+        "amount": decimal("Signed: grants and reversals add, the rest take."),
+        "balanceBefore": decimal(),
+        "balanceAfter": decimal(),
         "creditGrantId": serializers.UUIDField(allow_null=True),
         "reversedTransactionId": serializers.UUIDField(allow_null=True),
         "idempotencyKey": serializers.CharField(allow_null=True),
@@ -290,18 +279,18 @@ TRANSACTION_OUT = inline_serializer(
         "metadata": serializers.JSONField(),
         "createdBy": serializers.CharField(),
         "createdAt": serializers.DateTimeField(),
-        "requestedCredits": _decimal(DEDUCTION_ONLY, required=False, allow_null=True),
-        "creditShortfall": _decimal(f"{DEDUCTION_ONLY} What a hard limit refused.", required=False),
+        "requestedCredits": decimal(DEDUCTION_ONLY, required=False, allow_null=True),
+        "creditShortfall": decimal(f"{DEDUCTION_ONLY} What a hard limit refused.", required=False),
         "insufficientCredits": serializers.BooleanField(required=False, help_text=DEDUCTION_ONLY),
-        "unbackedCredits": _decimal(
+        "unbackedCredits": decimal(
             f"{DEDUCTION_ONLY} What no grant backed (soft limit).", required=False
         ),
         "featureId": serializers.UUIDField(
             required=False, allow_null=True, help_text=DEDUCTION_ONLY
         ),
         "model": serializers.CharField(required=False, allow_null=True, help_text=DEDUCTION_ONLY),
-        "usageUnits": _decimal(DEDUCTION_ONLY, required=False, allow_null=True),
-        "creditsPerUnit": _decimal(DEDUCTION_ONLY, required=False, allow_null=True),
+        "usageUnits": decimal(DEDUCTION_ONLY, required=False, allow_null=True),
+        "creditsPerUnit": decimal(DEDUCTION_ONLY, required=False, allow_null=True),
         "weightId": serializers.UUIDField(
             required=False, allow_null=True, help_text=DEDUCTION_ONLY
         ),
@@ -323,7 +312,7 @@ WEIGHT_OUT = inline_serializer(
         "featureId": serializers.UUIDField(),
         "featureKey": serializers.CharField(),
         "model": serializers.CharField(allow_null=True, help_text="null: every model."),
-        "creditsPerUnit": _decimal(),
+        "creditsPerUnit": decimal(),
         "effectiveFrom": serializers.DateTimeField(),
         "status": serializers.ChoiceField(["scheduled", "in_force"]),
         "batchId": serializers.UUIDField(),
@@ -338,7 +327,7 @@ PRICE_OUT = inline_serializer(
         "id": serializers.UUIDField(),
         "denomination": serializers.CharField(),
         "currency": serializers.CharField(),
-        "pricePerCredit": _decimal(),
+        "pricePerCredit": decimal(),
         "effectiveFrom": serializers.DateTimeField(),
         "batchId": serializers.UUIDField(),
         "createdAt": serializers.DateTimeField(),
@@ -350,14 +339,14 @@ POOL_USAGE_OUT = inline_serializer(
     fields={
         "poolId": serializers.UUIDField(),
         "denomination": serializers.CharField(),
-        "balance": _decimal(),
+        "balance": decimal(),
         "hardLimit": serializers.BooleanField(),
-        "totalGranted": _decimal(),
-        "totalConsumed": _decimal(),
-        "averageDailyBurn": _decimal("Net credits used a day over the last 30 days."),
-        "burnWindowDays": _decimal(),
+        "totalGranted": decimal(),
+        "totalConsumed": decimal(),
+        "averageDailyBurn": decimal("Net credits used a day over the last 30 days."),
+        "burnWindowDays": decimal(),
         "projectedDepletionDate": serializers.DateField(allow_null=True),
-        "pricePerCredit": _nullable_decimal("From the price book; null without a price."),
+        "pricePerCredit": decimal("From the price book; null without a price.", allow_null=True),
         "currency": serializers.CharField(allow_null=True),
     },
 )
@@ -849,7 +838,7 @@ class WeightPublish(APIView):
                 "CreditsWeightsPublished",
                 fields={
                     "effectiveFrom": serializers.DateTimeField(),
-                    "items": type(WEIGHT_OUT)(many=True),
+                    "items": many(WEIGHT_OUT),
                 },
             )
         },
@@ -948,7 +937,7 @@ class PricePublish(APIView):
                 "CreditsPricesPublished",
                 fields={
                     "effectiveFrom": serializers.DateTimeField(),
-                    "items": type(PRICE_OUT)(many=True),
+                    "items": many(PRICE_OUT),
                 },
             )
         },
@@ -1002,7 +991,7 @@ class CustomerUsage(APIView):
                             "(docs/entitlements.md)."
                         ),
                     ),
-                    "creditPools": type(POOL_USAGE_OUT)(many=True),
+                    "creditPools": many(POOL_USAGE_OUT),
                 },
             )
         },

@@ -8,7 +8,7 @@ its id or its key in the path; a feature by its ``featureKey``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import many, page
+from apps.core.api.schema import decimal, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.money import parse_decimal
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -305,37 +305,27 @@ def _features_of(environment: Any, raw: Any) -> list[tuple[Feature, RuleSpec]]:
 # -- schema (what the views return; see rendering.py) -------------------------------------
 
 
-class _Digits(TypedDict):
-    """DecimalField's digit bounds, both None: the schema describes amounts, never limits them."""
-
-    max_digits: None
-    decimal_places: None
-
-
-_DECIMAL: _Digits = {"max_digits": None, "decimal_places": None}
-
-
 _PRICING = inline_serializer(
     "PlansPricing",
     fields={
         "model": serializers.CharField(
             help_text="included, per_unit, graduated, volume or package"
         ),
-        "pricePerUnit": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "pricePerUnit": decimal(allow_null=True),
         "packageSize": serializers.IntegerField(allow_null=True),
         "tiers": serializers.ListField(
             child=serializers.DictField(),
             help_text="[{upTo (null: unbounded), pricePerUnit, flatFee}], decimal strings",
         ),
         "unitLabel": serializers.CharField(help_text="The feature's unit label"),
-        "maxUsage": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "maxUsage": decimal(allow_null=True),
         "resetInterval": serializers.CharField(
             help_text="billing_period, day, week, month or never"
         ),
         "resetMode": serializers.CharField(help_text="reset, or accumulate (resetInterval never)"),
-        "overagePricePerUnit": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "overagePricePerUnit": decimal(allow_null=True),
         "creditDenomination": serializers.CharField(allow_null=True),
-        "creditsPerUnit": serializers.DecimalField(**_DECIMAL, allow_null=True),
+        "creditsPerUnit": decimal(allow_null=True),
     },
 )
 _RULE = inline_serializer(
@@ -363,9 +353,7 @@ _PLAN = inline_serializer(
         "key": serializers.CharField(),
         "name": serializers.CharField(),
         "description": serializers.CharField(),
-        "priceAmount": serializers.DecimalField(
-            **_DECIMAL, help_text="Base fee per period, in currency major units"
-        ),
+        "priceAmount": decimal(help_text="Base fee per period, in currency major units"),
         "currency": serializers.CharField(),
         "interval": serializers.CharField(help_text="monthly or annual"),
         "intervalMonths": serializers.IntegerField(help_text="1 or 12"),
@@ -394,30 +382,22 @@ _RULE_INPUT = inline_serializer(
             required=False,
             help_text="included (default), per_unit (alias usage), graduated, volume, package",
         ),
-        "pricePerUnit": serializers.DecimalField(
-            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
-        ),
+        "pricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "packageSize": serializers.IntegerField(required=False),
         "tiers": serializers.ListField(
             child=serializers.DictField(),
             required=False,
             help_text='[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
         ),
-        "maxUsage": serializers.DecimalField(
-            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
-        ),
+        "maxUsage": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "resetInterval": serializers.CharField(
             required=False, help_text="billing_period (default), day, week, month or never"
         ),
-        "overagePricePerUnit": serializers.DecimalField(
-            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
-        ),
+        "overagePricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "creditDenomination": serializers.CharField(
             required=False, allow_blank=True, allow_null=True
         ),
-        "creditsPerUnit": serializers.DecimalField(
-            **_DECIMAL, required=False, allow_null=True, help_text=_NUMBER
-        ),
+        "creditsPerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "isEnabled": serializers.BooleanField(required=False, default=True),
     },
 )

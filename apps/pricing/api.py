@@ -15,7 +15,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.api.schema import PAGE_PARAMETERS, decimal, page
 from apps.core.errors import ValidationFailed
 
 from .models import ModelPriceOverride, PriceVersion
@@ -53,10 +53,6 @@ def render_version(version: PriceVersion) -> dict[str, Any]:
 # -- OpenAPI shapes of the answers (decimal strings for amounts) ----------------------------
 
 
-def _decimal_doc(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=32, decimal_places=18, allow_null=True, **kwargs)
-
-
 _VERSION = inline_serializer(
     "PricingModelPrice",
     fields={
@@ -69,7 +65,7 @@ _VERSION = inline_serializer(
         "deprecated": serializers.BooleanField(),
         "effectiveFrom": serializers.DateTimeField(),
         "effectiveTo": serializers.DateTimeField(allow_null=True, help_text="null: in force"),
-        **{name: _decimal_doc(help_text="USD") for name in PRICE_FIELD_NAMES.values()},
+        **{name: decimal(help_text="USD", allow_null=True) for name in PRICE_FIELD_NAMES.values()},
         "hasTiers": serializers.BooleanField(),
         "isConditional": serializers.BooleanField(),
         "prices": serializers.JSONField(
@@ -187,12 +183,12 @@ _OVERRIDE = inline_serializer(
         ),
         "provider": serializers.CharField(allow_null=True),
         "model": serializers.CharField(allow_null=True),
-        "inputCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
-        "outputCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
-        "cacheReadCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
-        "cacheWriteCostPerMillion": _decimal_doc(help_text="USD per million tokens"),
-        "costPerRequest": _decimal_doc(help_text="USD"),
-        "discountPercent": _decimal_doc(),
+        "inputCostPerMillion": decimal(help_text="USD per million tokens", allow_null=True),
+        "outputCostPerMillion": decimal(help_text="USD per million tokens", allow_null=True),
+        "cacheReadCostPerMillion": decimal(help_text="USD per million tokens", allow_null=True),
+        "cacheWriteCostPerMillion": decimal(help_text="USD per million tokens", allow_null=True),
+        "costPerRequest": decimal(help_text="USD", allow_null=True),
+        "discountPercent": decimal(allow_null=True),
         "note": serializers.CharField(),
         "createdAt": serializers.DateTimeField(),
         "updatedAt": serializers.DateTimeField(),

@@ -7,10 +7,20 @@ shapes every app's lists share.
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+
+def decimal(help_text: str = "", **kwargs: Any) -> serializers.DecimalField:
+    """An amount in an answer: a decimal string, its digits not bounded by the schema
+    (the JSON is rendered by hand; the field only documents it)."""
+    return serializers.DecimalField(
+        max_digits=None, decimal_places=None, help_text=help_text, **kwargs
+    )
 
 
 def many(serializer: serializers.Serializer) -> serializers.ListSerializer:
