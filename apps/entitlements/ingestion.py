@@ -53,7 +53,7 @@ from apps.core.errors import TansoError
 from apps.core.money import decimal_str, quantize_event_amount
 from apps.events.models import RevenueSource
 from apps.events.pipeline import Batch, Item
-from apps.plans.pricing import PricingModel, cap_split, marginal_charge
+from apps.plans.pricing import POSITIONAL, cap_split, marginal_charge
 
 from . import counters, locks, state
 from .counters import Window
@@ -71,8 +71,6 @@ ZERO = Decimal(0)
 NAME = "entitlements"
 # Revenue goes in the ledger's currency; rules of plans in another currency price nothing.
 LEDGER_CURRENCY = "USD"
-# Models whose charge for more units depends on how many came before.
-POSITIONAL = frozenset({PricingModel.GRADUATED, PricingModel.VOLUME, PricingModel.PACKAGE})
 
 
 def windows_for(applied: Applied) -> tuple[Window, Window, Window | None]:

@@ -62,6 +62,10 @@ class PricingModel(enum.StrEnum):
 
 
 TIERED = frozenset({PricingModel.GRADUATED, PricingModel.VOLUME})
+# Models whose charge for more units depends on how many came before (the rest charge in
+# proportion to the units: per_unit, and included at nothing).
+POSITIONAL = frozenset({*TIERED, PricingModel.PACKAGE})
+LINEAR = frozenset(PricingModel) - POSITIONAL
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,10 +200,6 @@ def _tier_errors(
 # -- charges ------------------------------------------------------------------------------
 
 
-# Models whose charge is proportional to the units (nothing for ``included``).
-_LINEAR = frozenset({PricingModel.PER_UNIT, PricingModel.INCLUDED})
-
-
 def _non_negative(name: str, value: Decimal) -> None:
     if value < 0:
         raise ValueError(f"{name} may not be negative (got {value})")
@@ -305,7 +305,7 @@ def marginal_charge(
     and the event's units beyond the cap are charged at the overage price.
     """
     _non_negative("used_before", used_before)
-    if rule.max_usage is None and rule.model in _LINEAR:
+    if rule.max_usage is None and rule.model in LINEAR:
         # Linear and uncapped: the position does not matter (the common hot path:
         # the same as the general formula below, without pricing the period twice).
         _non_negative("units", units)
