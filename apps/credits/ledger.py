@@ -650,7 +650,7 @@ def _run_prepared(statements: list[tuple[str, list[Any]] | None]) -> list[list[t
 
 def read_books(pool_ids: list[uuid.UUID], probes: list[tuple[uuid.UUID, str]]) -> LockedBooks:
     """For pools already locked (e.g. just created): which (pool id, idempotency key)
-    ``probes`` are used, and the pools' grants (one round trip)."""
+    ``probes`` are used (no statement without probes), and the pools' grants."""
     used, grant_rows = _run_prepared(
         [
             (
@@ -660,7 +660,9 @@ def read_books(pool_ids: list[uuid.UUID], probes: list[tuple[uuid.UUID, str]]) -
                 " FROM credits_credittransaction AS t WHERE t.pool_id = w.pool_id"
                 " AND t.idempotency_key = w.key AND t.idempotency_key <> '' LIMIT 1) AS t",
                 [[p for p, _ in probes], [k for _, k in probes]],
-            ),
+            )
+            if probes
+            else None,
             (
                 f"SELECT {_select_list(CreditGrant, 'g')} FROM credits_creditgrant AS g"  # noqa: S608
                 " WHERE g.pool_id = ANY(%s::uuid[]) AND g.remaining > 0" + _GRANTS_ORDER,
