@@ -214,11 +214,34 @@ class CreditPool(EnvironmentOwned):
         return f"{self.denomination} pool of {self.customer_id}"
 
 
+def _ledger_environment() -> models.ForeignKey:
+    """The environment of a ledger row (entry, consumption): implied by its pool, which
+    has the foreign key; a constraint of its own would be one more check per row, at
+    commit, on the one environment row every ingesting transaction shares."""
+    return models.ForeignKey(
+        "accounts.Environment",
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+
+
 class CreditGrant(EnvironmentOwned):
-    """Credits added to a pool; ``remaining`` is what is left to spend."""
+    """Credits added to a pool; ``remaining`` is what is left to spend.
+
+    No index mentions ``remaining`` or ``closed_at`` (not even in a condition): so a
+    deduction's update of the grant it draws is a HOT update, written in place without
+    new index entries. Every credit-backed event draws a grant; with a partial index
+    on ``remaining > 0`` each draw added an entry to each of the grant's indexes, and
+    until a vacuum the pool's grant read walked them all.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    pool = models.ForeignKey(CreditPool, on_delete=models.CASCADE, related_name="grants")
+    # Indexed as the spend index's first column.
+    pool = models.ForeignKey(
+        CreditPool, on_delete=models.CASCADE, related_name="grants", db_index=False
+    )
     grant_type = models.CharField(max_length=12, choices=GrantType.choices)
     amount = models.DecimalField(**credit_field_kwargs())
     remaining = models.DecimalField(**credit_field_kwargs())
@@ -255,17 +278,16 @@ class CreditGrant(EnvironmentOwned):
             ),
         ]
         indexes = [
-            # Spend order of the grants that still hold credits.
+            # Spend order of a pool's grants (those spent out are filtered on the row).
             models.Index(
                 fields=["pool", "priority", "expires_at", "granted_at"],
                 name="credit_grant_spend_idx",
-                condition=Q(remaining__gt=0),
             ),
-            # The expiry task: grants with credits left and an expiry.
+            # The expiry task: grants with an expiry.
             models.Index(
                 fields=["expires_at"],
                 name="credit_grant_expiry_idx",
-                condition=Q(remaining__gt=0) & Q(expires_at__isnull=False),
+                condition=Q(expires_at__isnull=False),
             ),
         ]
 
@@ -280,8 +302,12 @@ class CreditGrant(EnvironmentOwned):
 class CreditTransaction(EnvironmentOwned):
     """One ledger entry. Signed ``amount``: grants and reversals add, the rest take."""
 
+    environment = _ledger_environment()
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    pool = models.ForeignKey(CreditPool, on_delete=models.CASCADE, related_name="transactions")
+    # Indexed as the first column of (pool, sequence).
+    pool = models.ForeignKey(
+        CreditPool, on_delete=models.CASCADE, related_name="transactions", db_index=False
+    )
     sequence = models.PositiveBigIntegerField()
     transaction_type = models.CharField(max_length=10, choices=TransactionType.choices)
     amount = models.DecimalField(**credit_field_kwargs())
@@ -290,7 +316,12 @@ class CreditTransaction(EnvironmentOwned):
     # The grant an entry is about (grant, expiration, adjustment); deductions list theirs
     # in CreditConsumption.
     grant = models.ForeignKey(
-        CreditGrant, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        CreditGrant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # credit_tx_grant_idx: usage deductions (most entries) have none
     )
     reversed_transaction = models.OneToOneField(
         "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reversal"
@@ -355,6 +386,9 @@ class CreditTransaction(EnvironmentOwned):
         indexes = [
             models.Index(fields=["pool", "created_at"], name="credit_tx_pool_time_idx"),
             models.Index(
+                fields=["grant"], name="credit_tx_grant_idx", condition=Q(grant__isnull=False)
+            ),
+            models.Index(
                 fields=["environment", "event_ref"],
                 name="credit_tx_event_idx",
                 condition=~Q(event_ref=""),
@@ -374,6 +408,7 @@ class CreditTransaction(EnvironmentOwned):
 class CreditConsumption(EnvironmentOwned):
     """Which grants a deduction drew from (at the time, or later when a debt was paid)."""
 
+    environment = _ledger_environment()
     id = models.BigAutoField(primary_key=True)
     transaction = models.ForeignKey(
         CreditTransaction, on_delete=models.CASCADE, related_name="consumptions"

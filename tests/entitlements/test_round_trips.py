@@ -14,6 +14,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
+from django.db import connection
 
 from apps.credits.models import CreditPool, CreditTransaction
 from tests.credits.conftest import assert_ledger_consistent
@@ -130,3 +131,25 @@ def test_an_event_whose_charge_was_posted_already_is_answered_as_a_replay(backed
         == manual.pk
     )
     assert_ledger_consistent(pool)
+
+
+def _grant_updates() -> tuple[int, int]:
+    """(updates, HOT updates) of credit grants in this transaction so far."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_stat_get_xact_tuples_updated(c.oid),"
+            " pg_stat_get_xact_tuples_hot_updated(c.oid)"
+            " FROM pg_class AS c WHERE c.relname = 'credits_creditgrant'"
+        )
+        return cur.fetchone()
+
+
+def test_drawing_a_grant_updates_it_in_place(backed):
+    """Every credit-backed event draws a grant: a HOT update (no new index entries), which
+    needs an update that changes no indexed column, conditions of partial indexes included."""
+    updates, hot = _grant_updates()
+    for n in range(6):
+        assert backed.event(units=1, ref=f"cus_{n}").status_code == 201
+    after_updates, after_hot = _grant_updates()
+    assert after_updates - updates == 6
+    assert after_hot - hot == 6
