@@ -26,6 +26,21 @@ class EnvironmentQuerySet(models.QuerySet[M]):
         return self.filter(environment_id=environment.pk)
 
 
+def unconstrained_environment(on_delete: Any) -> models.ForeignKey:
+    """The environment of a high-volume row (an event, a ledger entry), without a
+    foreign-key constraint in the database: each constrained insert is one more check
+    (at the commit) on the one environment row that every writing transaction of the
+    tenant shares. Where the rows are written the environment comes from a verified
+    key, and ``on_delete`` is still Django's to apply."""
+    return models.ForeignKey(
+        "accounts.Environment",
+        on_delete=on_delete,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+
+
 class EnvironmentOwned(models.Model):
     """Base for tenant data: one environment (test or live) of one organization."""
 

@@ -27,7 +27,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.tenancy import EnvironmentOwned
+from apps.core.tenancy import EnvironmentOwned, unconstrained_environment
 
 from .amounts import (
     PRICE_DECIMAL_PLACES,
@@ -214,19 +214,6 @@ class CreditPool(EnvironmentOwned):
         return f"{self.denomination} pool of {self.customer_id}"
 
 
-def _ledger_environment() -> models.ForeignKey:
-    """The environment of a ledger row (entry, consumption): implied by its pool, which
-    has the foreign key; a constraint of its own would be one more check per row, at
-    commit, on the one environment row every ingesting transaction shares."""
-    return models.ForeignKey(
-        "accounts.Environment",
-        on_delete=models.CASCADE,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-
-
 class CreditGrant(EnvironmentOwned):
     """Credits added to a pool; ``remaining`` is what is left to spend.
 
@@ -302,7 +289,8 @@ class CreditGrant(EnvironmentOwned):
 class CreditTransaction(EnvironmentOwned):
     """One ledger entry. Signed ``amount``: grants and reversals add, the rest take."""
 
-    environment = _ledger_environment()
+    # Implied by the pool, which has the constraint.
+    environment = unconstrained_environment(models.CASCADE)
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Indexed as the first column of (pool, sequence).
     pool = models.ForeignKey(
@@ -408,7 +396,8 @@ class CreditTransaction(EnvironmentOwned):
 class CreditConsumption(EnvironmentOwned):
     """Which grants a deduction drew from (at the time, or later when a debt was paid)."""
 
-    environment = _ledger_environment()
+    # Implied by the entry's pool.
+    environment = unconstrained_environment(models.CASCADE)
     id = models.BigAutoField(primary_key=True)
     transaction = models.ForeignKey(
         CreditTransaction, on_delete=models.CASCADE, related_name="consumptions"

@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.money import EVENT_DECIMAL_PLACES, EVENT_MAX_DIGITS
-from apps.core.tenancy import EnvironmentQuerySet
+from apps.core.tenancy import EnvironmentQuerySet, unconstrained_environment
 
 # Sums in rollups and audits can outgrow one event's 24 digits.
 SUM_MAX_DIGITS = 38
@@ -55,13 +55,7 @@ class RevenueSource(models.TextChoices):
 
 
 def _env_fk() -> models.ForeignKey:
-    return models.ForeignKey(
-        "accounts.Environment",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
+    return unconstrained_environment(models.DO_NOTHING)
 
 
 class Event(models.Model):
