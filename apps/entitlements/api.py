@@ -8,9 +8,12 @@
   featureKey, usage|track: {usageUnits, model}}``: the check plus ``simulation``
   (projected usage against the limit) and ``creditQuote``.
 * ``GET /entitlements/{ref}``: every feature of the customer's plans in force.
+* ``POST /entitlements/reservations/{id}/release``: give a hold back before it
+  expires (the call did not happen); the answer is the reservation.
 
-Scopes: ``usage.read``; ``reserve`` also needs ``events.write`` (the hold is
-settled by the event). ``ck_`` keys with ``read`` may check their own customer.
+Scopes: ``usage.read``; ``reserve`` and a release also need ``events.write`` (the
+hold is settled by the event). ``ck_`` keys with ``read`` may check their own
+customer, and reserve and release for it.
 
 **Fails closed.** An unexpected error while deciding answers HTTP 200 with
 ``allowed: false`` and ``reason.code`` ``internal_error`` (logged with the request
@@ -48,15 +51,20 @@ from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
 from apps.core.api.parsers import loads
 from apps.core.api.renderers import dumps
-from apps.core.errors import ScopeDenied, TansoError, ValidationFailed
+from apps.core.errors import NotFound, ScopeDenied, TansoError, ValidationFailed
 from apps.core.redis import env_key
 from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
 
 from . import counters
-from .rendering import render_decision
+from .rendering import render_decision, render_released
 from .selectors import Decision, Reason, customer_feature_keys, decide
-from .services import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, entitlement_reserve
+from .services import (
+    DEFAULT_TTL_SECONDS,
+    MAX_TTL_SECONDS,
+    entitlement_reserve,
+    reservation_release,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +258,12 @@ class _ReservationDoc(serializers.Serializer):
     denomination = serializers.CharField(allow_null=True)
     expiresAt = serializers.DateTimeField()
     status = serializers.ChoiceField(choices=["held", "settled", "released", "expired"])
+
+
+class ReleasedDoc(_ReservationDoc):
+    customerReferenceId = serializers.CharField()
+    featureKey = serializers.CharField()
+    releasedAt = serializers.DateTimeField()
 
 
 class DecisionDoc(serializers.Serializer):
@@ -621,3 +635,35 @@ class CustomerEntitlements(_EntitlementView):
                 "hasMore": False,
             }
         )
+
+
+class ReservationRelease(APIView):
+    required_scopes = S.EVENTS_WRITE
+    customer_key_scope = S.CUSTOMER_READ
+
+    @extend_schema(
+        summary="Release a held reservation before it expires",
+        description=(
+            "The units and credits it held stop counting at once. Releasing a released"
+            " reservation again answers it as it is."
+        ),
+        request=None,
+        responses={
+            200: ReleasedDoc,
+            404: OpenApiResponse(description="not_found: no such reservation here"),
+            409: OpenApiResponse(
+                description="reservation_not_held: settled by an event, or expired"
+            ),
+        },
+    )
+    def post(self, request: Request, reservation_id: str) -> Response:
+        key = request_key(request)
+        pinned = key.customer_id if key.kind == ApiKey.Kind.CUSTOMER else None
+        try:
+            reservation_uuid = uuid.UUID(reservation_id)
+        except ValueError:
+            raise NotFound("No such reservation.") from None
+        reservation = reservation_release(
+            environment_of(request), reservation_uuid, customer_id=pinned
+        )
+        return Response(render_released(reservation))

@@ -53,6 +53,8 @@ class Reservation(EnvironmentOwned):
     settled_units = models.DecimalField(
         max_digits=EVENT_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, null=True, blank=True
     )
+    # When the caller gave the hold back (``POST .../reservations/{id}/release``).
+    released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -8,6 +8,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from .models import Reservation
 from .selectors import Decision, UsageView, projected_end_of_period
 
 
@@ -59,15 +60,29 @@ def render_decision(decision: Decision) -> dict[str, Any]:
     reservation = decision.reservation
     if reservation is not None:
         body["reservationId"] = str(reservation.pk)
-        body["reservation"] = {
-            "id": str(reservation.pk),
-            "units": reservation.units,
-            "credits": reservation.credits,
-            "denomination": reservation.denomination or None,
-            "expiresAt": reservation.expires_at,
-            "status": reservation.status,
-        }
+        body["reservation"] = render_reservation(reservation)
     return body
+
+
+def render_reservation(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "id": str(reservation.pk),
+        "units": reservation.units,
+        "credits": reservation.credits,
+        "denomination": reservation.denomination or None,
+        "expiresAt": reservation.expires_at,
+        "status": reservation.status,
+    }
+
+
+def render_released(reservation: Reservation) -> dict[str, Any]:
+    """The answer of ``POST /entitlements/reservations/{id}/release``."""
+    return {
+        **render_reservation(reservation),
+        "customerReferenceId": reservation.customer.reference_id,
+        "featureKey": reservation.feature.key,
+        "releasedAt": reservation.released_at,
+    }
 
 
 def render_feature_usage(decision: Decision, now: dt.datetime) -> dict[str, Any]:

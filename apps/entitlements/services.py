@@ -1,4 +1,4 @@
-"""Writes for entitlements: reservations (hold, and expire).
+"""Writes for entitlements: reservations (hold, release, and expire).
 
 A reservation is decided under the (customer, feature) lock, and the
 (customer, denomination) lock when the feature is credit-backed, taken in that
@@ -14,12 +14,14 @@ Redis plays no part in the decision (it may be down).
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import Environment
+from apps.core.errors import Conflict, NotFound
 
 from . import counters, locks
 from .models import Reservation
@@ -106,6 +108,52 @@ def entitlement_reserve(
         # Before the commit, under the lock: checks of this feature now read holds.
         counters.mark_reservations(counters.counter_key(env_id, customer_id, feature_id))
     return decision
+
+
+def reservation_release(
+    environment: Environment,
+    reservation_id: uuid.UUID,
+    *,
+    customer_id: uuid.UUID | None = None,
+    now: dt.datetime | None = None,
+) -> Reservation:
+    """Give a held reservation back before it expires (the call it was made for did not
+    happen): its units and credits stop counting at once. Releasing a released one
+    again answers it as it is; a settled or expired one is a 409
+    (``reservation_not_held``). ``customer_id``: only that customer's (a ck_ key's);
+    any other is a 404, as one of another environment.
+
+    Row-locked, so a release and the event settling the same reservation run one after
+    the other: whichever comes second sees the first's outcome. No advisory lock is
+    needed: a release only lowers holds, which nothing decides against later.
+    """
+    now = now or timezone.now()
+    found = (
+        Reservation.objects.select_related("customer", "feature")
+        .select_for_update(of=("self",))
+        .filter(environment_id=environment.pk)
+    )
+    if customer_id is not None:
+        found = found.filter(customer_id=customer_id)
+    with transaction.atomic():
+        reservation = found.filter(pk=reservation_id).first()
+        if reservation is None:
+            raise NotFound("No such reservation.")
+        status = reservation.status
+        if status == Reservation.Status.HELD and reservation.expires_at <= now:
+            status = Reservation.Status.EXPIRED
+        if status == Reservation.Status.RELEASED:
+            return reservation
+        if status != Reservation.Status.HELD:
+            raise Conflict(
+                f"The reservation is {status}: only a held one can be released.",
+                code="reservation_not_held",
+                extra={"status": status},
+            )
+        reservation.status = Reservation.Status.RELEASED
+        reservation.released_at = now
+        reservation.save(update_fields=["status", "released_at"])
+    return reservation
 
 
 def reservations_expire(*, now: dt.datetime | None = None, batch_size: int = EXPIRE_BATCH) -> int:

@@ -17,6 +17,11 @@ urlpatterns = [
     path(f"{P}/check", api.EntitlementCheck.as_view(), name="api-entitlement-check"),
     path(P, api.EntitlementEvaluate.as_view(), name="api-entitlement-evaluate"),
     path(
+        f"{P}/reservations/<str:reservation_id>/release",
+        api.ReservationRelease.as_view(),
+        name="api-reservation-release",
+    ),
+    path(
         f"{P}/<str:reference_id>",
         api.CustomerEntitlements.as_view(),
         name="api-customer-entitlements",
