@@ -138,13 +138,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default="ingest,single,reads,pages,entitlements")
     parser.add_argument("--clients", type=int, default=4)
-    # The Procfile's defaults (WEB_CONCURRENCY=2, WEB_THREADS=2): on 2 cores a third
-    # worker cost throughput (checks 2,227 vs 1,794/s, single events 890 vs 646 req/s).
-    parser.add_argument("--workers", type=int, default=2, help="web server workers")
+    # The Procfile's defaults (WEB_CONCURRENCY=3, WEB_THREADS=1): on 2 cores two threads
+    # in one worker contend for its GIL (checks: median 2,331/s at 3 x 1 against 1,811/s
+    # at 2 x 2, ingestion alike; see docs/scaling.md).
+    parser.add_argument("--workers", type=int, default=3, help="web server workers")
     parser.add_argument(
         "--threads",
         type=int,
-        default=2,
+        default=1,
         help="threads per worker (granian: blocking threads; gunicorn: gthread)",
     )
     parser.add_argument("--batches-per-client", type=int, default=25)
@@ -177,7 +178,7 @@ def main(argv: list[str]) -> int:
         from .entitlements import bench_entitlements
 
         log("entitlement checks and Platform ingestion")
-        bench_entitlements(rows, clients=args.clients, workers=args.workers)
+        bench_entitlements(rows, clients=args.clients, workers=args.workers, threads=args.threads)
     if "billing" in only:
         from .billing import bench_billing
 

@@ -319,8 +319,8 @@ def bench_entitlements(
     rows: list[Row],
     *,
     clients: int = 4,
-    workers: int = 2,
-    threads: int = 2,
+    workers: int = 3,
+    threads: int = 1,
     per_client: int = 3000,
     rounds: int = 3,
 ) -> None:
