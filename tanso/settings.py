@@ -328,6 +328,10 @@ SPECTACULAR_SETTINGS = {
     # Choice sets that share a field name ("status") get names of their own.
     "ENUM_NAME_OVERRIDES": {
         "ReservationStatusEnum": ["held", "settled", "released", "expired"],
+        "ApiKeyStatusEnum": ["active", "expired", "revoked"],
+        "PlanChangeStatusEnum": ["PENDING", "COMPLETED", "CANCELLED"],
+        "InvoiceStatusEnum": ["PENDING", "DUE", "PAST_DUE", "PAID", "VOID"],
+        "PlanStatusEnum": ["DRAFT", "ACTIVE", "ARCHIVED"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

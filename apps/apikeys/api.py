@@ -124,7 +124,7 @@ def _key_fields() -> dict[str, serializers.Field]:
         "budget": BudgetDoc(
             allow_null=True, help_text="null when the key has no budget (obs_ keys always have one)"
         ),
-        "status": serializers.CharField(help_text="active, expired or revoked"),
+        "status": serializers.ChoiceField(choices=["active", "expired", "revoked"]),
         "expiresAt": serializers.DateTimeField(allow_null=True),
         "revokedAt": serializers.DateTimeField(allow_null=True),
         "lastUsedAt": serializers.DateTimeField(allow_null=True),

@@ -123,10 +123,8 @@ _INVOICE = inline_serializer(
         "type": serializers.CharField(
             help_text="REGULAR, IN_ADVANCE_INITIAL, ADJUSTMENT or CREDIT"
         ),
-        "reason": serializers.CharField(
-            help_text="period, final, plan_change, cancellation or late_usage"
-        ),
-        "status": serializers.CharField(help_text="PENDING, DUE, PAST_DUE, PAID or VOID"),
+        "reason": serializers.ChoiceField(choices=Invoice.Reason.values),
+        "status": serializers.ChoiceField(choices=[s.upper() for s in Invoice.Status.values]),
         "amount": decimal(help_text="The total in major units"),
         "amountMinor": serializers.IntegerField(help_text="The total in integer minor units"),
         "currency": serializers.CharField(),

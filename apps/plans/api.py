@@ -319,10 +319,10 @@ _PRICING = inline_serializer(
         ),
         "unitLabel": serializers.CharField(help_text="The feature's unit label"),
         "maxUsage": decimal(allow_null=True),
-        "resetInterval": serializers.CharField(
-            help_text="billing_period, day, week, month or never"
+        "resetInterval": serializers.ChoiceField(choices=PlanFeatureRule.ResetInterval.values),
+        "resetMode": serializers.ChoiceField(
+            choices=["reset", "accumulate"], help_text="accumulate: resetInterval never"
         ),
-        "resetMode": serializers.CharField(help_text="reset, or accumulate (resetInterval never)"),
         "overagePricePerUnit": decimal(allow_null=True),
         "creditDenomination": serializers.CharField(allow_null=True),
         "creditsPerUnit": decimal(allow_null=True),
@@ -355,10 +355,12 @@ _PLAN = inline_serializer(
         "description": serializers.CharField(),
         "priceAmount": decimal(help_text="Base fee per period, in currency major units"),
         "currency": serializers.CharField(),
-        "interval": serializers.CharField(help_text="monthly or annual"),
+        "interval": serializers.ChoiceField(choices=[i.name.lower() for i in Plan.Interval]),
         "intervalMonths": serializers.IntegerField(help_text="1 or 12"),
-        "billingTiming": serializers.CharField(help_text="IN_ADVANCE or IN_ARREARS"),
-        "status": serializers.CharField(help_text="DRAFT, ACTIVE or ARCHIVED"),
+        "billingTiming": serializers.ChoiceField(
+            choices=[t.upper() for t in Plan.BillingTiming.values]
+        ),
+        "status": serializers.ChoiceField(choices=[s.upper() for s in Plan.Status.values]),
         "metadata": serializers.DictField(),
         "summary": serializers.CharField(help_text='Readable price, e.g. "$49.00 per month"'),
         "features": many(_RULE),

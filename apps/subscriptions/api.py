@@ -120,9 +120,13 @@ _CHANGE = inline_serializer(
     "SubscriptionsPlanChange",
     fields={
         "id": serializers.UUIDField(),
-        "changeType": serializers.CharField(help_text="UPGRADE or DOWNGRADE"),
-        "timing": serializers.CharField(help_text="now or period_end"),
-        "status": serializers.CharField(help_text="PENDING, COMPLETED or CANCELLED"),
+        "changeType": serializers.ChoiceField(
+            choices=[t.upper() for t in SubscriptionChange.Type.values]
+        ),
+        "timing": serializers.ChoiceField(choices=SubscriptionChange.Timing.values),
+        "status": serializers.ChoiceField(
+            choices=[s.upper() for s in SubscriptionChange.Status.values]
+        ),
         "fromPlanId": serializers.UUIDField(),
         "fromPlanKey": serializers.CharField(),
         "toPlanId": serializers.UUIDField(),
@@ -144,7 +148,7 @@ _SUBSCRIPTION = inline_serializer(
         "planId": serializers.UUIDField(),
         "planKey": serializers.CharField(),
         "planName": serializers.CharField(),
-        "status": serializers.CharField(help_text="trialing, active, past_due or cancelled"),
+        "status": serializers.ChoiceField(choices=Subscription.Status.values),
         "isActive": serializers.BooleanField(help_text="Trialing or active"),
         "startedAt": serializers.DateTimeField(),
         "trialEndsAt": serializers.DateTimeField(allow_null=True),
