@@ -102,8 +102,8 @@ BudgetDoc = type(
             "remainingCents": serializers.DecimalField(
                 max_digits=24, decimal_places=12, allow_null=True
             ),
-            "period": serializers.CharField(
-                allow_null=True, help_text="day or month; null: lifetime"
+            "period": serializers.ChoiceField(
+                choices=ApiKey.BudgetPeriod.values, allow_null=True, help_text="null: lifetime"
             ),
             "resetsAt": serializers.DateTimeField(allow_null=True),
         },

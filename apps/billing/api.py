@@ -27,7 +27,7 @@ from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 
 from .attribution import revenue_attribution, summarize
-from .models import Invoice, StripeMode
+from .models import Invoice, InvoiceLine, StripeMode
 from .rendering import render_invoice
 from .selectors import invoice_get, invoices_search
 from .services import (
@@ -98,9 +98,7 @@ _LINE = inline_serializer(
     "BillingInvoiceLine",
     fields={
         "id": serializers.IntegerField(),
-        "kind": serializers.CharField(
-            help_text="BASE, USAGE, OVERAGE, CREDITS, PRORATION, LATE_USAGE or CANCELLATION"
-        ),
+        "kind": serializers.ChoiceField(choices=[k.upper() for k in InvoiceLine.Kind.values]),
         "description": serializers.CharField(),
         "chargeAmount": decimal(help_text="The rounded amount in major units"),
         "amountMinor": serializers.IntegerField(help_text="The same in integer minor units"),

@@ -253,9 +253,6 @@ GRANT_CREATED_OUT = inline_serializer(
     "CreditsGrantCreated",
     fields={
         **_grant_fields(),
-        # Plain strings here: an enum shared by two components gets a hashed name.
-        "grantType": serializers.CharField(help_text="As in CreditsGrant."),
-        "status": serializers.CharField(help_text="As in CreditsGrant."),
         "balanceAfter": decimal("The pool's balance after the grant."),
     },
 )
