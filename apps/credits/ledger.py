@@ -547,12 +547,6 @@ def _instances(model: Any, rows: Iterable[tuple[Any, ...]]) -> list[Any]:
     return out
 
 
-_POOLS_OF = (
-    "SELECT p.id FROM credits_creditpool AS p WHERE p.environment_id = %s"
-    " AND (p.customer_id, p.denomination) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))"
-)
-
-
 @dataclasses.dataclass(slots=True)
 class LockedBooks:
     """What :func:`lock_books` read: the pools (row-locked), which idempotency keys they
@@ -563,43 +557,35 @@ class LockedBooks:
     grants: dict[uuid.UUID, list[CreditGrant]]
 
 
+@functools.cache
+def _lock_pools_sql() -> str:
+    return (
+        f"SELECT {_select_list(CreditPool, 'p')} FROM credits_creditpool AS p"  # noqa: S608
+        " WHERE p.environment_id = %s AND (p.customer_id, p.denomination) IN"
+        " (SELECT * FROM unnest(%s::uuid[], %s::text[])) ORDER BY p.id FOR UPDATE"
+    )
+
+
 def lock_books(
     environment_id: uuid.UUID, charges: Iterable[tuple[uuid.UUID, str, str]]
 ) -> LockedBooks:
-    """Lock the existing pools of the charges' (customer, denomination) (in id order) and
-    read which of the charges' idempotency keys they used (when any key is given) and
-    their grants: two or three prepared statements. Each takes its own snapshot (READ
-    COMMITTED), so the keys and grants are read after the locks are held: they include
-    whatever the previous holder committed. A pair without a pool is absent from
-    ``pools``. ``charges``: (customer id, denomination, idempotency key; "" for none)."""
+    """Lock the existing pools of the charges' (customer, denomination) (in id order),
+    then read what :func:`read_books` reads of them: two or three prepared statements,
+    each with its own snapshot (READ COMMITTED), so the keys and grants are read after
+    the locks are held and include whatever the previous holder committed. A pair
+    without a pool is absent from ``pools``. ``charges``: (customer id, denomination,
+    idempotency key; "" for none)."""
     charges = list(charges)
     pairs = sorted({(c, d) for c, d, _ in charges}, key=lambda pair: (str(pair[0]), pair[1]))
     scope: list[Any] = [environment_id, [c for c, _ in pairs], [d for _, d in pairs]]
-    probes: list[Any] = [
-        [c for c, _, _ in charges],
-        [d for _, d, _ in charges],
-        [k for _, _, k in charges],
-    ]
-    sqls = _lock_books_sql()
-    probing = any(key for _, _, key in charges)
-    pools_rows, used, grant_rows = _run_prepared(
-        [
-            (sqls[0], scope),
-            (sqls[1], [*probes, environment_id]) if probing else None,
-            (sqls[2], scope),
-        ]
-    )
-    pools = _instances(CreditPool, pools_rows)
-    locked = {pool.pk for pool in pools}
-    grants: dict[uuid.UUID, list[CreditGrant]] = {pk: [] for pk in locked}
-    for grant in _instances(CreditGrant, grant_rows):
-        if grant.pool_id in locked:  # a pool made meanwhile is not locked: read again
-            grants[grant.pool_id].append(grant)
-    return LockedBooks(
-        pools={(pool.customer_id, pool.denomination): pool for pool in pools},
-        used_keys={(pool_id, key) for pool_id, key in used if pool_id in locked},
-        grants=grants,
-    )
+    (pool_rows,) = _run_prepared([(_lock_pools_sql(), scope)])
+    pools = {
+        (pool.customer_id, pool.denomination): pool for pool in _instances(CreditPool, pool_rows)
+    }
+    probes = [(pools[(c, d)].pk, key) for c, d, key in charges if key and (c, d) in pools]
+    found = read_books([pool.pk for pool in pools.values()], probes)
+    found.pools = pools
+    return found
 
 
 _GRANTS_ORDER = (
@@ -607,35 +593,15 @@ _GRANTS_ORDER = (
 )
 
 
-@functools.cache
-def _lock_books_sql() -> tuple[str, str, str]:
-    # The replay probe is one index look-up per charge (a LATERAL ... LIMIT 1: with
-    # ``= ANY(keys)`` the planner may scan every entry of the pools, or of the table).
-    return (
-        f"SELECT {_select_list(CreditPool, 'p')} FROM credits_creditpool AS p"  # noqa: S608
-        " WHERE p.environment_id = %s AND (p.customer_id, p.denomination) IN"
-        " (SELECT * FROM unnest(%s::uuid[], %s::text[])) ORDER BY p.id FOR UPDATE",
-        "SELECT t.pool_id, t.idempotency_key"
-        " FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS w(customer_id, denomination, key)"
-        " JOIN credits_creditpool AS p ON p.environment_id = %s"
-        " AND p.customer_id = w.customer_id AND p.denomination = w.denomination"
-        " CROSS JOIN LATERAL (SELECT t.pool_id, t.idempotency_key"
-        " FROM credits_credittransaction AS t WHERE t.pool_id = p.id"
-        " AND t.idempotency_key = w.key AND t.idempotency_key <> '' LIMIT 1) AS t",
-        f"SELECT {_select_list(CreditGrant, 'g')} FROM credits_creditgrant AS g"  # noqa: S608
-        f" WHERE g.pool_id IN ({_POOLS_OF}) AND g.remaining > 0" + _GRANTS_ORDER,
-    )
-
-
 def _run_prepared(statements: list[tuple[str, list[Any]] | None]) -> list[list[tuple[Any, ...]]]:
     """Run the statements (``%s`` placeholders) prepared, one after the other, each in its
     own round trip and with its own snapshot; every statement's rows (none for a None).
 
     Prepared statements over one round trip of unprepared ones: PostgreSQL planned the
-    three statements of :func:`lock_books` on every event (~0.8 ms), more than the
-    round trip saved. (psycopg's pipeline mode would send them together, but it polls
-    the socket while it waits, and on a busy 2-core box that spinning cost more CPU
-    than it saved.)"""
+    statements of :func:`lock_books` on every event (~0.8 ms), more than the round
+    trip saved. (psycopg's pipeline mode would send them together, but it polls the
+    socket while it waits, and on a busy 2-core box that spinning cost more CPU than
+    it saved.)"""
     out: list[list[tuple[Any, ...]]] = []
     with prepared_cursor() as cur:
         for statement in statements:
@@ -649,8 +615,9 @@ def _run_prepared(statements: list[tuple[str, list[Any]] | None]) -> list[list[t
 
 
 def read_books(pool_ids: list[uuid.UUID], probes: list[tuple[uuid.UUID, str]]) -> LockedBooks:
-    """For pools already locked (e.g. just created): which (pool id, idempotency key)
-    ``probes`` are used (no statement without probes), and the pools' grants."""
+    """For pools already locked (by :func:`lock_books`, or just created): which (pool id,
+    idempotency key) ``probes`` are used (no statement without probes), and the pools'
+    grants holding credits, in spend order (none without pools)."""
     used, grant_rows = _run_prepared(
         [
             (
@@ -667,7 +634,9 @@ def read_books(pool_ids: list[uuid.UUID], probes: list[tuple[uuid.UUID, str]]) -
                 f"SELECT {_select_list(CreditGrant, 'g')} FROM credits_creditgrant AS g"  # noqa: S608
                 " WHERE g.pool_id = ANY(%s::uuid[]) AND g.remaining > 0" + _GRANTS_ORDER,
                 [pool_ids],
-            ),
+            )
+            if pool_ids
+            else None,
         ]
     )
     grants: dict[uuid.UUID, list[CreditGrant]] = {pk: [] for pk in pool_ids}

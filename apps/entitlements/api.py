@@ -57,6 +57,7 @@ from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
 
 from . import counters
+from .models import Reservation
 from .rendering import render_decision, render_released
 from .selectors import Decision, Reason, customer_feature_keys, decide
 from .services import (
@@ -257,7 +258,7 @@ class _ReservationDoc(serializers.Serializer):
     credits = serializers.DecimalField(max_digits=24, decimal_places=6, allow_null=True)
     denomination = serializers.CharField(allow_null=True)
     expiresAt = serializers.DateTimeField()
-    status = serializers.ChoiceField(choices=["held", "settled", "released", "expired"])
+    status = serializers.ChoiceField(choices=Reservation.Status.values)
 
 
 class ReleasedDoc(_ReservationDoc):

@@ -21,11 +21,12 @@ from collections.abc import Iterable
 
 from django.db import connection
 
-from apps.core.db import numbered, prepared_cursor
+from apps.core.db import prepared_cursor
 
+# Prepared (``apps.core.db``): PostgreSQL's own placeholder.
 _LOCK_SQL = (
     "SELECT count(pg_advisory_xact_lock(k)) FROM"
-    " (SELECT DISTINCT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS keys"
+    " (SELECT DISTINCT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS keys"
 )
 
 
@@ -50,4 +51,4 @@ def lock(keys: Iterable[int]) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError("advisory locks need a transaction")
     with prepared_cursor() as cur:
-        cur.execute(numbered(_LOCK_SQL), [ordered])
+        cur.execute(_LOCK_SQL, [ordered])
