@@ -679,8 +679,8 @@ def _deduct_usage_locked(
     fields: dict[str, Any],
 ) -> DeductionResult | None:
     """One usage deduction from an existing pool, in the current transaction: lock and
-    read in one round trip, write in one. None (nothing done, nothing locked) when the
-    customer has no pool of the denomination yet."""
+    read in three round trips (``ledger.lock_books``), write in one. None (nothing done,
+    nothing locked) when the customer has no pool of the denomination yet."""
     found = lock_books(environment_id, [(customer_id, denomination, key)])
     pool = found.pools.get((customer_id, denomination))
     if pool is None:
