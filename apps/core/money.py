@@ -8,31 +8,45 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from iso4217 import Currency
 
 # Fractional digits kept for per-event amounts (cost, revenue) in USD.
 EVENT_DECIMAL_PLACES = 12
 EVENT_MAX_DIGITS = 24
 USD_EVENT = Decimal(1).scaleb(-EVENT_DECIMAL_PLACES)
 
-# ISO 4217 exponents for the currencies whose minor unit is not 2.
-_CURRENCY_EXPONENT = {
-    "JPY": 0,
-    "KRW": 0,
-    "VND": 0,
-    "CLP": 0,
-    "ISK": 0,
-    "HUF": 2,
-    "BHD": 3,
-    "KWD": 3,
-    "OMR": 3,
-    "JOD": 3,
-    "TND": 3,
-}
+
+class UnknownCurrency(ValueError):
+    """Not an ISO 4217 currency with a minor unit (a typo, a metal such as XAU, XXX)."""
 
 
+@functools.cache
 def currency_exponent(currency: str) -> int:
-    return _CURRENCY_EXPONENT.get(currency.upper(), 2)
+    """The currency's minor unit from ISO 4217 (the ``iso4217`` package, the maintenance
+    agency's published table): 2 for USD, 0 for JPY, 3 for KWD, 4 for CLF.
+
+    Raises :class:`UnknownCurrency` rather than guess: a guessed exponent would invoice
+    a zero-decimal currency 100 times too much.
+    """
+    try:
+        exponent = Currency(currency.upper()).exponent
+    except ValueError:
+        raise UnknownCurrency(f"{currency!r} is not an ISO 4217 currency code") from None
+    if exponent is None:
+        raise UnknownCurrency(f"{currency!r} has no minor unit (not a money currency)")
+    return exponent
+
+
+def is_currency(currency: str) -> bool:
+    """Whether ``currency`` is an ISO 4217 code that money can be stated in."""
+    try:
+        currency_exponent(currency)
+    except UnknownCurrency:
+        return False
+    return True
 
 
 def quantize_event_amount(value: Decimal) -> Decimal:

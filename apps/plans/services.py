@@ -25,6 +25,7 @@ from django.utils import timezone
 from apps.accounts.audit import audit_change, changes_of
 from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, NotFound, ValidationFailed
+from apps.core.money import is_currency
 
 from . import errors, pricing
 from .models import Plan, PlanFeatureRule, tiers_to_json
@@ -133,8 +134,10 @@ def _plan_field_errors(values: dict[str, Any]) -> dict[str, list[str]]:
             add("price_amount", "Must be a decimal amount.")
         elif problem := pricing.amount_problem(price):
             add("price_amount", problem)
-    if "currency" in values and not CURRENCY_RE.match(str(values["currency"])):
-        add("currency", "A three-letter ISO 4217 code, e.g. USD.")
+    if "currency" in values and not (
+        CURRENCY_RE.match(str(values["currency"])) and is_currency(str(values["currency"]))
+    ):
+        add("currency", "A three-letter ISO 4217 currency code, e.g. USD.")
     if "interval_months" in values and values["interval_months"] not in Plan.Interval.values:
         add("interval_months", "1 (monthly) or 12 (annual).")
     if "billing_timing" in values and values["billing_timing"] not in Plan.BillingTiming.values:

@@ -16,7 +16,7 @@ import dataclasses
 from decimal import Context, Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from apps.core.money import currency_exponent
+from apps.core.money import currency_exponent, is_currency
 
 ZERO = Decimal(0)
 _EXACT = Context(prec=100)
@@ -70,8 +70,8 @@ class PriceTerms:
         """From a Stripe ``price`` or ``plan`` object (as a plain dict)."""
         stripe_id = str(obj.get("id") or "")
         currency = str(obj.get("currency") or "").upper()
-        if len(currency) != 3:
-            raise PriceError(f"price {stripe_id} has no currency")
+        if len(currency) != 3 or not is_currency(currency):
+            raise PriceError(f"price {stripe_id} has no ISO 4217 currency")
         recurring = obj.get("recurring") or {}
         if obj.get("object") == "plan" or ("interval" in obj and not recurring):
             recurring = {

@@ -14,7 +14,14 @@ from django.test import override_settings
 
 from apps.apikeys.models import ApiKey
 from apps.core.api.parsers import loads
-from apps.core.money import decimal_str, to_minor_units
+from apps.core.money import (
+    UnknownCurrency,
+    currency_exponent,
+    decimal_str,
+    from_minor_units,
+    is_currency,
+    to_minor_units,
+)
 from apps.core.redis import get_redis
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +77,33 @@ def test_money_helpers():
     assert to_minor_units(Decimal("10.005"), "USD") == 1000  # half to even, once
     assert to_minor_units(Decimal("10.015"), "USD") == 1002
     assert to_minor_units(Decimal("1234"), "JPY") == 1234
+
+
+@pytest.mark.parametrize(
+    ("currency", "exponent", "amount", "minor"),
+    [
+        # Zero-decimal currencies the old hand-written table did not list: a guessed
+        # exponent of 2 would have invoiced them 100 times too much.
+        ("UGX", 0, "5000", 5000),
+        ("XAF", 0, "655", 655),
+        ("PYG", 0, "7300", 7300),
+        ("IQD", 3, "1.234", 1234),
+        ("CLF", 4, "0.0525", 525),
+        ("usd", 2, "19.99", 1999),
+        ("HUF", 2, "100.50", 10050),
+    ],
+)
+def test_minor_units_follow_iso_4217(currency, exponent, amount, minor):
+    assert currency_exponent(currency) == exponent
+    assert to_minor_units(Decimal(amount), currency) == minor
+    assert from_minor_units(minor, currency) == Decimal(amount)
+
+
+@pytest.mark.parametrize("code", ["XYZ", "XAU", "XXX", "US"])
+def test_unknown_currencies_are_refused_not_guessed(code):
+    assert not is_currency(code)
+    with pytest.raises(UnknownCurrency):
+        to_minor_units(Decimal(1), code)
 
 
 def test_wrong_method_is_405_in_envelope(tenant):

@@ -195,6 +195,8 @@ class TestCreate:
             ({"priceAmount": "0.0000000000001"}, "priceAmount"),
             ({"currency": "dollars"}, "currency"),
             ({"currency": "U$D"}, "currency"),
+            ({"currency": "XYZ"}, "currency"),  # three letters, but no ISO 4217 currency
+            ({"currency": "XAU"}, "currency"),  # gold has no minor unit: not money here
             ({"interval": "weekly"}, "interval"),
             ({"intervalMonths": 3}, "intervalMonths"),
             ({"interval": "annual", "intervalMonths": 1}, "interval"),
