@@ -686,11 +686,3 @@ def _send_one(  # noqa: PLR0917 - a private step of meter_events_send
     row.status, row.sent_at, row.last_error = MeterEvent.Status.SENT, now, ""
     row.attempts += 1
     result.sent += 1
-
-
-def meter_events_retry_failed(*, environment: Environment) -> int:
-    """Put the environment's failed meter events back in the queue (after a fix); their
-    attempts keep counting, so the retry is a new request to Stripe."""
-    return MeterEvent.objects.filter(
-        environment_id=environment.pk, status=MeterEvent.Status.FAILED
-    ).update(status=MeterEvent.Status.PENDING, next_attempt_at=timezone.now())

@@ -416,12 +416,3 @@ def stripe_invoice_push_request(*, environment: Any, invoice: Invoice) -> Stripe
         invoice_id = str(invoice.pk)
         transaction.on_commit(lambda: push_invoice.delay(invoice_id))
     return StripeInvoiceSync.objects.filter(invoice_id=invoice.pk).first()
-
-
-def pass_through_environments(environment_ids: Any) -> set[Any]:
-    """Of these environments, the ones in pass-through mode."""
-    return set(
-        BillingSettings.objects.filter(
-            Q(environment_id__in=list(environment_ids)), stripe_mode=StripeMode.PASS_THROUGH
-        ).values_list("environment_id", flat=True)
-    )
