@@ -168,7 +168,8 @@ def _catalog(env_id: str) -> tuple[list[str], list[str]]:
 def _partitions(now: dt.datetime) -> None:
     from django.db import connections
 
-    from apps.events.partitions import add_months, create_month_partition, month_floor
+    from apps.core.months import add_months
+    from apps.events.partitions import create_month_partition, month_floor
 
     month = month_floor(now - dt.timedelta(days=DAYS + 1))
     while month <= month_floor(now):

@@ -11,8 +11,6 @@ fractional digits and is rounded once, half to even, by :func:`quantize_credits`
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -40,11 +38,3 @@ def credit_field_kwargs(**extra: Any) -> dict[str, Any]:
 def quantize_credits(value: Decimal) -> Decimal:
     """The one rounding step for credits: 6 fractional digits, half to even."""
     return value.quantize(CREDIT_QUANTUM, rounding=ROUND_HALF_EVEN)
-
-
-def add_months(when: dt.datetime, months: int) -> dt.datetime:
-    """``when`` plus calendar months; the day is clamped to the target month's last day."""
-    index = when.month - 1 + months
-    year, month = when.year + index // 12, index % 12 + 1
-    day = min(when.day, calendar.monthrange(year, month)[1])
-    return when.replace(year=year, month=month, day=day)

@@ -31,8 +31,9 @@ from django.db.models.functions import Coalesce
 
 from apps.core.db import numbered, prepared_cursor
 from apps.core.errors import NotFound
+from apps.core.months import add_months
 
-from .amounts import ZERO, add_months
+from .amounts import ZERO
 from .models import (
     DEFAULT_PRIORITY,
     ROLLOVER_GRANT_TYPES,

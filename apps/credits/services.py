@@ -28,10 +28,11 @@ from apps.accounts.audit import audit_change
 from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, NotFound, TansoError, ValidationFailed
 from apps.core.money import decimal_str
+from apps.core.months import add_months
 
 from . import errors
 from . import weights as weight_cache
-from .amounts import ZERO, add_months, quantize_credits
+from .amounts import ZERO, quantize_credits
 from .ledger import PoolBook, flush_books, lock_books, lock_pool, read_books
 from .models import (
     DEFAULT_PRIORITY,

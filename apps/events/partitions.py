@@ -14,6 +14,8 @@ import datetime as dt
 
 from django.db import connection, transaction
 
+from apps.core.months import add_months
+
 PARENT = "events_event"
 DEFAULT_PARTITION = "events_event_default"
 # Months created around the current one: back-fill room behind, headroom ahead.
@@ -23,11 +25,6 @@ MONTHS_AHEAD = 3
 
 def month_floor(at: dt.datetime | dt.date) -> dt.date:
     return dt.date(at.year, at.month, 1)
-
-
-def add_months(month: dt.date, count: int) -> dt.date:
-    index = month.year * 12 + (month.month - 1) + count
-    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 def partition_name(month: dt.date) -> str:

@@ -44,7 +44,7 @@ from apps.analytics.revenue_sources import ExtraRevenue
 from apps.billing.attribution import attribution_shares
 from apps.billing.usage import usage_sums
 from apps.core.money import USD_EVENT
-from apps.subscriptions.periods import add_months
+from apps.core.months import add_months
 
 from .models import ImportedSubscription
 

@@ -10,8 +10,9 @@ leap years.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
+
+from apps.core.months import add_months
 
 # Reset intervals of a usage cap (apps.plans.models.PlanFeatureRule.ResetInterval).
 BILLING_PERIOD = "billing_period"
@@ -19,14 +20,6 @@ DAY = "day"
 WEEK = "week"
 MONTH = "month"
 NEVER = "never"
-
-
-def add_months(anchor: dt.datetime, months: int) -> dt.datetime:
-    """``anchor`` moved by ``months`` calendar months, its day clamped to the month's end."""
-    total = anchor.month - 1 + months
-    year, month = anchor.year + total // 12, total % 12 + 1
-    day = min(anchor.day, calendar.monthrange(year, month)[1])
-    return anchor.replace(year=year, month=month, day=day)
 
 
 def day_start(at: dt.datetime) -> dt.datetime:

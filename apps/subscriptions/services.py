@@ -29,12 +29,13 @@ from django.utils import timezone
 from apps.accounts.audit import audit_change, changes_of
 from apps.accounts.models import AuditEntry, Organization
 from apps.core.errors import Conflict, NotFound, ValidationFailed
+from apps.core.months import add_months
 from apps.customers.models import Customer
 from apps.plans.models import Plan
 
 from . import errors
 from .models import Subscription, SubscriptionChange
-from .periods import add_months, day_start, period_number_at
+from .periods import day_start, period_number_at
 
 if TYPE_CHECKING:
     from apps.accounts.audit import Actor

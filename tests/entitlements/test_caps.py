@@ -8,8 +8,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from apps.core.months import add_months
 from apps.core.redis import get_redis
-from apps.subscriptions.periods import add_months, day_start
+from apps.subscriptions.periods import day_start
 
 from .conftest import iso, rule
 

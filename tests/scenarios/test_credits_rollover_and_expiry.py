@@ -22,7 +22,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from apps.subscriptions.periods import add_months, day_start
+from apps.core.months import add_months
+from apps.subscriptions.periods import day_start
 
 from .helpers import ADVANCE, Life, iso, rule
 

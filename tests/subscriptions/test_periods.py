@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from apps.core.months import add_months
 from apps.subscriptions.periods import (
-    add_months,
     cap_window,
     day_start,
     period_at,
