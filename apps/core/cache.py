@@ -20,7 +20,7 @@ import redis
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 
-from .redis import connection_options
+from .redis import connection_options, warn_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ def _with_fallback(name: str) -> Callable[..., Any]:
     def method(self: ResilientRedisCache, *args: Any, **kwargs: Any) -> Any:
         try:
             return getattr(super(ResilientRedisCache, self), name)(*args, **kwargs)
-        except redis.RedisError as exc:
-            logger.warning("cache %s served in-process: Redis unavailable (%s)", name, exc)
+        except redis.RedisError:
+            warn_unavailable(logger, "cache served in-process")
             return getattr(self.fallback, name)(*args, **kwargs)
 
     method.__name__ = name

@@ -24,7 +24,7 @@ import time
 
 import redis
 
-from apps.core.redis import get_redis
+from apps.core.redis import get_redis, warn_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def hit(key: str, limit: int, window_seconds: int) -> int | None:
         pipe.expire(full_key, window_seconds + 1)
         count = int(pipe.execute()[0])
     except redis.RedisError:
-        logger.warning("rate limit %s counted in-process: Redis unavailable", key)
+        warn_unavailable(logger, "rate limits counted in-process")
         with _local_lock:
             if len(_local_fixed) > 10_000:
                 _local_fixed.clear()
@@ -103,6 +103,7 @@ def sliding_hit(key: str, limit: int, window_seconds: int) -> int | None:
             )
         )
     except redis.RedisError as exc:
+        warn_unavailable(logger, "sliding-window limits counted by their fallbacks")
         raise LimiterUnavailable(str(exc)) from exc
     return math.ceil(wait_ms / 1000) if wait_ms > 0 else None
 

@@ -62,6 +62,22 @@ class GuardedConnection(redis.Connection):
         _down_until.pop(address, None)
 
 
+# message -> monotonic time of its last log line (warn_unavailable).
+_last_warned: dict[str, float] = {}
+
+
+def warn_unavailable(log: logging.Logger, message: str) -> None:
+    """Log that ``message`` happened without Redis, at most every 10 s per message: a
+    fallback taken on every request must not flood the log while Redis is down."""
+    now = time.monotonic()
+    if _last_warned.get(message, 0.0) > now - 10:
+        return
+    if len(_last_warned) > 1_000:
+        _last_warned.clear()
+    _last_warned[message] = now
+    log.warning("%s: Redis unavailable", message)
+
+
 def connection_options() -> dict[str, Any]:
     """Pool options every Redis client of the app uses (see the module docstring)."""
     return {
