@@ -154,3 +154,18 @@ def test_paused_redis_degrades_then_recovers(own_redis: EmbeddedRedis) -> None:
         time.sleep(0.4)
         assert cache.get("greeting") == "hello"
         assert get_redis().ping()
+
+
+@pytest.mark.django_db
+def test_the_per_key_limit_holds_in_process_with_redis_down(
+    tenant: Any, settings: Any, monkeypatch: Any
+) -> None:
+    from types import SimpleNamespace
+
+    from apps.core import ratelimit
+
+    settings.API_RATE_LIMIT_PER_SECOND = 2
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 1_800_000_000.2))
+    with app_redis(dead_url()):
+        statuses = [tenant.api().get("/api/sdk-keys/me").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
