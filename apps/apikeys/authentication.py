@@ -16,7 +16,7 @@ from apps.core.ratelimit import LimiterUnavailable, local_sliding_hit, sliding_h
 from apps.core.redis import global_key
 
 from .models import ApiKey
-from .services import authenticate_key, is_cached
+from .services import authenticate_key, known_recently
 
 
 class TooManyFailedAuthentications(RateLimited, Unauthorized):
@@ -62,9 +62,9 @@ def _count_failure(ip: str) -> int | None:
 def _authenticate(raw: str, ip: str) -> ApiKey:
     blocked_until = _blocked.get(ip, 0.0)
     now = time.monotonic()
-    # A key this process already knows still passes: a client sharing the address
-    # (a NAT, a proxy) with the one sending bad keys keeps working.
-    if blocked_until > now and not is_cached(raw):
+    # A key this process saw valid recently is still checked: a client sharing the
+    # address (a NAT, a proxy) with the one sending bad keys keeps working.
+    if blocked_until > now and not known_recently(raw):
         raise _too_many(int(blocked_until - now) + 1)
     try:
         return authenticate_key(raw)

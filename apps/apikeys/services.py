@@ -185,6 +185,11 @@ _cache: dict[str, tuple[float, ApiKey]] = {}
 # Safe because a new key's secret is random (a chosen one is forgotten here when
 # created); bounded like ``_cache`` so a flood of random keys cannot grow it.
 _missing: dict[str, float] = {}
+# Digests that matched a key in the last _KNOWN_SECONDS, until when (monotonic): while
+# an address is refused for sending bad keys, these are still looked up (a client
+# sharing the address keeps working); anything else is refused without a query.
+_known: dict[str, float] = {}
+_KNOWN_SECONDS = 600
 _cache_lock = threading.Lock()
 _TOUCH_INTERVAL = 60  # seconds between last_used_at writes per key
 
@@ -204,12 +209,12 @@ def clear_key_caches() -> None:
     with _cache_lock:
         _cache.clear()
         _missing.clear()
+        _known.clear()
 
 
-def is_cached(raw: str) -> bool:
-    """Whether this process holds ``raw``'s key from a recent successful lookup."""
-    hit = _cache.get(hash_key(raw))
-    return hit is not None and hit[0] > time.monotonic()
+def known_recently(raw: str) -> bool:
+    """Whether ``raw`` matched a key in this process in the last ten minutes."""
+    return _known.get(hash_key(raw), 0.0) > time.monotonic()
 
 
 def _load(secret_hash: str) -> ApiKey | None:
@@ -228,6 +233,10 @@ def _load(secret_hash: str) -> ApiKey | None:
     )
     negative_ttl = settings.APIKEY_NEGATIVE_CACHE_SECONDS
     with _cache_lock:
+        if key is not None:
+            if len(_known) > 10_000:
+                _known.clear()
+            _known[secret_hash] = now + _KNOWN_SECONDS
         if key is not None and ttl > 0:
             if len(_cache) > 10_000:
                 _cache.clear()

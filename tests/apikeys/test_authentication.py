@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.audit import Actor
 from apps.apikeys import authentication
+from apps.apikeys import services as key_services
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import apikey_create
 from tests.redis_outage import app_redis, dead_url
@@ -59,6 +60,8 @@ def test_failed_authentications_are_limited_per_ip(
     # Refused without a lookup from now on; a key this process knows still passes.
     with django_assert_num_queries(0):
         assert call(random_key()).status_code == 429
+    assert call(tenant.sk_test).status_code == 200
+    key_services._cache.clear()  # past APIKEY_CACHE_SECONDS: looked up again, still valid
     assert call(tenant.sk_test).status_code == 200
     # Another address is not affected.
     assert call(random_key(), ip="10.9.0.2").status_code == 401
