@@ -57,9 +57,8 @@ class AccountAdapter(DefaultAccountAdapter):
             request._tanso_login_retry_after = wait  # type: ignore[attr-defined]
             minutes = max(1, math.ceil(wait / 60))
             raise forms.ValidationError(
-                f"Too many failed sign-in attempts for this account from your network. "
-                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or reset "
-                f"your password.",
+                f"Too many failed sign-in attempts. Try again in {minutes} "
+                f"minute{'s' if minutes != 1 else ''}, or reset your password.",
                 code="too_many_login_attempts",
             ) from None
 
