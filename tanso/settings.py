@@ -50,6 +50,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -187,9 +197,21 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Seconds: every Redis connection of web and worker processes (apps/core/redis.py, the
+# cache, the Celery broker) gives up after these, so a hung Redis cannot hold a request.
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 0.5)
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5)
+# After a failed connect, new connections to that Redis fail at once for this long.
+REDIS_DOWN_SECONDS = env_float("REDIS_DOWN_SECONDS", 2.0)
+if min(REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT) <= 0 or REDIS_DOWN_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "REDIS_CONNECT_TIMEOUT and REDIS_SOCKET_TIMEOUT must be > 0, REDIS_DOWN_SECONDS >= 0"
+    )
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache with the timeouts above and an in-process stand-in while
+        # Redis fails (apps/core/cache.py).
+        "BACKEND": "apps.core.cache.ResilientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "tanso-cache",
         "TIMEOUT": 300,
@@ -225,7 +247,9 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_ADAPTER = "apps.accounts.adapters.AccountAdapter"
 ACCOUNT_RATE_LIMITS = {
-    "login_failed": env_str("LOGIN_RATE_LIMIT", "5/5m/ip,5/5m/key"),
+    # "key" is the account and the client address together (accounts/adapters.py): a
+    # stranger's failures do not lock the owner out; 30 per address over all accounts.
+    "login_failed": env_str("LOGIN_RATE_LIMIT", "30/5m/ip,5/5m/key"),
     "signup": "20/h/ip",
     "reset_password": "5/h/ip,3/h/key",
     "confirm_email": "1/3m/key",
@@ -357,13 +381,19 @@ SPECTACULAR_SETTINGS = {
 }
 # Requests per second allowed per API key (a fixed one-second window in Redis).
 API_RATE_LIMIT_PER_SECOND = env_int("API_RATE_LIMIT_PER_SECOND", 2000)
-# Programmatic signups allowed per client IP per hour.
+# Programmatic signups allowed per client IP in any 60 minutes (a sliding window).
 SIGNUP_RATE_LIMIT_PER_HOUR = env_int("SIGNUP_RATE_LIMIT_PER_HOUR", 3)
 # Idempotency-Key replays are kept this long.
 IDEMPOTENCY_TTL = timedelta(hours=24)
 # A verified key is cached in-process this long; revocation is immediate in the
 # process that revoked it and takes at most this long elsewhere.
 APIKEY_CACHE_SECONDS = env_int("APIKEY_CACHE_SECONDS", 2)
+# A key that matched nothing is remembered in-process this long (no query when it is
+# sent again).
+APIKEY_NEGATIVE_CACHE_SECONDS = env_int("APIKEY_NEGATIVE_CACHE_SECONDS", 10)
+# Failed API key authentications allowed per client IP in any 60 seconds; beyond that,
+# 429 rate_limited until the oldest failure leaves the window.
+API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 20)
 
 # --- Model prices ---------------------------------------------------------------------
 # Where the price catalog is loaded from: empty = the data bundled with genai-prices;
@@ -392,6 +422,20 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Web requests publish tasks (on commit): with the broker down or hung, a publish gives
+# up within about two REDIS_CONNECT_TIMEOUTs / REDIS_SOCKET_TIMEOUTs (one retry) instead
+# of kombu's defaults (no socket timeout, three retries); the caller logs and goes on.
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.1,
+    "interval_max": 0.1,
+}
 # The one beat schedule. Each entry names a task that is idempotent.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "purge-idempotency-records": {

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from apps.accounts import views as accounts
 from apps.core import views as core
 
 admin.site.site_header = "Tanso administration"
@@ -13,6 +14,8 @@ urlpatterns = [
     path("healthz", core.healthz, name="healthz"),
     path("readyz", core.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    # allauth's login page with lockouts answered 429 (apps/accounts/views.py).
+    path("accounts/login/", accounts.login, name="account_login"),
     path("accounts/", include("allauth.urls")),
     path("invitations/", include("apps.accounts.urls")),
     path("onboarding/", include("apps.onboarding.urls")),

@@ -12,7 +12,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Environment, Membership, Organization, Role, User
+from apps.apikeys import authentication as key_authentication
 from apps.apikeys import services as key_services
+from apps.core import ratelimit
 from apps.core.redis import get_redis
 from tests.factories import UserFactory, env_of, make_key, make_org
 
@@ -20,12 +22,18 @@ from tests.factories import UserFactory, env_of, make_key, make_org
 pytest_plugins = ["tests.stripe_peer.fixtures"]
 
 
+def _forget_process_state() -> None:
+    key_services.clear_key_caches()
+    key_authentication._blocked.clear()
+    ratelimit.reset_local()
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis_and_key_cache() -> Iterator[None]:
     get_redis().flushdb()
-    key_services._cache.clear()
+    _forget_process_state()
     yield
-    key_services._cache.clear()
+    _forget_process_state()
 
 
 @dataclasses.dataclass

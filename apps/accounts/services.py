@@ -117,7 +117,9 @@ def invitation_create(
     )
     from .tasks import send_invitation_email
 
-    transaction.on_commit(lambda: send_invitation_email.delay(str(invitation.pk), token))
+    transaction.on_commit(
+        lambda: send_invitation_email.delay(str(invitation.pk), token), robust=True
+    )
     return invitation, token
 
 

@@ -1,7 +1,11 @@
-"""Invitation links: sign in (or up) with the invited address, then accept."""
+"""Invitation links: sign in (or up) with the invited address, then accept; and
+allauth's login page, answering a lockout with 429."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from allauth.account.views import LoginView as AllauthLoginView
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
@@ -9,6 +13,7 @@ from django.shortcuts import redirect, render
 
 from apps.core.errors import TansoError
 
+from .adapters import login_retry_after
 from .audit import Actor
 from .middleware import SESSION_ENV, SESSION_ORG
 from .services import invitation_accept, invitation_for_token
@@ -37,3 +42,19 @@ def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, f"Welcome to {membership.organization.name}.")
         return redirect("dashboard:home")
     return render(request, "accounts/invitation.html", {"invitation": invitation})
+
+
+class LoginView(AllauthLoginView):
+    """allauth's login page; a lockout (too many failed logins for this account from
+    this address) is the form with its message, status 429 and ``Retry-After``."""
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        response = super().form_invalid(form)
+        wait = login_retry_after(self.request)
+        if wait is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+        return response
+
+
+login = LoginView.as_view()

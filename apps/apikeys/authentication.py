@@ -2,12 +2,77 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+from django.conf import settings
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from apps.core.errors import RateLimited, Unauthorized
+from apps.core.middleware import client_ip
+from apps.core.ratelimit import LimiterUnavailable, local_sliding_hit, sliding_hit
+from apps.core.redis import global_key
+
 from .models import ApiKey
-from .services import authenticate_key
+from .services import authenticate_key, known_recently
+
+
+class TooManyFailedAuthentications(RateLimited, Unauthorized):
+    """429 ``rate_limited``; also an ``Unauthorized``, so that whoever treats a bad key
+    as "no key" (the idempotency middleware) lets the view answer it."""
+
+
+_FAILURE_WINDOW = 60  # seconds; settings.API_AUTH_FAILURES_PER_MINUTE failures per IP
+# client IP -> monotonic time until which this process refuses its unknown keys
+# without a query: the IP went over the limit (counted across processes in Redis).
+_blocked: dict[str, float] = {}
+_blocked_lock = threading.Lock()
+
+
+def _too_many(retry_after: int) -> TooManyFailedAuthentications:
+    return TooManyFailedAuthentications(
+        retry_after,
+        f"Too many requests with invalid API keys from this address; "
+        f"retry in {max(1, retry_after)} s.",
+    )
+
+
+def _count_failure(ip: str) -> int | None:
+    """Count one failed authentication of ``ip``; seconds to wait when over the limit.
+
+    Redis unavailable: counted per process (the request is refused with 401 either
+    way; the count keeps a flood of random keys from reaching the database).
+    """
+    key = global_key("auth-fail-ip", ip)
+    limit = settings.API_AUTH_FAILURES_PER_MINUTE
+    try:
+        wait = sliding_hit(key, limit, _FAILURE_WINDOW)
+    except LimiterUnavailable:
+        wait = local_sliding_hit(key, limit, _FAILURE_WINDOW)
+    if wait is not None:
+        with _blocked_lock:
+            if len(_blocked) > 10_000:
+                _blocked.clear()
+            _blocked[ip] = time.monotonic() + wait
+    return wait
+
+
+def _authenticate(raw: str, ip: str) -> ApiKey:
+    blocked_until = _blocked.get(ip, 0.0)
+    now = time.monotonic()
+    # A key this process saw valid recently is still checked: a client sharing the
+    # address (a NAT, a proxy) with the one sending bad keys keeps working.
+    if blocked_until > now and not known_recently(raw):
+        raise _too_many(int(blocked_until - now) + 1)
+    try:
+        return authenticate_key(raw)
+    except Unauthorized:
+        wait = _count_failure(ip)
+        if wait is not None:
+            raise _too_many(wait) from None
+        raise
 
 
 def raw_key_from(request: HttpRequest) -> str | None:
@@ -21,12 +86,21 @@ def raw_key_from(request: HttpRequest) -> str | None:
 
 
 def key_for_request(request: HttpRequest) -> ApiKey | None:
-    """The key a request carries, checked once and remembered on the request."""
+    """The key a request carries, checked once and remembered on the request (and so
+    is its failure: a failed key is counted once against the client IP's limit of
+    failed authentications, ``API_AUTH_FAILURES_PER_MINUTE``)."""
+    failed = getattr(request, "_tanso_api_key_error", None)
+    if failed is not None:
+        raise failed
     cached = getattr(request, "_tanso_api_key", False)
     if cached is not False:
         return cached  # type: ignore[return-value]
     raw = raw_key_from(request)
-    key = authenticate_key(raw) if raw else None
+    try:
+        key = _authenticate(raw, client_ip(request)) if raw else None
+    except Unauthorized as exc:
+        request._tanso_api_key_error = exc  # type: ignore[attr-defined]
+        raise
     request._tanso_api_key = key  # type: ignore[attr-defined]
     return key
 

@@ -109,6 +109,7 @@ def apikey_create(
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed(fields={"expiresAt": ["Must be in the future."]})
     plaintext = plaintext or _mint(kind, environment)
+    _forget_missing(hash_key(plaintext))  # a chosen plaintext may have been tried before
     key = ApiKey.objects.create(
         environment=environment,
         kind=kind,
@@ -180,6 +181,15 @@ def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
 # --- Checking a key on each request ------------------------------------------------
 
 _cache: dict[str, tuple[float, ApiKey]] = {}
+# Digests no key has, until when (monotonic): a repeated invalid key costs no query.
+# Safe because a new key's secret is random (a chosen one is forgotten here when
+# created); bounded like ``_cache`` so a flood of random keys cannot grow it.
+_missing: dict[str, float] = {}
+# Digests that matched a key in the last _KNOWN_SECONDS, until when (monotonic): while
+# an address is refused for sending bad keys, these are still looked up (a client
+# sharing the address keeps working); anything else is refused without a query.
+_known: dict[str, float] = {}
+_KNOWN_SECONDS = 600
 _cache_lock = threading.Lock()
 _TOUCH_INTERVAL = 60  # seconds between last_used_at writes per key
 
@@ -189,6 +199,24 @@ def forget_cached_key(secret_hash: str) -> None:
         _cache.pop(secret_hash, None)
 
 
+def _forget_missing(secret_hash: str) -> None:
+    with _cache_lock:
+        _missing.pop(secret_hash, None)
+
+
+def clear_key_caches() -> None:
+    """Forget every cached key and missing digest of this process (tests)."""
+    with _cache_lock:
+        _cache.clear()
+        _missing.clear()
+        _known.clear()
+
+
+def known_recently(raw: str) -> bool:
+    """Whether ``raw`` matched a key in this process in the last ten minutes."""
+    return _known.get(hash_key(raw), 0.0) > time.monotonic()
+
+
 def _load(secret_hash: str) -> ApiKey | None:
     now = time.monotonic()
     ttl = settings.APIKEY_CACHE_SECONDS
@@ -196,16 +224,27 @@ def _load(secret_hash: str) -> ApiKey | None:
         hit = _cache.get(secret_hash)
         if hit is not None and hit[0] > now:
             return hit[1]
+    if _missing.get(secret_hash, 0.0) > now:
+        return None
     key = (
         ApiKey.objects.select_related("environment__organization", "customer")
         .filter(secret_hash=secret_hash)
         .first()
     )
-    if key is not None and ttl > 0:
-        with _cache_lock:
+    negative_ttl = settings.APIKEY_NEGATIVE_CACHE_SECONDS
+    with _cache_lock:
+        if key is not None:
+            if len(_known) > 10_000:
+                _known.clear()
+            _known[secret_hash] = now + _KNOWN_SECONDS
+        if key is not None and ttl > 0:
             if len(_cache) > 10_000:
                 _cache.clear()
             _cache[secret_hash] = (now + ttl, key)
+        elif key is None and negative_ttl > 0:
+            if len(_missing) > 10_000:
+                _missing.clear()
+            _missing[secret_hash] = now + negative_ttl
     return key
 
 

@@ -1,4 +1,5 @@
-"""Per-key request rate limit (settings.API_RATE_LIMIT_PER_SECOND), counted in Redis."""
+"""Per-key request rate limit (settings.API_RATE_LIMIT_PER_SECOND), counted in Redis
+(in each process on its own while Redis is unavailable: apps.core.ratelimit.hit)."""
 
 from __future__ import annotations
 

@@ -324,7 +324,9 @@ def events_recost_request(*, environment: Any, actor: Any, label: str) -> None:
         detail={"filters": {"unpricedOnly": True}},
     )
     environment_id = str(environment.pk)
-    transaction.on_commit(lambda: recost_events.delay(environment_id=environment_id, actor=label))
+    transaction.on_commit(
+        lambda: recost_events.delay(environment_id=environment_id, actor=label), robust=True
+    )
 
 
 def event_partitions_ensure(*, ahead: int | None = None) -> list[str]:

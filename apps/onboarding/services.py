@@ -44,6 +44,7 @@ def onboarding_complete(*, user: User, name: str, mode: str, actor: Actor) -> Si
     return SignupResult(user=user, organization=organization, issued=issued)
 
 
+@transaction.atomic
 def programmatic_signup(
     *,
     email: str,
@@ -84,7 +85,9 @@ def programmatic_signup(
     )
     from .tasks import send_set_password_email
 
-    transaction.on_commit(lambda: send_set_password_email.delay(str(user.pk)))
+    # robust: with the broker unavailable the email is not sent (logged), and the answer
+    # that carries the new key still goes out; the user can reset the password instead.
+    transaction.on_commit(lambda: send_set_password_email.delay(str(user.pk)), robust=True)
     return SignupResult(user=user, organization=organization, issued=issued)
 
 

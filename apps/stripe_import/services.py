@@ -93,7 +93,7 @@ def stripe_import_start(*, environment: Environment, actor: Actor) -> ImportJob:
         if other is None:
             raise
         raise _running(other) from None
-    transaction.on_commit(lambda: run_stripe_import.delay(str(job.pk)))
+    transaction.on_commit(lambda: run_stripe_import.delay(str(job.pk)), robust=True)
     return job
 
 

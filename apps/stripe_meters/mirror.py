@@ -355,4 +355,4 @@ def on_invoice_event(ctx: WebhookContext) -> None:
         from .tasks import refresh_invoice
 
         env_id, stripe_id = str(ctx.environment.pk), str(ctx.obj.get("id"))
-        transaction.on_commit(lambda: refresh_invoice.delay(env_id, stripe_id))
+        transaction.on_commit(lambda: refresh_invoice.delay(env_id, stripe_id), robust=True)

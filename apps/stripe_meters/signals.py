@@ -23,7 +23,7 @@ from .ingestion import forget_mode, is_stripe_driven
 
 
 def _enqueue(task: Any, *args: Any) -> None:
-    transaction.on_commit(lambda: task.delay(*args))
+    transaction.on_commit(lambda: task.delay(*args), robust=True)
 
 
 def _subscription_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:

@@ -64,7 +64,7 @@ def push_issued_invoices(sender: Any, invoice_ids: list[Any], **kwargs: Any) -> 
     if ids:
         from .tasks import push_invoice
 
-        transaction.on_commit(lambda: [push_invoice.delay(pk) for pk in ids])
+        transaction.on_commit(lambda: [push_invoice.delay(pk) for pk in ids], robust=True)
 
 
 @receiver(invoice_settled, dispatch_uid="stripe_sync.close_settled")
@@ -80,7 +80,7 @@ def close_settled_invoice(sender: Any, invoice: Invoice, **kwargs: Any) -> None:
         from .tasks import close_invoice
 
         invoice_id = str(invoice.pk)
-        transaction.on_commit(lambda: close_invoice.delay(invoice_id))
+        transaction.on_commit(lambda: close_invoice.delay(invoice_id), robust=True)
 
 
 # -- Stripe webhooks ---------------------------------------------------------------------------

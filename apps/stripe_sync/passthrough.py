@@ -414,5 +414,5 @@ def stripe_invoice_push_request(*, environment: Any, invoice: Invoice) -> Stripe
             invoice_id=invoice.pk, state=StripeInvoiceSync.State.FAILED
         ).update(push_attempts=0, updated_at=timezone.now())
         invoice_id = str(invoice.pk)
-        transaction.on_commit(lambda: push_invoice.delay(invoice_id))
+        transaction.on_commit(lambda: push_invoice.delay(invoice_id), robust=True)
     return StripeInvoiceSync.objects.filter(invoice_id=invoice.pk).first()

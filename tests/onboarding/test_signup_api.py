@@ -119,3 +119,24 @@ def test_signup_emails_a_set_password_link(celery_worker):
         time.sleep(0.05)
     assert mail.outbox and mail.outbox[0].to == ["pw@x.io"]
     assert re.search(r"/accounts/password/reset/key/\S+", mail.outbox[0].body)
+
+
+def test_the_hour_slides_across_the_clock_hour(monkeypatch):
+    """Three signups at 10:55 and three more at 11:05 are not six in ten minutes."""
+    from types import SimpleNamespace
+
+    from apps.core import ratelimit
+
+    clock = {"now": 1_800_000_000 - 300.0}  # five minutes before a clock hour
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: clock["now"]))
+    assert [signup({"email": f"a{n}@x.io"}, ip="10.7.7.7").status_code for n in range(3)] == [
+        201,
+        201,
+        201,
+    ]
+    clock["now"] += 600  # five minutes into the next clock hour
+    refused = signup({"email": "a9@x.io"}, ip="10.7.7.7")
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) == 3000  # when the first leaves the hour
+    clock["now"] += 3000
+    assert signup({"email": "a10@x.io"}, ip="10.7.7.7").status_code == 201
