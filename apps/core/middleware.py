@@ -35,11 +35,13 @@ class RequestIdMiddleware:
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The caller's IP: REMOTE_ADDR, or the leftmost X-Forwarded-For behind a trusted proxy."""
+    """The caller's IP: REMOTE_ADDR, or, behind a trusted proxy, the last X-Forwarded-For
+    entry: the address that proxy saw and appended. Entries to its left are whatever the
+    client sent and can be forged, so per-address limits never read them."""
     from django.conf import settings
 
     if settings.TRUST_X_FORWARDED_FOR:
         forwarded = request.headers.get("X-Forwarded-For", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            return forwarded.rsplit(",", 1)[-1].strip() or "unknown"
     return str(request.META.get("REMOTE_ADDR") or "unknown")

@@ -63,3 +63,18 @@ def test_the_address_is_the_one_settings_trust(settings: Any, trusted: bool) -> 
         "/accounts/login/", {"login": user.email, "password": PASSWORD}
     )
     assert response.status_code == (302 if trusted else 429)
+
+
+def test_a_forged_forwarded_entry_does_not_dodge_the_lockout(settings: Any) -> None:
+    """Behind a trusted proxy the client can still write the left of X-Forwarded-For: the
+    address that counts is the last entry, the one the proxy appended."""
+    settings.TRUST_X_FORWARDED_FOR = True
+    user = UserFactory()
+    for n in range(5):
+        Client(HTTP_X_FORWARDED_FOR=f"203.0.113.{n}, 198.51.100.7").post(
+            "/accounts/login/", {"login": user.email, "password": "wrong"}
+        )
+    response = Client(HTTP_X_FORWARDED_FOR="203.0.113.200, 198.51.100.7").post(
+        "/accounts/login/", {"login": user.email, "password": PASSWORD}
+    )
+    assert response.status_code == 429
