@@ -50,7 +50,7 @@ from .reads import (
     usage,
     usage_totals,
 )
-from .sql import Source, split
+from .sql import Source, hour_ceil, hour_floor, split
 from .types import (
     AMOUNTS,
     NO_FILTER,
@@ -76,6 +76,8 @@ __all__ = [
     "UsageRow",
     "WindowSums",
     "customer_window_sums",
+    "hour_ceil",
+    "hour_floor",
     "rows_sql",
     "split",
     "units_parts",

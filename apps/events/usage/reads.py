@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
@@ -24,6 +24,7 @@ from .sql import (
 )
 from .types import (
     AMOUNTS,
+    EXACT_DIGITS,
     NO_FILTER,
     ZERO,
     Grain,
@@ -241,8 +242,9 @@ def customer_window_sums(
             for index, *values in cursor.fetchall():
                 key = UsageKey(**dict(zip(names, values[: len(names)], strict=True)))
                 group_sums = out[windows[index].key].setdefault(key, {})
-                for measure, amount in zip(measures, values[len(names) :], strict=True):
-                    group_sums[measure] = group_sums.get(measure, ZERO) + amount
+                with localcontext(prec=EXACT_DIGITS):
+                    for measure, amount in zip(measures, values[len(names) :], strict=True):
+                        group_sums[measure] = group_sums.get(measure, ZERO) + amount
     return out
 
 

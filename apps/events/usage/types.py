@@ -130,12 +130,11 @@ class Measures:
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Measures:
         """From a row holding every measure by name (NULL sums read as zero)."""
-        return cls(
-            **{
-                name: (row[name] if row[name] is not None else ZERO if name in AMOUNTS else 0)
-                for name in Measure
-            }
-        )
+        values: dict[str, Any] = {
+            name.value: (row[name] if row[name] is not None else ZERO if name in AMOUNTS else 0)
+            for name in Measure
+        }
+        return cls(**values)
 
     @property
     def margin_usd(self) -> Decimal:
