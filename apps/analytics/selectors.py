@@ -903,33 +903,35 @@ def models_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
         keys = list(extra)
         extra_params = [[k[0] for k in keys], [k[1] for k in keys], list(extra.values())]
     probe, probe_params = last_seen_sql(
-        environment, window.start, window.end, model="g.model", provider="g.provider"
+        environment, window.start, window.end, model="r.model", provider="r.provider"
     )
+    cost = "COALESCE(SUM(r.cost_usd), 0)"
+    # One level of GROUP BY: the probe runs once per (provider, model) group, never per row.
     sql = f"""
-        SELECT g.*, (g.revenue - g.cost) AS margin,
-               (((g.revenue - g.cost) * 100) / NULLIF(g.revenue, 0)) AS margin_pct,
+        SELECT r.provider, r.model,
+               COALESCE(SUM(r.event_count), 0)::bigint AS events,
+               {cost} AS cost,
+               {revenue} AS revenue,
+               COALESCE(SUM(r.unpriced_count), 0)::bigint AS unpriced,
+               COALESCE(SUM(r.usage_units), 0) AS usage_units,
+               MAX(r.last_bucket) AS last_bucket,
+               count(DISTINCT r.customer_id) AS customers,
+               count(DISTINCT r.feature_id) AS features,
+               COALESCE(SUM(r.input_tokens), 0)::bigint AS input_tokens,
+               COALESCE(SUM(r.output_tokens), 0)::bigint AS output_tokens,
+               COALESCE(SUM(r.duration_ms_sum), 0)::bigint AS duration_sum,
+               COALESCE(SUM(r.duration_count), 0)::bigint AS duration_count,
+               ({revenue} - {cost}) AS margin,
+               ((({revenue} - {cost}) * 100) / NULLIF({revenue}, 0)) AS margin_pct,
                {probe} AS last_seen
-          FROM (
-            SELECT r.provider, r.model,
-                   COALESCE(SUM(r.event_count), 0)::bigint AS events,
-                   COALESCE(SUM(r.cost_usd), 0) AS cost,
-                   {revenue} AS revenue,
-                   COALESCE(SUM(r.unpriced_count), 0)::bigint AS unpriced,
-                   COALESCE(SUM(r.usage_units), 0) AS usage_units,
-                   MAX(r.last_bucket) AS last_bucket,
-                   count(DISTINCT r.customer_id) AS customers,
-                   count(DISTINCT r.feature_id) AS features,
-                   COALESCE(SUM(r.input_tokens), 0)::bigint AS input_tokens,
-                   COALESCE(SUM(r.output_tokens), 0)::bigint AS output_tokens,
-                   COALESCE(SUM(r.duration_ms_sum), 0)::bigint AS duration_sum,
-                   COALESCE(SUM(r.duration_count), 0)::bigint AS duration_count
-              FROM ({rollups}) r
-             WHERE {where}
-             GROUP BY 1, 2
-          ) g
+          FROM ({rollups}) r
+         WHERE {where}
+         GROUP BY 1, 2
          ORDER BY {_sort_sql(query.sort, "provider ASC, model")}
     """  # noqa: S608 - names are ours, values bound
-    return _GroupedRows(sql, [*probe_params, *extra_params, *params])
+    # Parameters in the order of their placeholders: the revenue expression's (four
+    # times), the probe's, the rows', the search's.
+    return _GroupedRows(sql, [*(extra_params * 4), *probe_params, *params])
 
 
 def model_rows(

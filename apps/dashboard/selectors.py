@@ -31,6 +31,7 @@ from apps.analytics.selectors import (
 from apps.core.tenancy import scoped
 from apps.events import usage as ledger
 from apps.events.models import Event, RecostRun
+from apps.events.selectors import events_after  # noqa: F401 - the live tail's read
 from apps.pricing.models import ModelPriceOverride, PriceVersion
 from apps.pricing.selectors import overrides_for
 
@@ -143,27 +144,6 @@ def latest_event(environment: Environment) -> tuple[Event, EventNames] | None:
     if not events:
         return None
     return events[0], event_names(environment, events)
-
-
-# The live tail reads events stored after the newest one on screen, among those that
-# occurred in this recent past (the bound lets PostgreSQL prune old partitions). An
-# event back-dated further shows up on a reload, in its place in time.
-TAIL_LOOKBACK = dt.timedelta(days=2)
-TAIL_MAX = 100
-
-
-def events_after(
-    environment: Environment, filters: EventFilters, *, after_id: int, now: dt.datetime
-) -> list[Event]:
-    """Events matching ``filters`` stored after event ``after_id``, newest first.
-
-    Event ids come from one sequence, so a later insert has a larger id.
-    """
-    return list(
-        events_matching(environment, filters)
-        .filter(id__gt=after_id, occurred_at__gte=now - TAIL_LOOKBACK)
-        .order_by("-id")[:TAIL_MAX]
-    )
 
 
 @dataclass(slots=True)

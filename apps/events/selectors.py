@@ -363,6 +363,27 @@ def trace_get(environment: Environment, trace_id: str) -> Trace:
     )
 
 
+# The live tail reads events stored after the newest one on screen, among those that
+# occurred in this recent past (the bound lets PostgreSQL prune old partitions). An
+# event back-dated further shows up on a reload, in its place in time.
+TAIL_LOOKBACK = dt.timedelta(days=2)
+TAIL_MAX = 100
+
+
+def events_after(
+    environment: Environment, filters: EventFilters, *, after_id: int, now: dt.datetime
+) -> list[Event]:
+    """Events matching ``filters`` stored after event ``after_id``, newest first.
+
+    Event ids come from one sequence, so a later insert has a larger id.
+    """
+    return list(
+        events_matching(environment, filters)
+        .filter(id__gt=after_id, occurred_at__gte=now - TAIL_LOOKBACK)
+        .order_by("-id")[:TAIL_MAX]
+    )
+
+
 def latest_customer_by_meta(
     environment: Environment, key: str, *, since: dt.datetime
 ) -> dict[str, uuid.UUID]:

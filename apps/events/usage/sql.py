@@ -36,7 +36,8 @@ class Source(enum.Enum):
 
     @property
     def table(self) -> str:
-        return self.value
+        """The quoted table name, as Django writes it (query logs read the same)."""
+        return f'"{self.value}"'
 
     @property
     def time_column(self) -> str:
