@@ -1,12 +1,15 @@
 """Reads of the Observe API. Every function takes the environment first.
 
-Totals never scan raw events: they GROUP BY over ``events_hourlyrollup``
-(kept exactly in step with the events), whose primary key
-``(environment_id, bucket_start, ...)`` serves the window filter. Windows are
-therefore whole hours (see :meth:`Window.to_hours`). Raw events are read only
-where the rollups cannot answer: the event list and trace, latency percentiles
-(bounded by the window) and a precise ``lastSeen`` (one index probe per row
-of the page).
+Totals never scan raw events: they sum the ledger's rows through its read API
+(:mod:`apps.events.usage`: whole days from the daily rollups, the edge hours from
+the hourly one), grouping, sorting and cutting pages in SQL around
+:func:`apps.events.usage.rows_sql`. Windows are whole hours (see
+:meth:`Window.to_hours`): a window reads the hour buckets from the hour at or
+after its start to the one at or after its end (:func:`_hours`), so the ledger
+reads rollups only. Raw events are read only where the rollups cannot answer,
+through :mod:`apps.events.selectors`: the event list and trace, latency
+percentiles (bounded by the window) and a precise ``lastSeen`` (one index probe
+per row of the page).
 
 Amounts are USD ``Decimal`` sums of the stored 12-dp amounts; cost sums priced
 events only (``unpriced`` says how many are missing from it). Margin is
@@ -33,42 +36,32 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.postgres.fields import ArrayField
 from django.db import connection
-from django.db.models import (
-    Aggregate,
-    BigIntegerField,
-    Count,
-    DateTimeField,
-    DecimalField,
-    ExpressionWrapper,
-    F,
-    FloatField,
-    Func,
-    Max,
-    Min,
-    Model,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Sum,
-    Value,
-)
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models import QuerySet
 
-from apps.core.errors import NotFound
 from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_get, customers_search
-from apps.events.models import (
-    CostSource,
-    DailyCustomerRollup,
-    DailyFeatureModelRollup,
-    Event,
-    HourlyRollup,
+from apps.events import usage as ledger
+
+# The event list and trace reads live in the ledger; the Observe API reads them from here.
+from apps.events.selectors import (  # noqa: F401 - re-exported
+    COST_SOURCES,
+    TRACE_MAX_EVENTS,
+    EventFilters,
+    EventNames,
+    Trace,
+    event_names,
+    events_batches,
+    events_matching,
+    last_event_at,
+    last_event_subquery,
+    last_seen_sql,
+    latency_percentiles,
+    newest_first,
+    trace_get,
 )
+from apps.events.usage import Grain, Measure, UsageFilter, hour_ceil
 from apps.features.models import Feature
 from apps.features.selectors import features_search
 
@@ -79,46 +72,22 @@ if TYPE_CHECKING:
     from apps.accounts.models import Environment
 
 ZERO = Decimal(0)
-SUM_FIELD = DecimalField(max_digits=38, decimal_places=12)
 PCT_QUANTUM = Decimal("0.01")
 AMOUNT_QUANTUM = Decimal(1).scaleb(-12)
-# The trace view lists at most this many events (the totals always cover all).
-TRACE_MAX_EVENTS = 1000
 # Digits for Python arithmetic on sums (numeric(38, 12) columns, and their quotients).
 EXACT_DIGITS = 80
 
 
 # --- Measures --------------------------------------------------------------------------
 
-
-def _dec_sum(name: str) -> Coalesce:
-    return Coalesce(Sum(name), Value(ZERO), output_field=SUM_FIELD)
-
-
-def _int_sum(name: str) -> Coalesce:
-    return Coalesce(Sum(name), Value(0), output_field=BigIntegerField())
-
-
-def _measures() -> dict[str, Any]:
-    """The sums every aggregate row carries (fresh expressions per query)."""
-    return {
-        "events": _int_sum("event_count"),
-        "cost": _dec_sum("cost_usd"),
-        "revenue": _dec_sum("revenue_usd"),
-        "unpriced": _int_sum("unpriced_count"),
-        "usage_units": _dec_sum("usage_units"),
-    }
-
-
-def _derived() -> dict[str, Any]:
-    """Margin and margin % as SQL, so tables can sort on them in the database."""
-    return {
-        "margin": ExpressionWrapper(F("revenue") - F("cost"), output_field=SUM_FIELD),
-        "margin_pct": ExpressionWrapper(
-            (F("revenue") - F("cost")) * Value(Decimal(100)) / NullIf(F("revenue"), Value(ZERO)),
-            output_field=DecimalField(),
-        ),
-    }
+# The sums every aggregate row carries, in the column order of the ledger rows read.
+_MEASURES = (
+    Measure.EVENT_COUNT,
+    Measure.COST_USD,
+    Measure.REVENUE_USD,
+    Measure.UNPRICED_COUNT,
+    Measure.USAGE_UNITS,
+)
 
 
 @dataclass(slots=True)
@@ -128,6 +97,16 @@ class Totals:
     revenue: Decimal = ZERO
     unpriced: int = 0
     usage_units: Decimal = ZERO
+
+    @classmethod
+    def of_measures(cls, measures: ledger.Measures) -> Totals:
+        return cls(
+            events=measures.event_count,
+            cost=measures.cost_usd,
+            revenue=measures.revenue_usd,
+            unpriced=measures.unpriced_count,
+            usage_units=measures.usage_units,
+        )
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Totals:
@@ -172,13 +151,6 @@ class Totals:
             return (self.cost / priced).quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
-def rollups_in(environment: Environment, window: Window) -> QuerySet[HourlyRollup]:
-    """The environment's rollup rows of the (hour-aligned) window."""
-    return scoped(HourlyRollup, environment).filter(
-        bucket_start__gte=window.start, bucket_start__lt=window.end
-    )
-
-
 # --- Overview --------------------------------------------------------------------------
 
 
@@ -198,57 +170,32 @@ class Overview:
     daily: list[DayTotals]
 
 
-def _hour_ceil(at: dt.datetime) -> dt.datetime:
-    floor = at.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == at else floor + dt.timedelta(hours=1)
+def window_hours(window: Window) -> tuple[dt.datetime, dt.datetime]:
+    """The hour buckets ``[start, end)`` read for ``window``: from the hour at or after
+    its start to the one at or after its end (whole hours: rollups only)."""
+    return hour_ceil(window.start), hour_ceil(window.end)
 
 
-def _day_floor(at: dt.datetime) -> dt.datetime:
-    return at.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-@dataclass(frozen=True, slots=True)
-class _Split:
-    """A window cut for the rollups: the hour buckets ``[start, end)`` it covers
-    (``bucket_start >= window.start`` and ``< window.end``), of which the whole UTC
-    days ``[days_start, days_end)`` are read from a daily rollup, the edge hours
-    ``[start, days_start)`` and ``[days_end, end)`` from the hourly one."""
-
-    start: dt.datetime
-    days_start: dt.datetime
-    days_end: dt.datetime
-    end: dt.datetime
-
-    @classmethod
-    def of(cls, window: Window) -> _Split:
-        start, end = _hour_ceil(window.start), _hour_ceil(window.end)
-        first_day = _day_floor(start)
-        if first_day < start:
-            first_day += dt.timedelta(days=1)
-        last_day = _day_floor(end)
-        if first_day >= last_day:
-            return cls(start, end, end, end)  # no whole day: hours only
-        return cls(start, first_day, last_day, end)
-
-    def rollups(
-        self, environment: Environment, daily: type[Model], columns: str, hourly_columns: str
-    ) -> tuple[str, list[Any]]:
-        """SQL and parameters of the window's rollup rows: the whole days from
-        ``daily``'s table, the edge hours from the hourly rollup (each part one
-        range of its table's primary key)."""
-        env, qn = environment.pk, connection.ops.quote_name
-        sql = f"""
-            SELECT {columns} FROM {qn(daily._meta.db_table)}
-             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
-            UNION ALL
-            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)}
-             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
-            UNION ALL
-            SELECT {hourly_columns} FROM {qn(HourlyRollup._meta.db_table)}
-             WHERE environment_id = %s AND bucket_start >= %s AND bucket_start < %s
-        """  # noqa: S608 - table and column names are ours
-        params = [env, self.days_start, self.days_end, env, self.start, self.days_start]
-        return sql, [*params, env, self.days_end, self.end]
+def _rows(
+    environment: Environment,
+    window: Window,
+    group_by: Sequence[Grain],
+    *,
+    measures: Sequence[Measure] = _MEASURES,
+    last_bucket: bool = False,
+    filters: UsageFilter = ledger.NO_FILTER,
+) -> tuple[str, list[Any]]:
+    """SQL and parameters of the window's ledger rows (see :func:`ledger.rows_sql`)."""
+    start, end = window_hours(window)
+    return ledger.rows_sql(
+        environment.pk,
+        start=start,
+        end=end,
+        group_by=group_by,
+        measures=measures,
+        last_bucket=last_bucket,
+        filters=filters,
+    )
 
 
 _MEASURE_SQL = """
@@ -258,7 +205,6 @@ _MEASURE_SQL = """
     COALESCE(SUM(unpriced_count), 0)::bigint AS unpriced,
     COALESCE(SUM(usage_units), 0) AS usage_units
 """
-_MEASURE_COLUMNS = "event_count, cost_usd, revenue_usd, unpriced_count, usage_units"
 
 
 def _dicts(cursor: Any) -> list[dict[str, Any]]:
@@ -269,7 +215,7 @@ def _dicts(cursor: Any) -> list[dict[str, Any]]:
 def window_extra(environment: Environment, window: Window) -> ExtraRevenue:
     """Revenue beside the events' over the hours the rollups read for ``window`` (the
     hour buckets from the hour at or after its start to the one at or after its end)."""
-    return extra_revenue(environment, _hour_ceil(window.start), _hour_ceil(window.end))
+    return extra_revenue(environment, *window_hours(window))
 
 
 def _add_days(by_day: dict[dt.date, Totals], extra: ExtraRevenue) -> None:
@@ -295,22 +241,10 @@ def overview(
     values as the hourly rollup alone gives: every rollup is exact, and the
     totals are the exact sum of the days.
     """
-    split = _Split.of(window)
-    day = "(bucket_start AT TIME ZONE 'UTC')::date AS day"
-    sums, params = split.rollups(
-        environment,
-        DailyFeatureModelRollup,
-        f"{day}, {_MEASURE_COLUMNS}",
-        f"{day}, {_MEASURE_COLUMNS}",
-    )
-    customers, customer_params = split.rollups(
-        environment, DailyCustomerRollup, "customer_id", "customer_id"
-    )
-    activity, activity_params = split.rollups(
-        environment,
-        DailyFeatureModelRollup,
-        "feature_id, model, provider",
-        "feature_id, model, provider",
+    sums, params = _rows(environment, window, (Grain.DAY,))
+    customers, customer_params = _rows(environment, window, (Grain.CUSTOMER,), measures=())
+    activity, activity_params = _rows(
+        environment, window, (Grain.FEATURE, Grain.MODEL), measures=()
     )
     if customer_count is None:
         counted = f"(SELECT count(*) FROM (SELECT customer_id FROM ({customers}) c GROUP BY 1) g)"  # noqa: S608
@@ -318,7 +252,8 @@ def overview(
         counted, customer_params = "%s", [customer_count]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT day, {_MEASURE_SQL} FROM ({sums}) r GROUP BY day",  # noqa: S608
+            f"SELECT (day AT TIME ZONE 'UTC')::date AS day, {_MEASURE_SQL}"  # noqa: S608
+            f" FROM ({sums}) r GROUP BY 1",
             params,
         )
         by_day = {row["day"]: Totals.of(row) for row in _dicts(cursor)}
@@ -348,9 +283,7 @@ def overview(
 
 def window_totals(environment: Environment, window: Window) -> Totals:
     """:func:`overview`'s totals alone (for a comparison window): one query."""
-    sums, params = _Split.of(window).rollups(
-        environment, DailyFeatureModelRollup, _MEASURE_COLUMNS, _MEASURE_COLUMNS
-    )
+    sums, params = _rows(environment, window, ())
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {_MEASURE_SQL} FROM ({sums}) r", params)  # noqa: S608
         totals = Totals.of(_dicts(cursor)[0])
@@ -372,15 +305,6 @@ TABLE_SORTS: dict[str, str] = {
     "lastSeen": "last_seen",
 }
 SORTS: tuple[str, ...] = tuple(TABLE_SORTS)
-
-
-def _order_by(sort: str, tiebreak: tuple[str, ...]) -> list[Any]:
-    """A total order: the sort (NULLs last either way), then the group's key."""
-    name = TABLE_SORTS[sort.lstrip("-")]
-    expression = (
-        F(name).desc(nulls_last=True) if sort.startswith("-") else F(name).asc(nulls_last=True)
-    )
-    return [expression, *tiebreak]
 
 
 def _sorts_by_last_seen(query: TableQuery) -> bool:
@@ -413,24 +337,6 @@ class CustomerRow:
 class CustomerTable:
     rows: list[CustomerRow]
     has_more: bool
-
-
-def _last_event(environment: Environment, window: Window, **match: str) -> Subquery:
-    """Latest event of the outer row in the window: one probe of an (env, column, time) index.
-
-    ``match`` maps event columns to the outer query's columns (``customer_id="id"``).
-    """
-    return Subquery(
-        scoped(Event, environment)
-        .filter(
-            **{column: OuterRef(outer) for column, outer in match.items()},
-            occurred_at__gte=window.start,
-            occurred_at__lt=window.end,
-        )
-        .order_by("-occurred_at")
-        .values("occurred_at")[:1],
-        output_field=DateTimeField(),
-    )
 
 
 def _chunks(rows: QuerySet[Any] | _GroupedRows, size: int) -> Iterator[list[dict[str, Any]]]:
@@ -468,27 +374,25 @@ class _GroupedRows:
                     yield dict(zip(columns, row, strict=True))
 
 
+# The grain of each table's key column.
+_KEY_GRAINS = {"customer_id": Grain.CUSTOMER, "feature_id": Grain.FEATURE}
+
+
 def _grouped_select(
     environment: Environment,
     window: Window,
     *,
-    daily: type[Model],
     key: str,
     search: QuerySet[Any] | None = None,
     last_seen: bool = False,
     extra: dict[uuid.UUID, Decimal] | None = None,
 ) -> tuple[str, list[Any]]:
-    """SQL (unordered) and parameters of the sums per ``key`` (a column of ``daily`` and of
-    the hourly rollup) over the window's rollups (see :class:`_Split`); ``search``: a
+    """SQL (unordered) and parameters of the sums per ``key`` (``customer_id`` or
+    ``feature_id``) over the window's ledger rows (see :func:`_rows`); ``search``: a
     values("id") queryset the key must be in; ``last_seen``: add the probe of raw events;
     ``extra``: revenue per key beside the events' (rows of revenue alone, so a key that
     has only such revenue is a group too, and the sorts see it)."""
-    rollups, params = _Split.of(window).rollups(
-        environment,
-        daily,
-        f"{key}, {_MEASURE_COLUMNS}, last_bucket_start AS last_bucket",
-        f"{key}, {_MEASURE_COLUMNS}, bucket_start AS last_bucket",
-    )
+    rollups, params = _rows(environment, window, (_KEY_GRAINS[key],), last_bucket=True)
     if extra:
         rollups += """
             UNION ALL
@@ -499,12 +403,11 @@ def _grouped_select(
         params = [*params, list(extra), list(extra.values())]
     probe = where = ""
     if last_seen:
-        probe = f""",
-            (SELECT e.occurred_at FROM events_event e
-              WHERE e.environment_id = %s AND e.{key} = r.{key}
-                AND e.occurred_at >= %s AND e.occurred_at < %s
-              ORDER BY 1 DESC LIMIT 1) AS last_seen"""  # noqa: S608 - names are ours
-        params = [environment.pk, window.start, window.end, *params]
+        probe_sql, probe_params = last_seen_sql(
+            environment, window.start, window.end, **{key: f"r.{key}"}
+        )
+        probe = f",\n            {probe_sql} AS last_seen"
+        params = [*probe_params, *params]
     if search is not None:
         search_sql, search_params = search.query.sql_with_params()
         where = f"WHERE r.{key} IN ({search_sql})"
@@ -537,7 +440,6 @@ def _table_grouped(
     environment: Environment,
     query: TableQuery,
     *,
-    daily: type[Model],
     key: str,
     search: QuerySet[Any] | None,
     extra: dict[uuid.UUID, Decimal],
@@ -546,7 +448,6 @@ def _table_grouped(
     sql, params = _grouped_select(
         environment,
         query.window,
-        daily=daily,
         key=key,
         search=search,
         last_seen=_sorts_by_last_seen(query),
@@ -559,7 +460,6 @@ def _tops(
     environment: Environment,
     window: Window,
     *,
-    daily: type[Model],
     key: str,
     sorts: Sequence[str],
     limit: int,
@@ -570,7 +470,7 @@ def _tops(
     the window: one GROUP BY for all."""
     if not sorts or any(sort.lstrip("-") == "lastSeen" for sort in sorts):
         raise ValueError("tops take one or more sorts other than lastSeen")
-    sql, params = _grouped_select(environment, window, daily=daily, key=key, extra=extra)
+    sql, params = _grouped_select(environment, window, key=key, extra=extra)
     ranks = ", ".join(
         f"row_number() OVER (ORDER BY {_sort_sql(sort, key)}) AS rank_{n}"
         for n, sort in enumerate(sorts)
@@ -607,14 +507,13 @@ def customers_grouped(environment: Environment, query: TableQuery) -> _GroupedRo
     """Per-customer sums over the window's rollups, in the query's total order.
 
     Whole days from the day x customer rollup, the edge hours from the hourly
-    one (see :class:`_Split`): the same sums and last active hour as the hourly
+    one (see :func:`_rows`): the same sums and last active hour as the hourly
     rollup alone gives, from ~24 x fewer rows. A customer with revenue beside its
     events' (:func:`window_extra`) is a row even without events.
     """
     return _table_grouped(
         environment,
         query,
-        daily=DailyCustomerRollup,
         key="customer_id",
         search=(customers_search(environment, query.search).values("id") if query.search else None),
         extra=window_extra(environment, query.window).customers,
@@ -630,7 +529,9 @@ def customer_rows(
         customer.pk: customer
         for customer in scoped(Customer, environment)
         .filter(id__in=ids)
-        .annotate(last_seen=_last_event(environment, window, customer_id="id"))
+        .annotate(
+            last_seen=last_event_subquery(environment, window.start, window.end, customer_id="id")
+        )
     }
     return [
         CustomerRow(
@@ -681,7 +582,6 @@ def customer_tops(
     count, active, grouped = _tops(
         environment,
         window,
-        daily=DailyCustomerRollup,
         key="customer_id",
         sorts=sorts,
         limit=limit,
@@ -718,35 +618,48 @@ class CustomerDetail:
 
 
 def _feature_model_breakdown(
-    environment: Environment, rollups: QuerySet[HourlyRollup]
+    environment: Environment, window: Window, customer_id: uuid.UUID
 ) -> list[FeatureBreakdown]:
-    """Feature x model sums (one GROUP BY), features by cost, models by cost within."""
-    # The django-stubs plugin checks order_by("-cost") without the **_measures() annotations,
-    # which it cannot see (it drops ** keyword arguments), so it reports "cost" unknown.
-    slices = list(
-        rollups.values("feature_id", "model", "provider")  # type: ignore[misc]  # see above
-        .annotate(**_measures())
-        .order_by("feature_id", "-cost", "model", "provider")
+    """One customer's feature x model sums (one GROUP BY), features by cost, models by cost
+    within."""
+    start, end = window_hours(window)
+    rows = ledger.usage(
+        environment,
+        start=start,
+        end=end,
+        group_by=(Grain.FEATURE, Grain.MODEL),
+        filters=UsageFilter(customer_ids=[customer_id]),
+    )
+    slices = sorted(
+        rows,
+        key=lambda row: (
+            str(row.key.feature_id),
+            -row.measures.cost_usd,
+            row.key.model or "",
+            row.key.provider or "",
+        ),
     )
     names = {
         feature.pk: feature
         for feature in scoped(Feature, environment)
-        .filter(id__in={row["feature_id"] for row in slices})
+        .filter(id__in={row.key.feature_id for row in slices})
         .only("id", "key", "name")
     }
     features: dict[uuid.UUID, FeatureBreakdown] = {}
     for row in slices:
-        feature = names.get(row["feature_id"])
-        entry = features.get(row["feature_id"])
+        feature_id = row.key.feature_id
+        assert feature_id is not None  # grouped by feature
+        feature = names.get(feature_id)
+        entry = features.get(feature_id)
         if entry is None:
-            entry = features[row["feature_id"]] = FeatureBreakdown(
-                feature_id=row["feature_id"],
+            entry = features[feature_id] = FeatureBreakdown(
+                feature_id=feature_id,
                 key=feature.key if feature else "",
                 name=feature.name if feature else "",
             )
-        totals = Totals.of(row)
+        totals = Totals.of_measures(row.measures)
         entry.totals.add(totals)
-        entry.models.append(ModelSlice(row["model"], row["provider"], totals))
+        entry.models.append(ModelSlice(row.key.model or "", row.key.provider or "", totals))
     return sorted(features.values(), key=lambda f: (-f.totals.cost, f.key))
 
 
@@ -766,9 +679,7 @@ def _add_to_breakdown(
 def customer_detail(environment: Environment, reference_id: str, window: Window) -> CustomerDetail:
     """One customer's totals in the window and its feature x model breakdown (404 if unknown)."""
     customer = customer_get(environment, reference_id)
-    features = _feature_model_breakdown(
-        environment, rollups_in(environment, window).filter(customer_id=customer.pk)
-    )
+    features = _feature_model_breakdown(environment, window, customer.pk)
     totals = Totals()  # the exact sum of the breakdown (one GROUP BY for both)
     for feature in features:
         totals.add(feature.totals)
@@ -778,17 +689,7 @@ def customer_detail(environment: Environment, reference_id: str, window: Window)
         with localcontext(prec=EXACT_DIGITS):
             # All of it, also what no usage could carry (attributed to no feature).
             totals.revenue += extra.customers[customer.pk]
-    last_seen = (
-        scoped(Event, environment)
-        .filter(
-            customer_id=customer.pk,
-            occurred_at__gte=window.start,
-            occurred_at__lt=window.end,
-        )
-        .order_by("-occurred_at")
-        .values_list("occurred_at", flat=True)
-        .first()
-    )
+    last_seen = last_event_at(environment, window.start, window.end, customer_id=customer.pk)
     return CustomerDetail(
         customer=customer,
         window=window,
@@ -823,7 +724,6 @@ def features_grouped(
     return _table_grouped(
         environment,
         query,
-        daily=DailyFeatureModelRollup,
         key="feature_id",
         search=features_search(environment, query.search).values("id") if query.search else None,
         extra=extra.by_feature(),
@@ -842,20 +742,21 @@ def feature_rows(
     if not ids:
         return []
     models: dict[uuid.UUID, list[ModelSlice]] = {pk: [] for pk in ids}
-    columns = f"feature_id, model, provider, {_MEASURE_COLUMNS}"
-    rollups, params = _Split.of(window).rollups(
-        environment, DailyFeatureModelRollup, columns, columns
+    rollups, params = _rows(
+        environment,
+        window,
+        (Grain.FEATURE, Grain.MODEL),
+        filters=UsageFilter(feature_ids=ids),
     )
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT feature_id, model, provider, {_MEASURE_SQL}
               FROM ({rollups}) r
-             WHERE feature_id = ANY(%s)
              GROUP BY 1, 2, 3
              ORDER BY 1, cost DESC, 2, 3
             """,  # noqa: S608 - names are ours, values bound
-            [*params, ids],
+            params,
         )
         for row in _dicts(cursor):
             models[row["feature_id"]].append(
@@ -875,7 +776,9 @@ def feature_rows(
         feature.pk: feature
         for feature in scoped(Feature, environment)
         .filter(id__in=ids)
-        .annotate(last_seen=_last_event(environment, window, feature_id="id"))
+        .annotate(
+            last_seen=last_event_subquery(environment, window.start, window.end, feature_id="id")
+        )
     }
     return [
         FeatureRow(
@@ -916,7 +819,6 @@ def feature_tops(
     count, active, grouped = _tops(
         environment,
         window,
-        daily=DailyFeatureModelRollup,
         key="feature_id",
         sorts=sorts,
         limit=limit,
@@ -935,14 +837,6 @@ def feature_tops(
         },
         active,
     )
-
-
-class Percentiles(Aggregate):
-    """``percentile_cont`` at p50, p95 and p99 in one sort (an array of ms)."""
-
-    function = "percentile_cont"
-    template = "%(function)s(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = ArrayField(FloatField())
 
 
 @dataclass(slots=True)
@@ -967,75 +861,77 @@ class ModelTable:
     has_more: bool
 
 
-class _AmountOfGroup(Func):
-    """The amount of the row's group in ``amounts`` (keyed by the values of ``columns``),
-    0 when absent: a lookup in arrays bound as parameters. It depends on the GROUP BY
-    columns only, so it is computed per group and is not itself grouped by."""
-
-    def __init__(self, columns: Sequence[str], amounts: dict[Any, Decimal]) -> None:
-        super().__init__(*(F(column) for column in columns), output_field=SUM_FIELD)
-        self.amounts = amounts
-
-    def as_sql(
-        self,
-        compiler: Any,
-        connection: Any,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra_context: Any,
-    ) -> tuple[str, tuple[Any, ...]]:
-        columns, params = [], []
-        for expression in self.get_source_expressions():
-            sql, column_params = compiler.compile(expression)
-            columns.append(sql)
-            params.extend(column_params)
-        keys = list(self.amounts)
-        arrays = [[key[n] for key in keys] for n in range(len(columns))]
-        names = [f"k{n}" for n in range(len(columns))]
-        unnest = ", ".join(["%s::text[]"] * len(columns) + ["%s::numeric[]"])
-        match = " AND ".join(f"x.{name} = {sql}" for name, sql in zip(names, columns, strict=True))
-        # Column names compiled by Django; every value is bound.
-        sql = f"COALESCE((SELECT x.amount FROM unnest({unnest}) AS x({', '.join(names)}, amount) WHERE {match}), 0)"  # noqa: E501, S608
-        return sql, (*arrays, list(self.amounts.values()), *params)
-
-    def get_group_by_cols(self) -> list[Any]:
-        return []
+def _like(text: str) -> str:
+    """``%text%`` for ILIKE, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
-def models_grouped(environment: Environment, query: TableQuery) -> QuerySet[Any]:
-    """Per (provider, model) sums; events that named no model are not a model.
+def models_grouped(environment: Environment, query: TableQuery) -> _GroupedRows:
+    """Per (provider, model) sums over the window's hourly rows; events that named no
+    model are not a model.
 
     A table of models is short (tens of rows), so every row carries its ``lastSeen``
     probe here, whatever the sort.
     """
-    rollups = rollups_in(environment, query.window).exclude(model="")
-    if query.search:
-        rollups = rollups.filter(Q(model__icontains=query.search) | Q(provider=query.search))
-    measures = _measures()
-    extra = window_extra(environment, query.window).by_model()
-    if extra:
-        measures["revenue"] = measures["revenue"] + _AmountOfGroup(("provider", "model"), extra)
-    return (
-        rollups.values("provider", "model")
-        .annotate(
-            **measures,
-            last_bucket=Max("bucket_start"),
-            customers=Count("customer_id", distinct=True),
-            features=Count("feature_id", distinct=True),
-            input_tokens=_int_sum("input_tokens"),
-            output_tokens=_int_sum("output_tokens"),
-            duration_sum=_int_sum("duration_ms_sum"),
-            duration_count=_int_sum("duration_count"),
-        )
-        .annotate(**_derived())
-        # A separate annotate(): next to the aggregates above, Django would GROUP BY the
-        # subquery, running it once per rollup row instead of once per model.
-        .annotate(
-            last_seen=_last_event(environment, query.window, model="model", provider="provider")
-        )
-        .order_by(*_order_by(query.sort, ("provider", "model")))
+    window = query.window
+    rollups, params = _rows(
+        environment,
+        window,
+        (Grain.CUSTOMER, Grain.FEATURE, Grain.MODEL),
+        measures=(
+            *_MEASURES,
+            Measure.INPUT_TOKENS,
+            Measure.OUTPUT_TOKENS,
+            Measure.DURATION_MS_SUM,
+            Measure.DURATION_COUNT,
+        ),
+        last_bucket=True,
     )
+    where = "r.model <> ''"
+    if query.search:
+        where += " AND (r.model ILIKE %s OR r.provider = %s)"
+        params = [*params, _like(query.search), query.search]
+    revenue = "COALESCE(SUM(r.revenue_usd), 0)"
+    extra = window_extra(environment, window).by_model()
+    extra_params: list[Any] = []
+    if extra:
+        # Revenue beside the events' per (provider, model): a lookup in bound arrays.
+        revenue += """ + COALESCE((SELECT x.amount
+              FROM unnest(%s::text[], %s::text[], %s::numeric[]) AS x(provider, model, amount)
+             WHERE x.provider = r.provider AND x.model = r.model), 0)"""
+        keys = list(extra)
+        extra_params = [[k[0] for k in keys], [k[1] for k in keys], list(extra.values())]
+    probe, probe_params = last_seen_sql(
+        environment, window.start, window.end, model="r.model", provider="r.provider"
+    )
+    cost = "COALESCE(SUM(r.cost_usd), 0)"
+    # One level of GROUP BY: the probe runs once per (provider, model) group, never per row.
+    sql = f"""
+        SELECT r.provider, r.model,
+               COALESCE(SUM(r.event_count), 0)::bigint AS events,
+               {cost} AS cost,
+               {revenue} AS revenue,
+               COALESCE(SUM(r.unpriced_count), 0)::bigint AS unpriced,
+               COALESCE(SUM(r.usage_units), 0) AS usage_units,
+               MAX(r.last_bucket) AS last_bucket,
+               count(DISTINCT r.customer_id) AS customers,
+               count(DISTINCT r.feature_id) AS features,
+               COALESCE(SUM(r.input_tokens), 0)::bigint AS input_tokens,
+               COALESCE(SUM(r.output_tokens), 0)::bigint AS output_tokens,
+               COALESCE(SUM(r.duration_ms_sum), 0)::bigint AS duration_sum,
+               COALESCE(SUM(r.duration_count), 0)::bigint AS duration_count,
+               ({revenue} - {cost}) AS margin,
+               ((({revenue} - {cost}) * 100) / NULLIF({revenue}, 0)) AS margin_pct,
+               {probe} AS last_seen
+          FROM ({rollups}) r
+         WHERE {where}
+         GROUP BY 1, 2
+         ORDER BY {_sort_sql(query.sort, "provider ASC, model")}
+    """  # noqa: S608 - names are ours, values bound
+    # Parameters in the order of their placeholders: the revenue expression's (four
+    # times), the probe's, the rows', the search's.
+    return _GroupedRows(sql, [*(extra_params * 4), *probe_params, *params])
 
 
 def model_rows(
@@ -1066,23 +962,13 @@ def model_rows(
     ]
     timed = {(row.provider, row.model): row for row in rows if row.avg_duration_ms is not None}
     if timed:
-        latencies = (
-            scoped(Event, environment)
-            .filter(
-                model__in={model for _, model in timed},
-                occurred_at__gte=window.start,
-                occurred_at__lt=window.end,
-                duration_ms__isnull=False,
-            )
-            .values("provider", "model")
-            .annotate(p=Percentiles("duration_ms"))
-            .order_by()
+        latencies = latency_percentiles(
+            environment, window.start, window.end, {model for _, model in timed}
         )
-        for latency in latencies:
-            row = timed.get((latency["provider"], latency["model"]))
-            if row is not None and latency["p"]:
-                p50, p95, p99 = latency["p"]
-                row.latency_ms = (p50, p95, p99)
+        for pair, latency in latencies.items():
+            row = timed.get(pair)
+            if row is not None:
+                row.latency_ms = latency
     return rows
 
 
@@ -1097,196 +983,3 @@ def model_table_all(
 ) -> Iterator[ModelRow]:
     for grouped in _chunks(models_grouped(environment, query), chunk):
         yield from model_rows(environment, query.window, grouped)
-
-
-# --- Raw events ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EventFilters:
-    window: Window | None = None
-    customer_reference_id: str | None = None
-    feature_key: str | None = None
-    model: str | None = None
-    provider: str | None = None
-    trace_id: str | None = None
-    event_name: str | None = None
-    cost_source: str | None = None
-
-
-COST_SOURCES = tuple(CostSource.values)
-
-
-def events_matching(environment: Environment, filters: EventFilters) -> QuerySet[Event]:
-    """The environment's events that pass ``filters`` (unordered).
-
-    Customer and feature are resolved to ids first (one small lookup each), so
-    the event scan can use the ``(environment, customer|feature, occurred_at)``
-    indexes; an unknown reference matches nothing.
-    """
-    events = scoped(Event, environment)
-    if filters.customer_reference_id is not None:
-        customer_id = (
-            scoped(Customer, environment)
-            .filter(reference_id=filters.customer_reference_id)
-            .values_list("id", flat=True)
-            .first()
-        )
-        if customer_id is None:
-            return events.none()
-        events = events.filter(customer_id=customer_id)
-    if filters.feature_key is not None:
-        feature_id = (
-            scoped(Feature, environment)
-            .filter(key=filters.feature_key)
-            .values_list("id", flat=True)
-            .first()
-        )
-        if feature_id is None:
-            return events.none()
-        events = events.filter(feature_id=feature_id)
-    if filters.window is not None:
-        events = events.filter(
-            occurred_at__gte=filters.window.start, occurred_at__lt=filters.window.end
-        )
-    if filters.model is not None:
-        events = events.filter(model=filters.model)
-    if filters.provider is not None:
-        events = events.filter(provider=filters.provider)
-    if filters.trace_id is not None:
-        events = events.filter(trace_id=filters.trace_id)
-    if filters.event_name is not None:
-        events = events.filter(event_name=filters.event_name)
-    if filters.cost_source is not None:
-        events = events.filter(cost_source=filters.cost_source)
-    return events
-
-
-@dataclass(slots=True)
-class EventNames:
-    """Reference ids and feature keys of a set of events (events carry only ids)."""
-
-    customers: dict[uuid.UUID, str]
-    features: dict[uuid.UUID, str]
-
-    def customer(self, event: Event) -> str:
-        return self.customers.get(event.customer_id, "")
-
-    def feature(self, event: Event) -> str:
-        return self.features.get(event.feature_id, "")
-
-
-def event_names(environment: Environment, events: list[Event]) -> EventNames:
-    """Two queries, whatever the number of events."""
-    customer_ids = {event.customer_id for event in events}
-    feature_ids = {event.feature_id for event in events}
-    return EventNames(
-        customers=dict(
-            scoped(Customer, environment)
-            .filter(id__in=customer_ids)
-            .values_list("id", "reference_id")
-        )
-        if customer_ids
-        else {},
-        features=dict(
-            scoped(Feature, environment).filter(id__in=feature_ids).values_list("id", "key")
-        )
-        if feature_ids
-        else {},
-    )
-
-
-def newest_first(
-    events: QuerySet[Event], *, before: tuple[dt.datetime, int] | None, limit: int
-) -> list[Event]:
-    """Up to ``limit`` events ordered by (occurred_at, id) descending, after a keyset cursor."""
-    events = events.order_by("-occurred_at", "-id")
-    if before is not None:
-        at, pk = before
-        # The plain bound lets the (environment, occurred_at, id) index start the scan at
-        # the cursor (and prunes newer partitions); the OR alone would be a filter that
-        # reads every newer row first.
-        events = events.filter(
-            Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=pk), occurred_at__lte=at
-        )
-    return list(events[:limit])
-
-
-def events_batches(
-    environment: Environment, filters: EventFilters, *, batch_size: int = 1000
-) -> Iterator[tuple[list[Event], EventNames]]:
-    """Every matching event, newest first, in keyset batches (constant memory for exports)."""
-    events = events_matching(environment, filters)
-    before: tuple[dt.datetime, int] | None = None
-    while True:
-        batch = newest_first(events, before=before, limit=batch_size)
-        if not batch:
-            return
-        yield batch, event_names(environment, batch)
-        if len(batch) < batch_size:
-            return
-        before = (batch[-1].occurred_at, batch[-1].id)
-
-
-@dataclass(slots=True)
-class Trace:
-    trace_id: str
-    events: list[Event]
-    names: EventNames
-    event_count: int
-    cost: Decimal
-    revenue: Decimal
-    unpriced: int
-    started_at: dt.datetime
-    ended_at: dt.datetime
-    duration_ms_sum: int
-
-    @property
-    def margin(self) -> Decimal:
-        return self.revenue - self.cost
-
-    @property
-    def span_ms(self) -> int:
-        return int((self.ended_at - self.started_at) / dt.timedelta(milliseconds=1))
-
-    @property
-    def truncated(self) -> bool:
-        return self.event_count > len(self.events)
-
-
-def trace_get(environment: Environment, trace_id: str) -> Trace:
-    """A trace's events in time order with totals over all of them; 404 when it has none.
-
-    ``occurredAt`` is taken as an event's start and ``occurredAt + durationMs`` as
-    its end, so the span runs from the first start to the last end.
-    """
-    if not trace_id or len(trace_id) > 255 or "\x00" in trace_id:
-        raise NotFound("No such trace.")
-    events = scoped(Event, environment).filter(trace_id=trace_id)
-    head = events.aggregate(
-        count=Count("id"),
-        cost=_dec_sum("cost_usd"),
-        revenue=_dec_sum("revenue_usd"),
-        unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
-        started=Min("occurred_at"),
-        ended=Max(
-            RawSQL("occurred_at + COALESCE(duration_ms, 0) * interval '1 millisecond'", []),
-            output_field=DateTimeField(),
-        ),
-        duration=_int_sum("duration_ms"),
-    )
-    if not head["count"]:
-        raise NotFound("No such trace.")
-    listed = list(events.order_by("occurred_at", "id")[:TRACE_MAX_EVENTS])
-    return Trace(
-        trace_id=trace_id,
-        events=listed,
-        names=event_names(environment, listed),
-        event_count=head["count"],
-        cost=head["cost"],
-        revenue=head["revenue"],
-        unpriced=head["unpriced"],
-        started_at=head["started"],
-        ended_at=head["ended"],
-        duration_ms_sum=head["duration"],
-    )

@@ -1,25 +1,24 @@
-"""Usage a period billed: sums of ``usage_units`` per customer and feature, from the rollups.
+"""Usage a period billed: sums of ``usage_units`` per customer and feature, from the ledger.
 
-Whole hours come from ``events_hourlyrollup`` (kept in step with the events, so
-a late event is in it as soon as it is stored). Periods start at 00:00 UTC;
-only a period cut short (an immediate cancellation) ends inside an hour, and
-that last fraction of an hour is summed from the events themselves. The daily
-rollups carry no customer x feature grain, so the hourly table is the source.
+The sums come from the ledger's read API (:mod:`apps.events.usage`): exact over each
+``[start, end)`` (whole hours from the hourly rollup, which is kept in step with the
+events so a late event counts as soon as it is stored; the fractions of an hour at a
+period's edges, as an immediate cancellation leaves, from the events themselves).
 
-Many ranges are summed in one statement: they are joined as a ``VALUES`` list,
-so a batch of subscriptions costs one query whatever their periods.
+Many ranges are summed in one statement per chunk of ranges, whatever their periods.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from decimal import Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
-from django.db import connection
+from apps.events import selectors as ledger_selectors
+from apps.events import usage as ledger
+from apps.events.usage import Grain, Measure
 
 # (key, customer_id, start, end): the usage of one customer over [start, end).
 Range = tuple[Any, Any, dt.datetime, dt.datetime]
@@ -28,75 +27,53 @@ Totals = dict[Any, dict[Any, Decimal]]
 # key -> feature_id -> UTC day -> units
 Daily = dict[Any, dict[Any, dict[dt.datetime, Decimal]]]
 
-CHUNK = 2000
 # Sums of rollup sums (38 digits each) stay exact.
-_SUMS = Context(prec=100)
-
-
-def _hour_floor(at: dt.datetime) -> dt.datetime:
-    return at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _hour_ceil(at: dt.datetime) -> dt.datetime:
-    floor = _hour_floor(at)
-    return floor if floor == at else floor + dt.timedelta(hours=1)
-
-
-def _split(start: dt.datetime, end: dt.datetime) -> tuple[list[tuple], list[tuple]]:
-    """``[start, end)`` as whole hours (rollups) and the fractions of hours at its edges
-    (raw events)."""
-    hours: list[tuple] = []
-    raw: list[tuple] = []
-    if end <= start:
-        return hours, raw
-    first, last = _hour_ceil(start), _hour_floor(end)
-    if first < last:
-        hours.append((first, last))
-        if start < first:
-            raw.append((start, first))
-        if last < end:
-            raw.append((last, end))
-    else:
-        raw.append((start, end))
-    return hours, raw
-
-
-def _run(sql: str, rows: list[tuple], params: list[Any]) -> list[tuple]:
-    """Run ``sql`` with the ranges as four arrays (index, customer, lo, hi) unnested into
-    ``w``: one statement per chunk whatever the number of ranges."""
-    out: list[tuple] = []
-    for offset in range(0, len(rows), CHUNK):
-        chunk = rows[offset : offset + CHUNK]
-        columns = [list(column) for column in zip(*chunk, strict=True)]
-        with connection.cursor() as cur:
-            cur.execute(sql, [*columns, *params])
-            out.extend(cur.fetchall())
-    return out
-
-
-_HOURLY = """
-SELECT w.idx, {keys}, SUM(r.{measure})
-FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
-     AS w(idx, customer_id, lo, hi)
-JOIN events_hourlyrollup r
-  ON r.environment_id = %s AND r.customer_id = w.customer_id
- AND r.bucket_start >= w.lo AND r.bucket_start < w.hi
-GROUP BY w.idx, {keys}
-"""
-
-_RAW = """
-SELECT w.idx, {keys}, COALESCE(SUM(e.{measure}), 0)
-FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
-     AS w(idx, customer_id, lo, hi)
-JOIN events_event e
-  ON e.environment_id = %s AND e.customer_id = w.customer_id
- AND e.occurred_at >= w.lo AND e.occurred_at < w.hi
-GROUP BY w.idx, {keys}
-"""
-
-
+EXACT_DIGITS = 100
 # revenue_usd: the events' own revenue (the Stripe import leaves periods that have some alone).
 MEASURES = frozenset({"usage_units", "cost_usd", "revenue_usd"})
+
+
+def _windows(ranges: Sequence[Range]) -> list[ledger.CustomerWindow]:
+    # The range's position is its key: two ranges may share a caller's key and add up.
+    return [
+        ledger.CustomerWindow(index, customer_id, start, end)
+        for index, (_key, customer_id, start, end) in enumerate(ranges)
+    ]
+
+
+def usage_sums(
+    environment_id: Any,
+    ranges: Sequence[Range],
+    *,
+    measures: Sequence[str],
+    by_model: bool = False,
+) -> dict[str, Totals]:
+    """Units (or known cost, or event revenue, USD) per feature for each range, for each
+    of ``measures`` (features without events are absent); with ``by_model``, per
+    ``(feature_id, model, provider)``: ``{measure: totals}``."""
+    if not measures or any(measure not in MEASURES for measure in measures):
+        raise ValueError(f"unknown measures {measures!r}")
+    grains = (Grain.FEATURE, Grain.MODEL) if by_model else (Grain.FEATURE,)
+    sums = ledger.customer_window_sums(
+        environment_id,
+        _windows(ranges),
+        group_by=grains,
+        measures=[Measure(measure) for measure in measures],
+    )
+    out: dict[str, Totals] = {measure: {key: {} for key, *_ in ranges} for measure in measures}
+    with localcontext(prec=EXACT_DIGITS):
+        for index, groups in sums.items():
+            key = ranges[index][0]
+            for group, amounts in groups.items():
+                name = (
+                    (group.feature_id, group.model, group.provider)
+                    if by_model
+                    else group.feature_id
+                )
+                for measure, amount in amounts.items():
+                    bucket = out[measure][key]
+                    bucket[name] = bucket.get(name, Decimal(0)) + amount
+    return out
 
 
 def usage_totals(
@@ -110,149 +87,30 @@ def usage_totals(
     without events are absent); with ``by_model``, per ``(feature_id, model, provider)``."""
     if measure not in MEASURES:
         raise ValueError(f"unknown measure {measure!r}")
-    hourly: list[tuple] = []
-    raw: list[tuple] = []
-    for index, (_key, customer_id, start, end) in enumerate(ranges):
-        hours, edges = _split(start, end)
-        hourly.extend((index, customer_id, lo, hi) for lo, hi in hours)
-        raw.extend((index, customer_id, lo, hi) for lo, hi in edges)
-    out: Totals = {key: {} for key, *_ in ranges}
-    for sql, rows, alias in ((_HOURLY, hourly, "r"), (_RAW, raw, "e")):
-        if not rows:
-            continue
-        columns = ("feature_id", "model", "provider") if by_model else ("feature_id",)
-        keys = ", ".join(f"{alias}.{column}" for column in columns)
-        with localcontext(_SUMS):
-            for index, *key, units in _run(
-                sql.format(measure=measure, keys=keys), rows, [environment_id]
-            ):
-                group = tuple(key) if by_model else key[0]
-                bucket = out[ranges[index][0]]
-                bucket[group] = bucket.get(group, Decimal(0)) + units
-    return out
-
-
-_HOURLY_SUMS = """
-SELECT w.idx, {keys}, {sums}
-FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
-     AS w(idx, customer_id, lo, hi)
-JOIN events_hourlyrollup r
-  ON r.environment_id = %s AND r.customer_id = w.customer_id
- AND r.bucket_start >= w.lo AND r.bucket_start < w.hi
-GROUP BY w.idx, {keys}
-"""
-
-_RAW_SUMS = """
-SELECT w.idx, {keys}, {sums}
-FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
-     AS w(idx, customer_id, lo, hi)
-JOIN events_event e
-  ON e.environment_id = %s AND e.customer_id = w.customer_id
- AND e.occurred_at >= w.lo AND e.occurred_at < w.hi
-GROUP BY w.idx, {keys}
-"""
-
-
-def usage_sums(
-    environment_id: Any,
-    ranges: Sequence[Range],
-    *,
-    measures: Sequence[str],
-    by_model: bool = False,
-) -> dict[str, Totals]:
-    """:func:`usage_totals` of several measures in one pass over the rows (one statement
-    per chunk for the whole hours, one for the edges): ``{measure: totals}``."""
-    if not measures or any(measure not in MEASURES for measure in measures):
-        raise ValueError(f"unknown measures {measures!r}")
-    hourly: list[tuple] = []
-    raw: list[tuple] = []
-    for index, (_key, customer_id, start, end) in enumerate(ranges):
-        hours, edges = _split(start, end)
-        hourly.extend((index, customer_id, lo, hi) for lo, hi in hours)
-        raw.extend((index, customer_id, lo, hi) for lo, hi in edges)
-    out: dict[str, Totals] = {measure: {key: {} for key, *_ in ranges} for measure in measures}
-    columns = ("feature_id", "model", "provider") if by_model else ("feature_id",)
-    for sql, rows, alias in ((_HOURLY_SUMS, hourly, "r"), (_RAW_SUMS, raw, "e")):
-        if not rows:
-            continue
-        keys = ", ".join(f"{alias}.{column}" for column in columns)
-        sums = ", ".join(f"COALESCE(SUM({alias}.{measure}), 0)" for measure in measures)
-        with localcontext(_SUMS):
-            for index, *values in _run(sql.format(keys=keys, sums=sums), rows, [environment_id]):
-                key, amounts = values[: len(columns)], values[len(columns) :]
-                group = tuple(key) if by_model else key[0]
-                for measure, amount in zip(measures, amounts, strict=True):
-                    bucket = out[measure][ranges[index][0]]
-                    bucket[group] = bucket.get(group, Decimal(0)) + amount
-    return out
-
-
-_HOURLY_DAILY = """
-SELECT w.idx, r.feature_id, date_trunc('day', r.bucket_start AT TIME ZONE 'UTC'),
-       SUM(r.usage_units)
-FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
-     AS w(idx, customer_id, lo, hi)
-JOIN events_hourlyrollup r
-  ON r.environment_id = %s AND r.customer_id = w.customer_id
- AND r.bucket_start >= w.lo AND r.bucket_start < w.hi AND r.feature_id = ANY(%s)
-GROUP BY 1, 2, 3
-"""
-
-_RAW_DAILY = """
-SELECT w.idx, e.feature_id, date_trunc('day', e.occurred_at AT TIME ZONE 'UTC'),
-       SUM(e.usage_units)
-FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
-     AS w(idx, customer_id, lo, hi)
-JOIN events_event e
-  ON e.environment_id = %s AND e.customer_id = w.customer_id
- AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
-GROUP BY 1, 2, 3
-"""
+    return usage_sums(environment_id, ranges, measures=[measure], by_model=by_model)[measure]
 
 
 def usage_by_day(environment_id: Any, ranges: Sequence[Range], feature_ids: Iterable[Any]) -> Daily:
     """Units per feature and UTC day for each range, for the given features only
     (caps that reset daily, weekly or monthly count per window)."""
-    features = list({uuid.UUID(str(f)) for f in feature_ids})
     out: Daily = {key: defaultdict(dict) for key, *_ in ranges}
+    features = list(feature_ids)
     if not features:
         return out
-    hourly: list[tuple] = []
-    raw: list[tuple] = []
-    for index, (_key, customer_id, start, end) in enumerate(ranges):
-        hours, edges = _split(start, end)
-        hourly.extend((index, customer_id, lo, hi) for lo, hi in hours)
-        raw.extend((index, customer_id, lo, hi) for lo, hi in edges)
-    for sql, rows in ((_HOURLY_DAILY, hourly), (_RAW_DAILY, raw)):
-        if not rows:
-            continue
-        for index, feature_id, naive_day, units in _run(sql, rows, [environment_id, features]):
-            day = naive_day.replace(tzinfo=dt.UTC)
-            per_day = out[ranges[index][0]][feature_id]
-            with localcontext(_SUMS):
-                per_day[day] = per_day.get(day, Decimal(0)) + units
+    sums = ledger.customer_window_sums(
+        environment_id,
+        _windows(ranges),
+        group_by=(Grain.FEATURE, Grain.DAY),
+        feature_ids=features,
+    )
+    with localcontext(prec=EXACT_DIGITS):
+        for index, groups in sums.items():
+            for group, amounts in groups.items():
+                assert group.day is not None  # grouped by day
+                per_day = out[ranges[index][0]][group.feature_id]
+                units = amounts[Measure.USAGE_UNITS]
+                per_day[group.day] = per_day.get(group.day, Decimal(0)) + units
     return out
-
-
-# Units credits did not cover. A hard-limit pool's: the credits step stamps the event with
-# the credits it took (``credit_deducted``) and those the pool refused (``credit_shortfall``);
-# the units uncovered are in the same proportion (rounded to 12 places, as stored units).
-# An event stamped ``credit_error`` (no credit model for the rule's denomination) had
-# nothing deducted: all of its units.
-_UNCOVERED = """
-SELECT w.idx, e.feature_id,
-       SUM(CASE WHEN e.flags ? 'credit_error' THEN e.usage_units
-                ELSE ROUND(e.usage_units * (e.flags->>'credit_shortfall')::numeric
-                 / NULLIF((e.flags->>'credit_shortfall')::numeric
-                          + COALESCE((e.flags->>'credit_deducted')::numeric, 0), 0), 12) END)
-FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
-     AS w(idx, customer_id, lo, hi)
-JOIN events_event e
-  ON e.environment_id = %s AND e.customer_id = w.customer_id
- AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
- AND (e.flags ? 'credit_shortfall' OR e.flags ? 'credit_error')
-GROUP BY 1, 2
-"""
 
 
 def uncovered_by_credits(
@@ -262,21 +120,14 @@ def uncovered_by_credits(
     pool's shortfall, or no credit model to charge), per feature for each range
     (features without any are absent).
 
-    Read from the events themselves (the rollups do not say which units credits paid):
-    only the ranges' customers' events of these features, through the events' (customer,
-    time) index; the caller skips customers whose soft pools cover every denomination."""
-    features = list({uuid.UUID(str(f)) for f in feature_ids})
+    Read from the events themselves (the rollups do not say which units credits paid;
+    :func:`apps.events.selectors.uncovered_units`); the caller skips customers whose soft
+    pools cover every denomination."""
     out: Totals = {key: {} for key, *_ in ranges}
-    if not features or not ranges:
-        return out
-    rows = [
-        (index, customer_id, start, end)
-        for index, (_k, customer_id, start, end) in enumerate(ranges)
-        if end > start
-    ]
-    with localcontext(_SUMS):
-        for index, feature_id, units in _run(_UNCOVERED, rows, [environment_id, features]):
-            if units:
-                bucket = out[ranges[index][0]]
+    found = ledger_selectors.uncovered_units(environment_id, _windows(ranges), feature_ids)
+    with localcontext(prec=EXACT_DIGITS):
+        for index, per_feature in found.items():
+            bucket = out[ranges[index][0]]
+            for feature_id, units in per_feature.items():
                 bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
     return out

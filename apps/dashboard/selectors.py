@@ -10,11 +10,8 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
-from typing import TYPE_CHECKING, Any, cast
-
-from django.db.models import BigIntegerField, DecimalField, Sum, Value
-from django.db.models.functions import Coalesce
+from decimal import localcontext
+from typing import TYPE_CHECKING
 
 from apps.analytics.params import TableQuery, Window
 from apps.analytics.selectors import (
@@ -28,19 +25,18 @@ from apps.analytics.selectors import (
     events_matching,
     feature_table,
     newest_first,
-    rollups_in,
     window_extra,
+    window_hours,
 )
 from apps.core.tenancy import scoped
+from apps.events import usage as ledger
 from apps.events.models import Event, RecostRun
+from apps.events.selectors import events_after  # noqa: F401 - the live tail's read
 from apps.pricing.models import ModelPriceOverride, PriceVersion
 from apps.pricing.selectors import overrides_for
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
-
-_SUM = DecimalField(max_digits=38, decimal_places=12)
-
 
 # --- Customer x feature heatmap ------------------------------------------------------------
 
@@ -78,26 +74,20 @@ def heatmap(environment: Environment, window: Window, *, size: int) -> Heatmap:
     result = Heatmap(customers=customers, features=features)
     if not customers or not features:
         return result
-    grouped = (
-        rollups_in(environment, window)
-        .filter(
-            customer_id__in=[row.customer.pk for row in customers],
-            feature_id__in=[row.feature.pk for row in features],
-        )
-        .values("customer_id", "feature_id")
-        .annotate(
-            events=Coalesce(Sum("event_count"), Value(0), output_field=BigIntegerField()),
-            cost=Coalesce(Sum("cost_usd"), Value(Decimal(0)), output_field=_SUM),
-            revenue=Coalesce(Sum("revenue_usd"), Value(Decimal(0)), output_field=_SUM),
-            unpriced=Coalesce(Sum("unpriced_count"), Value(0), output_field=BigIntegerField()),
-            usage_units=Coalesce(Sum("usage_units"), Value(Decimal(0)), output_field=_SUM),
-        )
-        .order_by()
+    start, end = window_hours(window)
+    grouped = ledger.usage(
+        environment,
+        start=start,
+        end=end,
+        group_by=(ledger.Grain.CUSTOMER, ledger.Grain.FEATURE),
+        filters=ledger.UsageFilter(
+            customer_ids=[row.customer.pk for row in customers],
+            feature_ids=[row.feature.pk for row in features],
+        ),
     )
     for row in grouped:
-        result.cells[(row["customer_id"], row["feature_id"])] = Totals.of(
-            cast("dict[str, Any]", row)
-        )
+        assert row.key.customer_id is not None and row.key.feature_id is not None
+        result.cells[(row.key.customer_id, row.key.feature_id)] = Totals.of_measures(row.measures)
     # Revenue beside the events' (imported subscriptions), as the tables count it.
     for pair, amount in window_extra(environment, window).by_customer_feature().items():
         cell = result.cells.get(pair)
@@ -105,6 +95,44 @@ def heatmap(environment: Environment, window: Window, *, size: int) -> Heatmap:
             with localcontext(prec=80):
                 cell.revenue += amount
     return result
+
+
+# --- Unpriced events ----------------------------------------------------------------------
+
+# Every event's time is within these (ingestion refuses older and far-future events).
+LEDGER_START = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LEDGER_END = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
+def unpriced_count(environment: Environment) -> int:
+    """How many of the environment's events, all time, have an unknown cost."""
+    return ledger.usage_totals(environment, start=LEDGER_START, end=LEDGER_END).unpriced_count
+
+
+@dataclass(frozen=True, slots=True)
+class UnpricedModel:
+    model: str
+    provider: str
+    unpriced: int
+
+
+def unpriced_models(
+    environment: Environment, *, start: dt.datetime, end: dt.datetime
+) -> list[UnpricedModel]:
+    """(model, provider, unpriced events) of the whole hours covering ``[start, end)``,
+    most unpriced first."""
+    rows = ledger.usage(
+        environment,
+        start=ledger.hour_floor(start),
+        end=ledger.hour_ceil(end),
+        group_by=(ledger.Grain.MODEL,),
+    )
+    found = [
+        UnpricedModel(row.key.model or "", row.key.provider or "", row.measures.unpriced_count)
+        for row in rows
+        if row.measures.unpriced_count > 0
+    ]
+    return sorted(found, key=lambda m: (-m.unpriced, m.model, m.provider))
 
 
 # --- Events ------------------------------------------------------------------------------
@@ -116,27 +144,6 @@ def latest_event(environment: Environment) -> tuple[Event, EventNames] | None:
     if not events:
         return None
     return events[0], event_names(environment, events)
-
-
-# The live tail reads events stored after the newest one on screen, among those that
-# occurred in this recent past (the bound lets PostgreSQL prune old partitions). An
-# event back-dated further shows up on a reload, in its place in time.
-TAIL_LOOKBACK = dt.timedelta(days=2)
-TAIL_MAX = 100
-
-
-def events_after(
-    environment: Environment, filters: EventFilters, *, after_id: int, now: dt.datetime
-) -> list[Event]:
-    """Events matching ``filters`` stored after event ``after_id``, newest first.
-
-    Event ids come from one sequence, so a later insert has a larger id.
-    """
-    return list(
-        events_matching(environment, filters)
-        .filter(id__gt=after_id, occurred_at__gte=now - TAIL_LOOKBACK)
-        .order_by("-id")[:TAIL_MAX]
-    )
 
 
 @dataclass(slots=True)

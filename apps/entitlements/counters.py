@@ -3,9 +3,10 @@ from the ledger.
 
 The truth is the event ledger (``apps.events``): a window's usage is the sum of
 ``usage_units`` of the customer's events of the feature whose ``occurred_at``
-falls in ``[start, end)``. Reading it costs a query over the hourly rollups
-(whole hours) and the raw events (the partial hours at either edge, when a
-window is not hour-aligned). Checks must not pay that, so each (customer,
+falls in ``[start, end)``. Reading it (through the ledger's read API,
+``apps.events.usage``) costs a query over the hourly rollups (whole hours) and
+the raw events (the partial hours at either edge, when a window is not
+hour-aligned). Checks must not pay that, so each (customer,
 feature) has one Redis hash, ``tanso:{env}:ent:c:<customer>:<feature>``:
 
 * ``u:<start>:<end>``: usage in that window (``<end>`` ``inf`` = never resets),
@@ -52,6 +53,8 @@ import redis
 from django.db import connection
 
 from apps.core.redis import env_key, get_redis
+from apps.events.selectors import overage_part
+from apps.events.usage import units_parts
 
 logger = logging.getLogger(__name__)
 
@@ -384,44 +387,6 @@ def mark_reservations(key: str) -> None:
 # -- PostgreSQL ----------------------------------------------------------------------------
 
 
-def _hour_floor(at: dt.datetime) -> dt.datetime:
-    return at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _hour_ceil(at: dt.datetime) -> dt.datetime:
-    floor = _hour_floor(at)
-    return floor if floor == at else floor + dt.timedelta(hours=1)
-
-
-def _segments(
-    window: Window,
-) -> tuple[tuple[dt.datetime, dt.datetime] | None, list[tuple[dt.datetime, dt.datetime]]]:
-    """Whole hours (read from the hourly rollups) and the partial edges (raw events)."""
-    end = window.end or FAR_FUTURE
-    first, last = _hour_ceil(window.start), _hour_floor(end)
-    if first >= last:
-        return None, [(window.start, end)]
-    raw = []
-    if window.start < first:
-        raw.append((window.start, first))
-    if last < end:
-        raw.append((last, end))
-    return (first, last), raw
-
-
-_HOURLY = (
-    "SELECT %s, sum(usage_units) FROM events_hourlyrollup WHERE environment_id = %s"
-    " AND customer_id = %s AND feature_id = %s AND bucket_start >= %s AND bucket_start < %s"
-)
-_RAW = (
-    "SELECT %s, sum(usage_units) FROM events_event WHERE environment_id = %s"
-    " AND customer_id = %s AND feature_id = %s AND occurred_at >= %s AND occurred_at < %s"
-)
-_OVERAGE = (
-    "SELECT %s, sum((flags->>'overage_units')::numeric) FROM events_event"
-    " WHERE environment_id = %s AND customer_id = %s AND feature_id = %s"
-    " AND occurred_at >= %s AND occurred_at < %s AND flags ? 'overage_units'"
-)
 _HOLDS = (
     "SELECT %s, count(*)::numeric FROM entitlements_reservation WHERE environment_id = %s"
     " AND customer_id = %s AND feature_id = %s AND status = 'held' AND expires_at > %s"
@@ -436,29 +401,36 @@ def ledger_sums(
     *,
     now: dt.datetime,
 ) -> list[dict[str, Decimal]]:
-    """Per (customer, feature, windows) request: each window's usage from the ledger, and
-    under ``HOLDS_MARK`` how many reservations are held. One statement."""
+    """Per (customer, feature, windows) request: each window's usage from the ledger (its
+    read API, exact at the edges), and under ``HOLDS_MARK`` how many reservations are
+    held. One statement."""
     parts: list[str] = []
     params: list[Any] = []
     labels: list[tuple[int, str]] = []
 
-    def add(sql: str, request: int, label: str, *values: Any) -> None:
+    def add(request: int, label: str, sql: str, values: list[Any]) -> None:
         labels.append((request, label))
         parts.append(sql)
-        params.extend([len(labels) - 1, environment_id, *values])
+        params.extend([len(labels) - 1, *values])
 
     for index, (customer_id, feature_id, windows) in enumerate(requests):
         for window in windows:
+            start, end = window.start, window.end or FAR_FUTURE
             if window.kind == "o":
-                end = window.end or FAR_FUTURE
-                add(_OVERAGE, index, window.field, customer_id, feature_id, window.start, end)
+                part = overage_part(
+                    environment_id,
+                    customer_id=customer_id,
+                    feature_id=feature_id,
+                    start=start,
+                    end=end,
+                )
+                add(index, window.field, *part)
                 continue
-            hours, raw = _segments(window)
-            if hours is not None:
-                add(_HOURLY, index, window.field, customer_id, feature_id, *hours)
-            for segment in raw:
-                add(_RAW, index, window.field, customer_id, feature_id, *segment)
-        add(_HOLDS, index, HOLDS_MARK, customer_id, feature_id, now)
+            for part in units_parts(
+                environment_id, customer_id=customer_id, feature_id=feature_id, start=start, end=end
+            ):
+                add(index, window.field, *part)
+        add(index, HOLDS_MARK, _HOLDS, [environment_id, customer_id, feature_id, now])
     out: list[dict[str, Decimal]] = [
         {w.field: ZERO for w in windows} for _c, _f, windows in requests
     ]

@@ -1,214 +1,55 @@
-"""Reads of the ledger. Aggregates come from the hourly rollups, never raw events.
+"""Reads of single events and of what only the raw events know; sums go through
+:mod:`apps.events.usage`.
 
-Windows are ``[start, end)`` on the rollups' hour buckets: ``start`` is
-floored to its hour and ``end`` rounded up to the next hour, so a window
-always covers whole hours (the rollup grain). Amounts are USD ``Decimal``;
-``cost_usd`` sums the priced events only and ``unpriced_count`` says how many
-events the cost leaves out (cost is never a silent zero). ``margin_usd`` is
-``revenue_usd - cost_usd``.
+Here: one event by id, event lists and traces, and the raw-event reads the
+rollups cannot answer: the latest event of a customer, feature or model
+(``lastSeen``), latency percentiles, the units credits did not cover and the
+units beyond a usage cap (stamped on each event's ``flags`` by ingestion). Each
+takes the environment (or its id) first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypedDict
+from decimal import Decimal, localcontext
+from typing import TYPE_CHECKING, Any, Protocol
 
-from django.db.models import Count, Max, QuerySet, Sum
-from django.db.models.functions import Coalesce, TruncDay
+from django.contrib.postgres.fields import ArrayField
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    BigIntegerField,
+    Count,
+    DateTimeField,
+    DecimalField,
+    FloatField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
+from apps.core.errors import NotFound
 from apps.core.tenancy import get_scoped_or_404, scoped
+from apps.customers.models import Customer
+from apps.features.models import Feature
 
-from .models import Event, EventKey, HourlyRollup
+from .models import CostSource, Event
+from .usage.types import EXACT_DIGITS
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
 
-_ZERO = Decimal(0)
-
-# Column -> aggregate of the rollups; the same sums every breakdown returns.
-_SUMS = {
-    "event_count": Sum("event_count"),
-    "usage_units": Sum("usage_units"),
-    "input_tokens": Sum("input_tokens"),
-    "output_tokens": Sum("output_tokens"),
-    "cache_read_tokens": Sum("cache_read_tokens"),
-    "cache_write_tokens": Sum("cache_write_tokens"),
-    "reasoning_tokens": Sum("reasoning_tokens"),
-    "cost_usd": Sum("cost_usd"),
-    "revenue_usd": Sum("revenue_usd"),
-    "unpriced_count": Sum("unpriced_count"),
-    "revenue_count": Sum("revenue_count"),
-    "duration_ms_sum": Sum("duration_ms_sum"),
-    "duration_count": Sum("duration_count"),
-}
-
-
-def _hour_floor(at: dt.datetime) -> dt.datetime:
-    return at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _hour_ceil(at: dt.datetime) -> dt.datetime:
-    floor = _hour_floor(at)
-    return floor if floor == at else floor + dt.timedelta(hours=1)
-
-
-def rollups_in_window(
-    environment: Environment, *, start: dt.datetime, end: dt.datetime
-) -> QuerySet[HourlyRollup]:
-    """The environment's rollup rows of the whole hours covering ``[start, end)``."""
-    return scoped(HourlyRollup, environment).filter(
-        bucket_start__gte=_hour_floor(start), bucket_start__lt=_hour_ceil(end)
-    )
-
-
-def _finish(row: dict[str, Any]) -> dict[str, Any]:
-    """Fill empty sums with zeros and add the margin."""
-    for name in _SUMS:
-        if row.get(name) is None:
-            row[name] = _ZERO if name in {"usage_units", "cost_usd", "revenue_usd"} else 0
-    row["margin_usd"] = row["revenue_usd"] - row["cost_usd"]
-    return row
-
-
-@dataclass(frozen=True)
-class Totals:
-    event_count: int
-    usage_units: Decimal
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost_usd: Decimal
-    revenue_usd: Decimal
-    margin_usd: Decimal
-    unpriced_count: int
-    revenue_count: int
-    duration_ms_sum: int
-    duration_count: int
-    customer_count: int
-    feature_count: int
-    model_count: int
-
-
-def rollup_totals(environment: Environment, *, start: dt.datetime, end: dt.datetime) -> Totals:
-    """Everything in the window, plus how many distinct customers, features, models."""
-    row = rollups_in_window(environment, start=start, end=end).aggregate(
-        **_SUMS,
-        customer_count=Count("customer", distinct=True),
-        feature_count=Count("feature", distinct=True),
-        model_count=Count("model", distinct=True),
-    )
-    return Totals(**_finish(row))
-
-
-def _breakdown(
-    environment: Environment, fields: list[str], *, start: dt.datetime, end: dt.datetime
-) -> list[dict[str, Any]]:
-    rows = (
-        rollups_in_window(environment, start=start, end=end)
-        .values(*fields)
-        .annotate(**_SUMS, last_bucket_start=Max("bucket_start"))
-        .order_by(*fields)
-    )
-    return [_finish(row) for row in rows]
-
-
-def rollup_by_customer(
-    environment: Environment, *, start: dt.datetime, end: dt.datetime
-) -> list[dict[str, Any]]:
-    """Per customer: ``customer_id``, the sums and ``last_bucket_start`` (last seen hour)."""
-    return _breakdown(environment, ["customer_id"], start=start, end=end)
-
-
-def rollup_by_feature(
-    environment: Environment, *, start: dt.datetime, end: dt.datetime
-) -> list[dict[str, Any]]:
-    return _breakdown(environment, ["feature_id"], start=start, end=end)
-
-
-def rollup_by_model(
-    environment: Environment, *, start: dt.datetime, end: dt.datetime
-) -> list[dict[str, Any]]:
-    """Per (model, provider); ``model`` "" groups events that named no model."""
-    return _breakdown(environment, ["model", "provider"], start=start, end=end)
-
-
-def rollup_by_customer_feature_model(
-    environment: Environment,
-    *,
-    start: dt.datetime,
-    end: dt.datetime,
-    customer_id: Any = None,
-    feature_id: Any = None,
-) -> list[dict[str, Any]]:
-    """The breakdown one customer's (or one feature's) page needs."""
-    fields = ["customer_id", "feature_id", "model", "provider"]
-    queryset = rollups_in_window(environment, start=start, end=end)
-    if customer_id is not None:
-        queryset = queryset.filter(customer_id=customer_id)
-    if feature_id is not None:
-        queryset = queryset.filter(feature_id=feature_id)
-    rows = queryset.values(*fields).annotate(**_SUMS).order_by(*fields)
-    return [_finish(row) for row in rows]
-
-
-def rollup_daily_series(
-    environment: Environment, *, start: dt.datetime, end: dt.datetime
-) -> list[dict[str, Any]]:
-    """One row per UTC day that has events: ``day`` (a date) and the sums."""
-    rows = (
-        rollups_in_window(environment, start=start, end=end)
-        .annotate(day=TruncDay("bucket_start", tzinfo=dt.UTC))
-        .values("day")
-        .annotate(**_SUMS)
-        .order_by("day")
-    )
-    return [_finish({**row, "day": row["day"].date()}) for row in rows]
-
-
-def unpriced_count(
-    environment: Environment,
-    *,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
-) -> int:
-    """How many events of the window (default: all time) have an unknown cost."""
-    queryset = scoped(HourlyRollup, environment)
-    if start is not None:
-        queryset = queryset.filter(bucket_start__gte=_hour_floor(start))
-    if end is not None:
-        queryset = queryset.filter(bucket_start__lt=_hour_ceil(end))
-    return queryset.aggregate(n=Coalesce(Sum("unpriced_count"), 0))["n"]
-
-
-class UnpricedModel(TypedDict):
-    model: str
-    provider: str
-    unpriced: int
-
-
-def unpriced_models(
-    environment: Environment, *, start: dt.datetime, end: dt.datetime
-) -> list[UnpricedModel]:
-    """(model, provider, unpriced_count) of the window, most unpriced first."""
-    return list(
-        rollups_in_window(environment, start=start, end=end)
-        .values("model", "provider")
-        .annotate(unpriced=Sum("unpriced_count"))
-        .filter(unpriced__gt=0)
-        .order_by("-unpriced", "model")
-    )
-
-
-# --- Raw events (lists, traces, detail) ------------------------------------------------------
-
-
-def events_for(environment: Environment) -> QuerySet[Event]:
-    """The environment's events; filter on ``occurred_at`` to let partitions be pruned."""
-    return scoped(Event, environment)
+    from .usage import CustomerWindow
 
 
 def event_get(environment: Environment, event_id: Any) -> Event:
@@ -216,12 +57,428 @@ def event_get(environment: Environment, event_id: Any) -> Event:
     return get_scoped_or_404(Event, environment, pk=event_id)
 
 
-def event_get_by_key(environment: Environment, idempotency_key: str) -> Event:
-    """One event by its idempotency key: the key row names the partition."""
-    key = get_scoped_or_404(EventKey, environment, idempotency_key=idempotency_key)
-    return get_scoped_or_404(Event, environment, pk=key.event_id, occurred_at=key.occurred_at)
+class TimeWindow(Protocol):
+    """``[start, end)`` (any object with these two attributes, e.g. an analytics Window)."""
+
+    @property
+    def start(self) -> dt.datetime: ...
+
+    @property
+    def end(self) -> dt.datetime: ...
 
 
-def trace_events(environment: Environment, trace_id: str) -> QuerySet[Event]:
-    """A trace's events in order (served by event_env_trace_idx)."""
-    return events_for(environment).filter(trace_id=trace_id).order_by("occurred_at", "id")
+# The trace view lists at most this many events (the totals always cover all).
+TRACE_MAX_EVENTS = 1000
+_SUM_FIELD = DecimalField(max_digits=38, decimal_places=12)
+
+
+def _dec_sum(name: str) -> Coalesce:
+    return Coalesce(Sum(name), Value(Decimal(0)), output_field=_SUM_FIELD)
+
+
+def _int_sum(name: str) -> Coalesce:
+    return Coalesce(Sum(name), Value(0), output_field=BigIntegerField())
+
+
+# --- Latest events and latencies (what the rollups cannot say) ---------------------------------
+
+
+def last_event_subquery(
+    environment: Environment, start: dt.datetime, end: dt.datetime, **match: str
+) -> Subquery:
+    """Time of the outer row's latest event in ``[start, end)``: one probe of an
+    ``(environment, column, occurred_at)`` index. ``match`` maps event columns to the
+    outer query's columns (``customer_id="id"``)."""
+    return Subquery(
+        scoped(Event, environment)
+        .filter(
+            **{column: OuterRef(outer) for column, outer in match.items()},
+            occurred_at__gte=start,
+            occurred_at__lt=end,
+        )
+        .order_by("-occurred_at")
+        .values("occurred_at")[:1],
+        output_field=DateTimeField(),
+    )
+
+
+# Event columns a lastSeen probe may match on: each leads an (environment, column,
+# occurred_at) index (provider only beside model).
+_PROBE_COLUMNS = frozenset({"customer_id", "feature_id", "model", "provider"})
+
+
+def last_seen_sql(
+    environment: Environment, start: dt.datetime, end: dt.datetime, **match: str
+) -> tuple[str, list[Any]]:
+    """The probe of :func:`last_event_subquery` as SQL, for a caller's own statement: the
+    latest ``occurred_at`` in ``[start, end)`` of the events whose columns equal the outer
+    expressions in ``match`` (``customer_id="r.customer_id"``)."""
+    if not match or not set(match) <= _PROBE_COLUMNS:
+        raise ValueError(f"no index probes events by {sorted(match)!r}")
+    equal = "".join(f" AND e.{column} = {outer}" for column, outer in match.items())
+    sql = f"""(SELECT e.occurred_at FROM events_event e
+              WHERE e.environment_id = %s{equal}
+                AND e.occurred_at >= %s AND e.occurred_at < %s
+              ORDER BY 1 DESC LIMIT 1)"""  # noqa: S608 - names are ours
+    return sql, [environment.pk, start, end]
+
+
+def last_event_at(
+    environment: Environment, start: dt.datetime, end: dt.datetime, **match: Any
+) -> dt.datetime | None:
+    """Time of the latest event in ``[start, end)`` matching ``match`` (column values)."""
+    return (
+        scoped(Event, environment)
+        .filter(**match, occurred_at__gte=start, occurred_at__lt=end)
+        .order_by("-occurred_at")
+        .values_list("occurred_at", flat=True)
+        .first()
+    )
+
+
+class Percentiles(Aggregate):
+    """``percentile_cont`` at p50, p95 and p99 in one sort (an array of ms)."""
+
+    function = "percentile_cont"
+    template = "%(function)s(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = ArrayField(FloatField())
+
+
+def latency_percentiles(
+    environment: Environment, start: dt.datetime, end: dt.datetime, models: Iterable[str]
+) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """p50, p95 and p99 of ``durationMs`` per (provider, model) over the events of these
+    models in ``[start, end)`` that carry one: one query, the ``(environment, model,
+    occurred_at)`` index and the window bounding the scan."""
+    latencies = (
+        scoped(Event, environment)
+        .filter(
+            model__in=set(models),
+            occurred_at__gte=start,
+            occurred_at__lt=end,
+            duration_ms__isnull=False,
+        )
+        .values("provider", "model")
+        .annotate(p=Percentiles("duration_ms"))
+        .order_by()
+    )
+    out: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for latency in latencies:
+        if latency["p"]:
+            p50, p95, p99 = latency["p"]
+            out[(latency["provider"], latency["model"])] = (p50, p95, p99)
+    return out
+
+
+# --- Event lists and traces ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilters:
+    window: TimeWindow | None = None
+    customer_reference_id: str | None = None
+    feature_key: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    trace_id: str | None = None
+    event_name: str | None = None
+    cost_source: str | None = None
+
+
+COST_SOURCES = tuple(CostSource.values)
+
+
+def events_matching(environment: Environment, filters: EventFilters) -> QuerySet[Event]:
+    """The environment's events that pass ``filters`` (unordered).
+
+    Customer and feature are resolved to ids first (one small lookup each), so
+    the event scan can use the ``(environment, customer|feature, occurred_at)``
+    indexes; an unknown reference matches nothing.
+    """
+    events = scoped(Event, environment)
+    if filters.customer_reference_id is not None:
+        customer_id = (
+            scoped(Customer, environment)
+            .filter(reference_id=filters.customer_reference_id)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if customer_id is None:
+            return events.none()
+        events = events.filter(customer_id=customer_id)
+    if filters.feature_key is not None:
+        feature_id = (
+            scoped(Feature, environment)
+            .filter(key=filters.feature_key)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if feature_id is None:
+            return events.none()
+        events = events.filter(feature_id=feature_id)
+    if filters.window is not None:
+        events = events.filter(
+            occurred_at__gte=filters.window.start, occurred_at__lt=filters.window.end
+        )
+    if filters.model is not None:
+        events = events.filter(model=filters.model)
+    if filters.provider is not None:
+        events = events.filter(provider=filters.provider)
+    if filters.trace_id is not None:
+        events = events.filter(trace_id=filters.trace_id)
+    if filters.event_name is not None:
+        events = events.filter(event_name=filters.event_name)
+    if filters.cost_source is not None:
+        events = events.filter(cost_source=filters.cost_source)
+    return events
+
+
+@dataclass(slots=True)
+class EventNames:
+    """Reference ids and feature keys of a set of events (events carry only ids)."""
+
+    customers: dict[uuid.UUID, str]
+    features: dict[uuid.UUID, str]
+
+    def customer(self, event: Event) -> str:
+        return self.customers.get(event.customer_id, "")
+
+    def feature(self, event: Event) -> str:
+        return self.features.get(event.feature_id, "")
+
+
+def event_names(environment: Environment, events: list[Event]) -> EventNames:
+    """Two queries, whatever the number of events."""
+    customer_ids = {event.customer_id for event in events}
+    feature_ids = {event.feature_id for event in events}
+    return EventNames(
+        customers=dict(
+            scoped(Customer, environment)
+            .filter(id__in=customer_ids)
+            .values_list("id", "reference_id")
+        )
+        if customer_ids
+        else {},
+        features=dict(
+            scoped(Feature, environment).filter(id__in=feature_ids).values_list("id", "key")
+        )
+        if feature_ids
+        else {},
+    )
+
+
+def newest_first(
+    events: QuerySet[Event], *, before: tuple[dt.datetime, int] | None, limit: int
+) -> list[Event]:
+    """Up to ``limit`` events ordered by (occurred_at, id) descending, after a keyset cursor."""
+    events = events.order_by("-occurred_at", "-id")
+    if before is not None:
+        at, pk = before
+        # The plain bound lets the (environment, occurred_at, id) index start the scan at
+        # the cursor (and prunes newer partitions); the OR alone would be a filter that
+        # reads every newer row first.
+        events = events.filter(
+            Q(occurred_at__lt=at) | Q(occurred_at=at, id__lt=pk), occurred_at__lte=at
+        )
+    return list(events[:limit])
+
+
+def events_batches(
+    environment: Environment, filters: EventFilters, *, batch_size: int = 1000
+) -> Iterator[tuple[list[Event], EventNames]]:
+    """Every matching event, newest first, in keyset batches (constant memory for exports)."""
+    events = events_matching(environment, filters)
+    before: tuple[dt.datetime, int] | None = None
+    while True:
+        batch = newest_first(events, before=before, limit=batch_size)
+        if not batch:
+            return
+        yield batch, event_names(environment, batch)
+        if len(batch) < batch_size:
+            return
+        before = (batch[-1].occurred_at, batch[-1].id)
+
+
+@dataclass(slots=True)
+class Trace:
+    trace_id: str
+    events: list[Event]
+    names: EventNames
+    event_count: int
+    cost: Decimal
+    revenue: Decimal
+    unpriced: int
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    duration_ms_sum: int
+
+    @property
+    def margin(self) -> Decimal:
+        return self.revenue - self.cost
+
+    @property
+    def span_ms(self) -> int:
+        return int((self.ended_at - self.started_at) / dt.timedelta(milliseconds=1))
+
+    @property
+    def truncated(self) -> bool:
+        return self.event_count > len(self.events)
+
+
+def trace_get(environment: Environment, trace_id: str) -> Trace:
+    """A trace's events in time order with totals over all of them; 404 when it has none.
+
+    ``occurredAt`` is taken as an event's start and ``occurredAt + durationMs`` as
+    its end, so the span runs from the first start to the last end.
+    """
+    if not trace_id or len(trace_id) > 255 or "\x00" in trace_id:
+        raise NotFound("No such trace.")
+    events = scoped(Event, environment).filter(trace_id=trace_id)
+    head = events.aggregate(
+        count=Count("id"),
+        cost=_dec_sum("cost_usd"),
+        revenue=_dec_sum("revenue_usd"),
+        unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
+        started=Min("occurred_at"),
+        ended=Max(
+            RawSQL("occurred_at + COALESCE(duration_ms, 0) * interval '1 millisecond'", []),
+            output_field=DateTimeField(),
+        ),
+        duration=_int_sum("duration_ms"),
+    )
+    if not head["count"]:
+        raise NotFound("No such trace.")
+    listed = list(events.order_by("occurred_at", "id")[:TRACE_MAX_EVENTS])
+    return Trace(
+        trace_id=trace_id,
+        events=listed,
+        names=event_names(environment, listed),
+        event_count=head["count"],
+        cost=head["cost"],
+        revenue=head["revenue"],
+        unpriced=head["unpriced"],
+        started_at=head["started"],
+        ended_at=head["ended"],
+        duration_ms_sum=head["duration"],
+    )
+
+
+# The live tail reads events stored after the newest one on screen, among those that
+# occurred in this recent past (the bound lets PostgreSQL prune old partitions). An
+# event back-dated further shows up on a reload, in its place in time.
+TAIL_LOOKBACK = dt.timedelta(days=2)
+TAIL_MAX = 100
+
+
+def events_after(
+    environment: Environment, filters: EventFilters, *, after_id: int, now: dt.datetime
+) -> list[Event]:
+    """Events matching ``filters`` stored after event ``after_id``, newest first.
+
+    Event ids come from one sequence, so a later insert has a larger id.
+    """
+    return list(
+        events_matching(environment, filters)
+        .filter(id__gt=after_id, occurred_at__gte=now - TAIL_LOOKBACK)
+        .order_by("-id")[:TAIL_MAX]
+    )
+
+
+def latest_customer_by_meta(
+    environment: Environment, key: str, *, since: dt.datetime
+) -> dict[str, uuid.UUID]:
+    """Each non-empty value of ``meta[key]`` on the environment's events since ``since`` ->
+    the customer of the latest such event: one scan of that time range."""
+    if not key.isidentifier():
+        raise ValueError(f"not a meta key: {key!r}")
+    # The key is written into the text (an identifier, checked above) so that DISTINCT ON
+    # and ORDER BY are one expression, whatever the parameter binding.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT DISTINCT ON (meta->>'{key}') meta->>'{key}', customer_id
+              FROM events_event
+             WHERE environment_id = %s AND occurred_at >= %s AND meta ? '{key}'
+             ORDER BY meta->>'{key}', occurred_at DESC
+            """,  # noqa: S608 - key checked above
+            [environment.pk, since],
+        )
+        return {value: customer_id for value, customer_id in cursor.fetchall() if value}
+
+
+# --- Flags stamped at ingestion ---------------------------------------------------------------
+
+# Units credits did not cover. A hard-limit pool's: the credits step stamps the event with
+# the credits it took (``credit_deducted``) and those the pool refused (``credit_shortfall``);
+# the units uncovered are in the same proportion (rounded to 12 places, as stored units).
+# An event stamped ``credit_error`` (no credit model for the rule's denomination) had
+# nothing deducted: all of its units.
+_UNCOVERED = """
+SELECT w.idx, e.feature_id,
+       SUM(CASE WHEN e.flags ? 'credit_error' THEN e.usage_units
+                ELSE ROUND(e.usage_units * (e.flags->>'credit_shortfall')::numeric
+                 / NULLIF((e.flags->>'credit_shortfall')::numeric
+                          + COALESCE((e.flags->>'credit_deducted')::numeric, 0), 0), 12) END)
+FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
+     AS w(idx, customer_id, lo, hi)
+JOIN events_event e
+  ON e.environment_id = %s AND e.customer_id = w.customer_id
+ AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
+ AND (e.flags ? 'credit_shortfall' OR e.flags ? 'credit_error')
+GROUP BY 1, 2
+"""
+
+
+def uncovered_units(
+    environment_id: Any, windows: Sequence[CustomerWindow], feature_ids: Iterable[Any]
+) -> dict[Any, dict[uuid.UUID, Decimal]]:
+    """Units of ``feature_ids`` that credits did not cover, per feature for each customer
+    window (``{window.key: {feature_id: units}}``; windows and features without any are
+    absent). Read from the events' flags (the rollups do not say which units credits
+    paid): only the windows' customers' events of these features, through the events'
+    (environment, customer, time) index. One statement per chunk of windows."""
+    features = list({uuid.UUID(str(f)) for f in feature_ids})
+    out: dict[Any, dict[uuid.UUID, Decimal]] = {}
+    rows = [
+        (index, window.customer_id, window.start, window.end)
+        for index, window in enumerate(windows)
+        if window.end > window.start
+    ]
+    if not features or not rows:
+        return out
+    for offset in range(0, len(rows), _CHUNK):
+        chunk = rows[offset : offset + _CHUNK]
+        columns = [list(column) for column in zip(*chunk, strict=True)]
+        with connection.cursor() as cursor:
+            cursor.execute(_UNCOVERED, [*columns, environment_id, features])
+            found = cursor.fetchall()
+        with localcontext(prec=EXACT_DIGITS):
+            for index, feature_id, units in found:
+                if units:
+                    bucket = out.setdefault(windows[index].key, {})
+                    bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
+    return out
+
+
+_CHUNK = 2000
+
+_OVERAGE = (
+    "SELECT %s, sum((flags->>'overage_units')::numeric) FROM events_event"
+    " WHERE environment_id = %s AND customer_id = %s AND feature_id = %s"
+    " AND occurred_at >= %s AND occurred_at < %s AND flags ? 'overage_units'"
+)
+
+
+def overage_part(
+    environment_id: Any,
+    *,
+    customer_id: uuid.UUID,
+    feature_id: uuid.UUID,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> tuple[str, list[Any]]:
+    """``SELECT %s, sum(overage units)`` of the customer's events of the feature in
+    ``[start, end)``: the units ingestion stamped as beyond a usage cap. The leading
+    ``%s`` is the caller's label (its parameter not included), as in
+    :func:`apps.events.usage.units_parts`, to union with the caller's own statement."""
+    return _OVERAGE, [environment_id, customer_id, feature_id, start, end]

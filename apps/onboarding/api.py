@@ -23,7 +23,7 @@ from apps.core.errors import RateLimited
 from apps.core.middleware import client_ip
 from apps.core.ratelimit import LimiterUnavailable, sliding_hit
 from apps.core.redis import global_key
-from apps.events.selectors import rollup_totals
+from apps.events import usage as ledger
 
 from .selectors import signup_wait_from_audit
 from .services import programmatic_signup
@@ -217,7 +217,13 @@ class AccountPlan(APIView):
         key = request_key(request)
         environment = key.environment
         start, end = _month_bounds(timezone.now())
-        totals = rollup_totals(environment, start=start, end=end)
+        totals = ledger.usage_totals(environment, start=start, end=end)
+        customers = ledger.usage(
+            environment, start=start, end=end, group_by=(ledger.Grain.CUSTOMER,)
+        )
+        models = ledger.usage(environment, start=start, end=end, group_by=(ledger.Grain.MODEL,))
+        # Distinct model names (events that named none count as one, as they always have).
+        model_count = len({row.key.model for row in models})
 
         def unlimited(feature: str, used: object) -> dict[str, object]:
             return {
@@ -239,8 +245,8 @@ class AccountPlan(APIView):
                 "period": {"start": start, "end": end},
                 "features": [
                     unlimited("events", totals.event_count),
-                    unlimited("customers", totals.customer_count),
-                    unlimited("models", totals.model_count),
+                    unlimited("customers", len(customers)),
+                    unlimited("models", model_count),
                 ],
                 "usage": {
                     "events": totals.event_count,

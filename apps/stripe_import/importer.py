@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 import stripe
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from apps.core.money import decimal_str
 from apps.customers.models import Customer
-from apps.events.models import Event
+from apps.events.selectors import latest_customer_by_meta
 
 from .amounts import PriceError, PriceTerms
 from .models import (
@@ -169,18 +169,7 @@ def _event_index(environment: Environment) -> dict[str, Any]:
     """``stripe_customer_id`` named in recent events' meta -> the latest such event's
     customer: one scan of the environment's last 90 days, once per run."""
     since = timezone.now() - EVENT_MATCH_LOOKBACK
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT DISTINCT ON (meta->>'stripe_customer_id')
-                   meta->>'stripe_customer_id', customer_id
-              FROM {Event._meta.db_table}
-             WHERE environment_id = %s AND occurred_at >= %s AND meta ? 'stripe_customer_id'
-             ORDER BY meta->>'stripe_customer_id', occurred_at DESC
-            """,  # noqa: S608 - the table name is ours
-            [environment.pk, since],
-        )
-        return {stripe_id: customer_id for stripe_id, customer_id in cursor.fetchall() if stripe_id}
+    return latest_customer_by_meta(environment, "stripe_customer_id", since=since)
 
 
 def _reference_in(obj: dict[str, Any]) -> str:

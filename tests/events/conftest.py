@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.models import BigIntegerField, DecimalField, ExpressionWrapper, F, Sum, Value
+from django.db.models.functions import Coalesce, NullIf
 
 from apps.events import resolve
 from apps.pricing import catalog as pricing_catalog
@@ -162,6 +164,33 @@ def rollup_mismatches() -> list[tuple[Any, ...]]:
         )
         out.extend((table, *row) for row in rows)
     return out
+
+
+_SUM_FIELD = DecimalField(max_digits=38, decimal_places=12)
+
+
+def reference_measures() -> dict[str, Any]:
+    """The analytics sums as ORM aggregates over rollup rows (the reference reads)."""
+    return {
+        "events": Coalesce(Sum("event_count"), Value(0), output_field=BigIntegerField()),
+        "cost": Coalesce(Sum("cost_usd"), Value(Decimal(0)), output_field=_SUM_FIELD),
+        "revenue": Coalesce(Sum("revenue_usd"), Value(Decimal(0)), output_field=_SUM_FIELD),
+        "unpriced": Coalesce(Sum("unpriced_count"), Value(0), output_field=BigIntegerField()),
+        "usage_units": Coalesce(Sum("usage_units"), Value(Decimal(0)), output_field=_SUM_FIELD),
+    }
+
+
+def reference_derived() -> dict[str, Any]:
+    """Margin and margin % as the analytics tables compute them in SQL."""
+    return {
+        "margin": ExpressionWrapper(F("revenue") - F("cost"), output_field=_SUM_FIELD),
+        "margin_pct": ExpressionWrapper(
+            (F("revenue") - F("cost"))
+            * Value(Decimal(100))
+            / NullIf(F("revenue"), Value(Decimal(0))),
+            output_field=DecimalField(),
+        ),
+    }
 
 
 def decimal_of(value: Any) -> Decimal:

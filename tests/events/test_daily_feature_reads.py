@@ -19,6 +19,7 @@ from apps.customers.models import Customer
 from apps.events.models import Event, HourlyRollup
 from apps.features.selectors import features_search
 from tests.events import test_daily_reads
+from tests.events.conftest import reference_derived, reference_measures
 from tests.events.test_daily_reads import exact, reference_customers, windows
 
 pytestmark = pytest.mark.django_db
@@ -44,8 +45,8 @@ def reference_features(environment: Any, query: TableQuery) -> list[dict[str, An
         )
     grouped = (
         rollups.values("feature_id")
-        .annotate(**selectors._measures(), last_bucket=Max("bucket_start"))
-        .annotate(**selectors._derived())
+        .annotate(**reference_measures(), last_bucket=Max("bucket_start"))
+        .annotate(**reference_derived())
     )
     if query.sort.lstrip("-") == "lastSeen":
         grouped = grouped.annotate(
@@ -75,7 +76,7 @@ def reference_slices(environment: Any, window: Window) -> dict[Any, list[list[An
     for row in (
         _rollups(environment, window)
         .values("feature_id", "model", "provider")
-        .annotate(**selectors._measures())
+        .annotate(**reference_measures())
         .order_by("feature_id", "-cost", "model", "provider")
     ):
         out.setdefault(row["feature_id"], []).append(

@@ -21,7 +21,7 @@ from apps.analytics.params import TableQuery, Window
 from apps.core.tenancy import scoped
 from apps.customers.selectors import customers_search
 from apps.events.models import Event, HourlyRollup
-from tests.events.conftest import rollup_mismatches
+from tests.events.conftest import reference_derived, reference_measures, rollup_mismatches
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def _rollups(environment: Any, window: Window) -> Any:
 def reference_overview(environment: Any, window: Window) -> selectors.Overview:
     rollups = _rollups(environment, window)
     head = rollups.aggregate(
-        **selectors._measures(),
+        **reference_measures(),
         customers=Count("customer_id", distinct=True),
         features=Count("feature_id", distinct=True),
         models=Count(Concat("provider", Value("/"), "model"), distinct=True, filter=~Q(model="")),
@@ -46,7 +46,7 @@ def reference_overview(environment: Any, window: Window) -> selectors.Overview:
         row["day"]: selectors.Totals.of(row)
         for row in rollups.annotate(day=TruncDate("bucket_start", tzinfo=dt.UTC))
         .values("day")
-        .annotate(**selectors._measures())
+        .annotate(**reference_measures())
         .order_by("day")
     }
     return selectors.Overview(
@@ -67,8 +67,8 @@ def reference_customers(environment: Any, query: TableQuery) -> list[dict[str, A
         )
     grouped = (
         rollups.values("customer_id")
-        .annotate(**selectors._measures(), last_bucket=Max("bucket_start"))
-        .annotate(**selectors._derived())
+        .annotate(**reference_measures(), last_bucket=Max("bucket_start"))
+        .annotate(**reference_derived())
     )
     if query.sort.lstrip("-") == "lastSeen":
         grouped = grouped.annotate(

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from apps.events.models import Event, HourlyRollup
-from apps.events.selectors import rollup_totals
+from apps.events.usage import usage_totals
 from apps.pricing.services import override_create
 from tests.events.conftest import event_count, rollup_mismatches
 
@@ -267,7 +267,7 @@ class TestExactMoney:
         assert str(rollup.cost_usd.normalize()) == "1"
         assert rollup.revenue_usd == Decimal(2)
         now = timezone.now()
-        totals = rollup_totals(tenant.test, start=now - dt.timedelta(hours=1), end=now)
+        totals = usage_totals(tenant.test, start=now - dt.timedelta(hours=1), end=now)
         assert totals.cost_usd == Decimal(1)
         assert totals.margin_usd == Decimal(1)
         assert isinstance(totals.cost_usd, Decimal)

@@ -27,7 +27,6 @@ from apps.core.errors import TansoError
 from apps.dashboard import selectors
 from apps.dashboard.decorators import tenant_view
 from apps.dashboard.forms import OverrideForm
-from apps.events.selectors import unpriced_count, unpriced_models
 from apps.events.services import events_recost_request
 from apps.pricing.models import ModelPriceOverride
 from apps.pricing.selectors import override_get, overrides_for
@@ -88,8 +87,8 @@ def _page(
             "form": form,
             "editing": editing,
             "can_manage": _can_manage(request),
-            "unpriced": unpriced_count(environment),
-            "unpriced_models": unpriced_models(
+            "unpriced": selectors.unpriced_count(environment),
+            "unpriced_models": selectors.unpriced_models(
                 environment, start=now - UNPRICED_LOOKBACK, end=now + dt.timedelta(hours=1)
             )[:20],
             "run": selectors.recost_run_since(environment, since),
@@ -189,7 +188,7 @@ def recost_status(request: HttpRequest) -> HttpResponse:
         {
             "run": selectors.recost_run_since(environment, since),
             "since": since.isoformat() if since else "",
-            "unpriced": unpriced_count(environment),
+            "unpriced": selectors.unpriced_count(environment),
             "can_manage": _can_manage(request),
         },
     )
