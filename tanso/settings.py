@@ -364,6 +364,10 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # A verified key is cached in-process this long; revocation is immediate in the
 # process that revoked it and takes at most this long elsewhere.
 APIKEY_CACHE_SECONDS = env_int("APIKEY_CACHE_SECONDS", 2)
+# While PostgreSQL is unreachable, a key verified in this process at most this long ago
+# (counted from the end of its APIKEY_CACHE_SECONDS) is still trusted; others cannot be
+# verified (docs/api.md, "Outages"). 0: never trust an unverifiable key.
+APIKEY_STALE_SECONDS = env_int("APIKEY_STALE_SECONDS", 300)
 
 # --- Model prices ---------------------------------------------------------------------
 # Where the price catalog is loaded from: empty = the data bundled with genai-prices;

@@ -1,13 +1,27 @@
-"""404/500 for requests Django answers before DRF: JSON envelope under /api/, HTML elsewhere."""
+"""404/500 for requests Django answers before DRF: JSON envelope under /api/, HTML elsewhere.
+
+An error that says PostgreSQL or Redis is unreachable (``core.errors.is_outage``),
+raised where no view handled it (a middleware, a page), is a 503 ``unavailable`` with
+``Retry-After``, not a 500: the request can be retried once the store is back.
+"""
 
 from __future__ import annotations
+
+import sys
 
 from django.http import HttpRequest, HttpResponse
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as html_server_error
 
+from apps.core.errors import Unavailable, is_outage
+
 from .exceptions import error_body
 from .renderers import dumps
+
+_UNAVAILABLE_PAGE = (
+    "<!doctype html><title>Briefly unavailable</title>"
+    "<h1>Briefly unavailable</h1><p>Please try again in a few seconds.</p>"
+)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -21,6 +35,19 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls this handler inside its ``except`` block: the error is in flight.
+    if is_outage(sys.exc_info()[1]):
+        error = Unavailable()
+        if request.path.startswith("/api/"):
+            response = HttpResponse(
+                dumps(error_body(error.code, error.message)),
+                status=error.status,
+                content_type="application/json",
+            )
+        else:
+            response = HttpResponse(_UNAVAILABLE_PAGE, status=error.status)
+        response["Retry-After"] = str(error.retry_after)
+        return response
     if request.path.startswith("/api/"):
         return HttpResponse(
             dumps(error_body("internal_error", "Internal error.")),
