@@ -88,7 +88,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(error_body(code, str(exc.detail)), status=exc.status_code)
     if is_outage(exc):
         return unavailable_response(exc)
-    logger.exception("unhandled API error", exc_info=exc)
+    request = context.get("request")
+    logger.exception("unhandled API error: %s", getattr(request, "path", "?"), exc_info=exc)
     return Response(error_body("internal_error", "Internal error."), status=500)
 
 
