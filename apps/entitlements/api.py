@@ -601,9 +601,12 @@ class EntitlementEvaluate(_EntitlementView):
 
     def closed(self, request: Request, exc: Exception) -> dict[str, Any]:
         data = request.data if isinstance(request.data, dict) else {}
-        text = {name: data.get(name) for name in ("customerReferenceId", "featureKey")}
+        reference_id, feature_key = (data.get(n) for n in ("customerReferenceId", "featureKey"))
         decision = _failed(
-            *(value if isinstance(value, str) else "" for value in text.values()), None, exc
+            reference_id if isinstance(reference_id, str) else "",
+            feature_key if isinstance(feature_key, str) else "",
+            None,
+            exc,
         )
         context = data.get("context")
         flow = context.get("flowId") if isinstance(context, dict) else None
