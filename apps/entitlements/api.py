@@ -33,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -381,6 +382,18 @@ class _EntitlementView(APIView):
     def closed(self, request: Request, exc: Exception) -> dict[str, Any]:
         """The answer when the check could not be made (``allowed: false``)."""
         raise NotImplementedError
+
+    @classmethod
+    def outage_answer(
+        cls, request: HttpRequest, kwargs: dict[str, Any], exc: BaseException
+    ) -> HttpResponse:
+        """The fail-closed answer when a middleware found the data unreachable before the
+        view ran (the idempotency claim of a check sent with ``Idempotency-Key``); called by
+        the 500 handler (``apps.core.api.errorpages``), which answers 503 if this raises."""
+        view = cls()
+        view.kwargs = kwargs
+        body = view.closed(Request(request, parsers=view.get_parsers()), exc)  # type: ignore[arg-type]
+        return HttpResponse(dumps(body), content_type="application/json")
 
 
 def _parse_check(request: Request) -> tuple[str, str, Decimal | None, str, bool, int]:

@@ -101,6 +101,24 @@ def test_every_check_route_fails_closed_while_postgresql_is_down(key: str) -> No
     assert evaluated.json()["flowId"] == "f1"
 
 
+def test_a_check_with_an_idempotency_key_fails_closed_too(key: str) -> None:
+    """The idempotency middleware meets the outage before the view runs."""
+    body = {"customerReferenceId": "cus_1", "featureKey": "chat"}
+    client = Client(raise_request_exception=False)
+    response = while_postgres_down(
+        lambda: client.post(
+            CHECK,
+            json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key}",
+            HTTP_IDEMPOTENCY_KEY="check-1",
+        )
+    )
+    assert response.status_code == 200
+    assert response.json()["allowed"] is False
+    assert response.json()["reason"]["code"] == "unavailable"
+
+
 def test_bad_input_is_still_a_400_while_postgresql_is_down(key: str) -> None:
     response = while_postgres_down(lambda: _post(Client(), CHECK, {"featureKey": "chat"}, key))
     assert response.status_code == 400

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as html_server_error
 
@@ -34,9 +35,31 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return page_not_found(request, exception)
 
 
+def _answered_by_view(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
+    """The answer of a view that has one for an outage (``outage_answer``: the entitlement
+    checks, which fail closed with 200 ``allowed: false`` and never answer 5xx), when a
+    middleware met the outage before the view ran. None: the generic 503."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    answer = getattr(getattr(match.func, "view_class", None), "outage_answer", None)
+    if answer is None:
+        return None
+    try:
+        response: HttpResponse = answer(request, match.kwargs, exc)
+    except Exception:  # the body is bad too, ...: the generic answer
+        return None
+    return response
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     # Django calls this handler inside its ``except`` block: the error is in flight.
-    if is_outage(sys.exc_info()[1]):
+    exc = sys.exc_info()[1]
+    if exc is not None and is_outage(exc):
+        answered = _answered_by_view(request, exc)
+        if answered is not None:
+            return answered
         error = Unavailable()
         if request.path.startswith("/api/"):
             response = HttpResponse(
