@@ -363,6 +363,12 @@ class EvaluationDoc(DecisionDoc):
 
 # -- views -------------------------------------------------------------------------------------
 
+FAILS_CLOSED = (
+    "Fails closed, never a 5xx: a check that cannot be decided answers 200 with `allowed:"
+    " false` and `reason.code` `unavailable` (PostgreSQL unreachable, including the key's"
+    " verification) or `internal_error` (any other failure)."
+)
+
 
 class _EntitlementView(APIView):
     required_scopes = S.USAGE_READ
@@ -503,6 +509,7 @@ def state_key_of(environment: Any) -> str:
 class EntitlementCheck(_EntitlementView):
     @extend_schema(
         summary="May this customer use this feature now?",
+        description=FAILS_CLOSED,
         request=CheckInputDoc,
         responses={200: DecisionDoc, 400: OpenApiResponse(description="validation_failed")},
     )
@@ -531,6 +538,7 @@ class EntitlementCheck(_EntitlementView):
 class EntitlementGet(_EntitlementView):
     @extend_schema(
         summary="Check one feature of a customer (404 for an unknown customer)",
+        description=FAILS_CLOSED,
         request=None,
         parameters=[
             OpenApiParameter("units", str, description="units the caller wants to use"),
@@ -558,6 +566,7 @@ class EntitlementGet(_EntitlementView):
 class EntitlementEvaluate(_EntitlementView):
     @extend_schema(
         summary="Evaluate a proposed usage: the check, projected usage and a credit quote",
+        description=FAILS_CLOSED,
         request=EvaluateInputDoc,
         responses={
             200: EvaluationDoc,
@@ -666,6 +675,7 @@ def _credit_quote(
 class CustomerEntitlements(_EntitlementView):
     @extend_schema(
         summary="Every feature of a customer's plans in force, checked",
+        description=FAILS_CLOSED,
         operation_id="v1_client_entitlements_list",
         request=None,
         responses={
