@@ -90,11 +90,16 @@ class RateLimited(TansoError):
 
 
 class Unavailable(TansoError):
-    """PostgreSQL or Redis cannot be reached right now: nothing was done; retry shortly."""
+    """PostgreSQL or Redis cannot be reached right now; retry shortly. Nothing was
+    acknowledged: what a request wrote may or may not have committed (the connection can
+    drop after the commit), so retries rely on idempotency keys."""
 
     status = 503
     code = "unavailable"
-    default_message = "The service is briefly unavailable; nothing was recorded. Retry shortly."
+    default_message = (
+        "The service cannot reach its data right now; retry shortly (with the same"
+        " idempotency keys)."
+    )
     retry_after = 2
 
 
