@@ -1,7 +1,7 @@
 """The fault tests' own servers: a throwaway PostgreSQL and Redis and the real web server.
 
 ``stack`` (once per module) starts PostgreSQL and Redis (``stack.py``), clones the
-schema and data of the test database the session migrated (``pg_dump | psql``: a few
+schema and data of the test database the session migrated (``pg_dump``, then ``psql``: a few
 seconds, where migrating a fresh database takes minutes on a shared machine), seeds a
 Platform tenant through the services, and starts the Procfile's web command against
 them. ``outcome(target, fault)`` runs one fault under load once and keeps what
