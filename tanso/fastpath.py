@@ -143,7 +143,8 @@ def answer(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] 
             accept=environ.get("HTTP_ACCEPT", ""),
             body=body,
         )
-    except Exception:  # e.g. PostgreSQL unreachable while verifying the key: Django's 500
+    except Exception:  # e.g. PostgreSQL unreachable while verifying the key: the view's
+        # fail-closed answer (``_EntitlementView.handle_exception``)
         payload = None
     finally:
         _request_id.reset(token)

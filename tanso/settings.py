@@ -394,6 +394,10 @@ APIKEY_NEGATIVE_CACHE_SECONDS = env_int("APIKEY_NEGATIVE_CACHE_SECONDS", 10)
 # Failed API key authentications allowed per client IP in any 60 seconds; beyond that,
 # 429 rate_limited until the oldest failure leaves the window.
 API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 20)
+# While PostgreSQL is unreachable, a key verified in this process at most this long ago
+# (counted from the end of its APIKEY_CACHE_SECONDS) is still trusted; others cannot be
+# verified (docs/api.md, "Outages"). 0: never trust an unverifiable key.
+APIKEY_STALE_SECONDS = env_int("APIKEY_STALE_SECONDS", 300)
 
 # --- Model prices ---------------------------------------------------------------------
 # Where the price catalog is loaded from: empty = the data bundled with genai-prices;

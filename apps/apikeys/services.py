@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from apps.accounts.audit import Actor, audit_record
@@ -220,17 +220,27 @@ def known_recently(raw: str) -> bool:
 def _load(secret_hash: str) -> ApiKey | None:
     now = time.monotonic()
     ttl = settings.APIKEY_CACHE_SECONDS
+    hit = None
     if ttl > 0:
         hit = _cache.get(secret_hash)
         if hit is not None and hit[0] > now:
             return hit[1]
     if _missing.get(secret_hash, 0.0) > now:
         return None
-    key = (
-        ApiKey.objects.select_related("environment__organization", "customer")
-        .filter(secret_hash=secret_hash)
-        .first()
-    )
+    try:
+        key = (
+            ApiKey.objects.select_related("environment__organization", "customer")
+            .filter(secret_hash=secret_hash)
+            .first()
+        )
+    except (OperationalError, InterfaceError):
+        # PostgreSQL unreachable: a key this process verified less than
+        # APIKEY_STALE_SECONDS ago is still trusted (revocations need PostgreSQL too, so
+        # none can be missed but one made in the last APIKEY_CACHE_SECONDS before the
+        # outage); any other key cannot be verified, and the caller says so.
+        if hit is not None and now - hit[0] < settings.APIKEY_STALE_SECONDS:
+            return hit[1]
+        raise
     negative_ttl = settings.APIKEY_NEGATIVE_CACHE_SECONDS
     with _cache_lock:
         if key is not None:

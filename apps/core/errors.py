@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 
 
@@ -85,3 +87,34 @@ class RateLimited(TansoError):
     def __init__(self, retry_after: int, message: str | None = None) -> None:
         self.retry_after = max(1, int(retry_after))
         super().__init__(message or f"Too many requests; retry in {self.retry_after} s.")
+
+
+class Unavailable(TansoError):
+    """PostgreSQL or Redis cannot be reached right now; retry shortly. Nothing was
+    acknowledged: what a request wrote may or may not have committed (the connection can
+    drop after the commit), so retries rely on idempotency keys."""
+
+    status = 503
+    code = "unavailable"
+    default_message = (
+        "The service cannot reach its data right now; retry shortly (with the same"
+        " idempotency keys)."
+    )
+    retry_after = 2
+
+
+# What a data store that is down, restarting or hung raises (psycopg's OperationalError
+# covers refused and dropped connections, "the database system is starting up" and
+# serialization or deadlock aborts: all of them pass on a retry), not a wrong query.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says a data store is unreachable (answer 503 ``unavailable``, or
+    fail closed), rather than a bug (500)."""
+    return isinstance(exc, _OUTAGES)

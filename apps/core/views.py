@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import redis
-from django.db import DatabaseError, connection
+from django.db import Error as DatabaseError
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -18,6 +19,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when PostgreSQL and Redis both answer, else 503 naming the one that did not.
+    Any database error counts (``InterfaceError``, a closed connection, is not a
+    ``DatabaseError``); the broken connection is dropped at the end of the request, so
+    the next probe reconnects."""
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cur:

@@ -15,12 +15,13 @@ Scopes: ``usage.read``; ``reserve`` and a release also need ``events.write`` (th
 hold is settled by the event). ``ck_`` keys with ``read`` may check their own
 customer, and reserve and release for it.
 
-**Fails closed.** An unexpected error while deciding answers HTTP 200 with
-``allowed: false`` and ``reason.code`` ``internal_error`` (logged with the request
-id), never a 5xx: a caller that reads ``allowed`` (the public page's
-``const { allowed } = await check.json()``) or that treats any non-2xx as "could
-not check, let it through" is denied either way. Bad input is still a 400, a
-bad key 401, a missing scope 403.
+**Fails closed.** An error while deciding answers HTTP 200 with ``allowed: false``:
+``reason.code`` ``unavailable`` when PostgreSQL (or Redis and then PostgreSQL) cannot
+be reached, including the key's own verification (``_EntitlementView.handle_exception``),
+``internal_error`` for anything else (logged with the request id); never a 5xx: a caller
+that reads ``allowed`` (the public page's ``const { allowed } = await check.json()``) or
+that treats any non-2xx as "could not check, let it through" is denied either way. Bad
+input is still a 400, a bad key 401, a missing scope 403.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -40,6 +42,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -51,7 +54,7 @@ from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
 from apps.core.api.parsers import loads
 from apps.core.api.renderers import dumps
-from apps.core.errors import NotFound, ScopeDenied, TansoError, ValidationFailed
+from apps.core.errors import NotFound, ScopeDenied, TansoError, ValidationFailed, is_outage
 from apps.core.redis import env_key
 from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
@@ -141,9 +144,18 @@ def _reserve_allowed(request: Request) -> None:
 # -- deciding, closed on failure ---------------------------------------------------------------
 
 
-def _failed(reference_id: str, feature_key: str, units: Decimal | None) -> Decision:
-    logger.exception("entitlement check failed; answering allowed=false")
+def _failed(
+    reference_id: str, feature_key: str, units: Decimal | None, exc: BaseException
+) -> Decision:
     decision = Decision(reference_id, feature_key, True, requested_units=units)
+    if is_outage(exc):
+        logger.warning("entitlement check: data store unreachable (%r); allowed=false", exc)
+        return decision.deny(
+            Reason.UNAVAILABLE,
+            "The check could not be completed (the service cannot reach its data); "
+            "access is refused. Retry shortly.",
+        )
+    logger.error("entitlement check failed; answering allowed=false", exc_info=exc)
     return decision.deny(
         Reason.INTERNAL_ERROR, "The check could not be completed; access is refused."
     )
@@ -178,8 +190,8 @@ def _check(
             model=model,
         )
         return decision
-    except Exception:  # fail closed, whatever went wrong
-        return _failed(reference_id, feature_key, units)
+    except Exception as exc:  # fail closed, whatever went wrong
+        return _failed(reference_id, feature_key, units, exc)
 
 
 # -- schema documentation ----------------------------------------------------------------------
@@ -219,6 +231,7 @@ class _ReasonDoc(serializers.Serializer):
             Reason.LIMIT_REACHED,
             Reason.CREDITS_EXHAUSTED,
             Reason.PAST_DUE,
+            Reason.UNAVAILABLE,
             Reason.INTERNAL_ERROR,
         ]
     )
@@ -350,10 +363,43 @@ class EvaluationDoc(DecisionDoc):
 
 # -- views -------------------------------------------------------------------------------------
 
+FAILS_CLOSED = (
+    "Fails closed, never a 5xx: a check that cannot be decided answers 200 with `allowed:"
+    " false` and `reason.code` `unavailable` (PostgreSQL unreachable, including the key's"
+    " verification) or `internal_error` (any other failure)."
+)
+
 
 class _EntitlementView(APIView):
     required_scopes = S.USAGE_READ
     customer_key_scope = S.CUSTOMER_READ
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """A data store unreachable anywhere in the request (the key's verification, a
+        customer look-up, a quote): the fail-closed answer, never a 5xx. Bad input is
+        still a 400. ``request.auth`` is not read here: it may be what failed."""
+        if is_outage(exc):
+            try:
+                return Response(self.closed(self.request, exc))
+            except (TansoError, APIException) as error:  # the body itself is bad
+                return super().handle_exception(error)
+        return super().handle_exception(exc)
+
+    def closed(self, request: Request, exc: Exception) -> dict[str, Any]:
+        """The answer when the check could not be made (``allowed: false``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def outage_answer(
+        cls, request: HttpRequest, kwargs: dict[str, Any], exc: BaseException
+    ) -> HttpResponse:
+        """The fail-closed answer when a middleware found the data unreachable before the
+        view ran (the idempotency claim of a check sent with ``Idempotency-Key``); called by
+        the 500 handler (``apps.core.api.errorpages``), which answers 503 if this raises."""
+        view = cls()
+        view.kwargs = kwargs
+        body = view.closed(Request(request, parsers=view.get_parsers()), exc)  # type: ignore[arg-type]
+        return HttpResponse(dumps(body), content_type="application/json")
 
 
 def _parse_check(request: Request) -> tuple[str, str, Decimal | None, str, bool, int]:
@@ -441,12 +487,16 @@ def lean_check(*, raw_key: str | None, content_type: str, accept: str, body: byt
         )
         if not gate.tried:  # answered without Redis (unknown customer, ...): gate alone
             counters.read(state_key_of(environment), [], gate)
-    except Exception:  # fail closed, whatever went wrong
-        decision = _failed(reference_id, feature_key, units)
+    except Exception as exc:  # fail closed, whatever went wrong
+        decision = _failed(reference_id, feature_key, units, exc)
     if gate.count > settings.API_RATE_LIMIT_PER_SECOND:
         return None  # the DRF view answers 429
     if gate.touched:
-        apikey_used(key)
+        try:
+            apikey_used(key)
+        except Exception as exc:  # PostgreSQL down: the stamp waits for the next minute
+            if not is_outage(exc):
+                raise
     return dumps(render_decision(decision))
 
 
@@ -459,6 +509,7 @@ def state_key_of(environment: Any) -> str:
 class EntitlementCheck(_EntitlementView):
     @extend_schema(
         summary="May this customer use this feature now?",
+        description=FAILS_CLOSED,
         request=CheckInputDoc,
         responses={200: DecisionDoc, 400: OpenApiResponse(description="validation_failed")},
     )
@@ -477,10 +528,17 @@ class EntitlementCheck(_EntitlementView):
         # GET /entitlements/check is the entitlement list of a customer named "check".
         return CustomerEntitlements().get_for(request, "check")
 
+    def closed(self, request: Request, exc: Exception) -> dict[str, Any]:
+        if request.method == "GET":
+            return CustomerEntitlements().closed(request, exc, reference_id="check")
+        reference_id, feature_key, units, *_ = _parse_check(request)
+        return render_decision(_failed(reference_id, feature_key, units, exc))
+
 
 class EntitlementGet(_EntitlementView):
     @extend_schema(
         summary="Check one feature of a customer (404 for an unknown customer)",
+        description=FAILS_CLOSED,
         request=None,
         parameters=[
             OpenApiParameter("units", str, description="units the caller wants to use"),
@@ -499,10 +557,16 @@ class EntitlementGet(_EntitlementView):
         decision = _check(request, reference_id, feature_key, units, model=model)
         return Response(render_decision(decision))
 
+    def closed(self, request: Request, exc: Exception) -> dict[str, Any]:
+        kwargs = self.kwargs
+        units = parse_units(request.query_params.get("units"), "units", {})
+        return render_decision(_failed(kwargs["reference_id"], kwargs["feature_key"], units, exc))
+
 
 class EntitlementEvaluate(_EntitlementView):
     @extend_schema(
         summary="Evaluate a proposed usage: the check, projected usage and a credit quote",
+        description=FAILS_CLOSED,
         request=EvaluateInputDoc,
         responses={
             200: EvaluationDoc,
@@ -557,6 +621,21 @@ class EntitlementEvaluate(_EntitlementView):
             body["creditQuote"] = _credit_quote(request, decision, units, model)
         return Response(body)
 
+    def closed(self, request: Request, exc: Exception) -> dict[str, Any]:
+        data = request.data if isinstance(request.data, dict) else {}
+        reference_id, feature_key = (data.get(n) for n in ("customerReferenceId", "featureKey"))
+        decision = _failed(
+            reference_id if isinstance(reference_id, str) else "",
+            feature_key if isinstance(feature_key, str) else "",
+            None,
+            exc,
+        )
+        context = data.get("context")
+        flow = context.get("flowId") if isinstance(context, dict) else None
+        body = render_decision(decision)
+        body["flowId"] = flow if isinstance(flow, str) and flow else str(uuid.uuid4())
+        return body
+
 
 def _credit_quote(
     request: Request, decision: Decision, units: Decimal, model: str
@@ -596,6 +675,7 @@ def _credit_quote(
 class CustomerEntitlements(_EntitlementView):
     @extend_schema(
         summary="Every feature of a customer's plans in force, checked",
+        description=FAILS_CLOSED,
         operation_id="v1_client_entitlements_list",
         request=None,
         responses={
@@ -626,16 +706,26 @@ class CustomerEntitlements(_EntitlementView):
                 else []
             )
             items = [render_decision(decision) for decision in decisions]
-        except Exception:  # fail closed
-            items = [render_decision(_failed(reference_id, "*", None))]
-        return Response(
-            {
-                "customerReferenceId": reference_id,
-                "items": items,
-                "nextCursor": None,
-                "hasMore": False,
-            }
+        except Exception as exc:  # fail closed
+            items = [render_decision(_failed(reference_id, "*", None, exc))]
+        return Response(_entitlement_list(reference_id, items))
+
+    def closed(
+        self, request: Request, exc: Exception, *, reference_id: str | None = None
+    ) -> dict[str, Any]:
+        reference_id = reference_id or self.kwargs["reference_id"]
+        return _entitlement_list(
+            reference_id, [render_decision(_failed(reference_id, "*", None, exc))]
         )
+
+
+def _entitlement_list(reference_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "customerReferenceId": reference_id,
+        "items": items,
+        "nextCursor": None,
+        "hasMore": False,
+    }
 
 
 class ReservationRelease(APIView):

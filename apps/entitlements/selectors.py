@@ -61,6 +61,7 @@ class Reason:
     LIMIT_REACHED = "limit_reached"
     CREDITS_EXHAUSTED = "credits_exhausted"
     PAST_DUE = "past_due"
+    UNAVAILABLE = "unavailable"  # PostgreSQL (or the key's verification) unreachable
     INTERNAL_ERROR = "internal_error"
 
 

@@ -24,6 +24,12 @@ from .rendering import render_recorded
 
 # A full batch of 1000 events with 16 KB of meta each, plus the envelope.
 MAX_BATCH_BYTES = 20 * 1024 * 1024
+UNAVAILABLE = OpenApiResponse(
+    description=(
+        "unavailable (with Retry-After): PostgreSQL cannot be reached; nothing of the"
+        " request was acknowledged, so retrying with the same idempotency keys is safe"
+    )
+)
 
 
 # --- Schema documentation only ---------------------------------------------------------
@@ -162,6 +168,7 @@ class ClientEventCreate(APIView):
             201: EventOutputDoc,
             400: OpenApiResponse(description="validation_failed, with field errors"),
             409: OpenApiResponse(description="duplicate_event: this key was already recorded"),
+            503: UNAVAILABLE,
         },
     )
     def post(self, request: Request) -> Response:
@@ -194,6 +201,7 @@ class EventsIngest(APIView):
             207: BatchOutputDoc,
             400: OpenApiResponse(description="validation_failed"),
             413: OpenApiResponse(description="payload_too_large"),
+            503: UNAVAILABLE,
         },
     )
     def post(self, request: Request) -> Response:

@@ -10,7 +10,7 @@ from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from apps.core.errors import RateLimited, TansoError
+from apps.core.errors import RateLimited, TansoError, Unavailable, is_outage
 from apps.core.middleware import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, TansoError):
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | Unavailable):
             headers["Retry-After"] = str(exc.retry_after)
         body = error_body(exc.code, exc.message, exc.fields, **exc.extra)
         return Response(body, status=exc.status, headers=headers)
@@ -86,5 +86,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             415: "unsupported_media_type",
         }.get(exc.status_code, "error")
         return Response(error_body(code, str(exc.detail)), status=exc.status_code)
-    logger.exception("unhandled API error", exc_info=exc)
+    if is_outage(exc):
+        return unavailable_response(exc)
+    request = context.get("request")
+    logger.exception("unhandled API error: %s", getattr(request, "path", "?"), exc_info=exc)
     return Response(error_body("internal_error", "Internal error."), status=500)
+
+
+def unavailable_response(exc: Exception) -> Response:
+    """503 ``unavailable`` with ``Retry-After``: PostgreSQL or Redis is unreachable (the
+    request did nothing that was acknowledged; a retry is safe). Logged as a warning
+    without a traceback: an outage is not a bug."""
+    logger.warning("answering 503 unavailable: %r", exc)
+    error = Unavailable()
+    return Response(
+        error_body(error.code, error.message),
+        status=error.status,
+        headers={"Retry-After": str(error.retry_after)},
+    )
