@@ -12,10 +12,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import pinned_customer_reference
 from apps.core.errors import PayloadTooLarge, ValidationFailed
 

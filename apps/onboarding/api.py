@@ -11,13 +11,13 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment, Organization
 from apps.apikeys import scopes as S
 from apps.apikeys.api import BudgetDoc, render_budget
 from apps.apikeys.authentication import request_key
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.models import ApiKey
 from apps.core.errors import RateLimited
 from apps.core.middleware import client_ip
