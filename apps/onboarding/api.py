@@ -186,8 +186,9 @@ class AccountPlan(APIView):
     is the one limit that applies, and is reported with what is left of it.
     """
 
-    required_scopes = None  # any valid key may read its account's plan
-    customer_key_scope = S.CUSTOMER_READ
+    # The month's cost and revenue are the company's books: billing.read (as the public
+    # scope table puts "Plan" under it), and never a customer key (ck_).
+    required_scopes = S.BILLING_READ
 
     @extend_schema(
         summary="The account's plan, per-feature limits and this month's usage",
