@@ -30,6 +30,7 @@ from django.http.response import HttpResponseBase
 from django.utils import timezone
 from rest_framework import views
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from apps.core.errors import Conflict, ValidationFailed
 
@@ -43,7 +44,7 @@ ABANDONED_AFTER = dt.timedelta(minutes=5)
 class _Replay(Exception):
     """Not an error: carries the stored answer out of ``initial()``."""
 
-    def __init__(self, response: HttpResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self.response = response
         super().__init__("replayed")
 
@@ -116,11 +117,11 @@ def idempotency_begin(request: HttpRequest, api_key: ApiKey, idem_key: str) -> i
         )
     if existing.status_code is None:
         raise _in_progress()
-    replay = HttpResponse(
-        bytes(existing.response_body or b""),
-        status=existing.status_code,
-        content_type=existing.content_type or "application/json",
-    )
+    # A DRF Response whose content is set is rendered already: the stored bytes go out as
+    # they are (DRF's handle_exception and finalize_response want a Response).
+    replay = Response(status=existing.status_code)
+    replay.content = bytes(existing.response_body or b"")
+    replay["Content-Type"] = existing.content_type or "application/json"
     replay["Idempotent-Replayed"] = "true"
     raise _Replay(replay)
 
@@ -163,7 +164,7 @@ class APIView(views.APIView):
             return  # a public view called without a key: nothing to scope a record to
         self._idempotency_record = idempotency_begin(request._request, api_key, idem_key)
 
-    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+    def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, _Replay):
             return exc.response
         return super().handle_exception(exc)

@@ -4,7 +4,9 @@ happens only after the key is authenticated, its scope checked and its rate coun
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from apps.apikeys.models import ApiKey, IdempotencyRecord
 from apps.subscriptions.models import Subscription
@@ -119,3 +121,26 @@ def test_no_header_no_record_and_an_unauthenticated_call_claims_nothing(tenant, 
     )
     assert response.status_code == 401
     assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        (
+            "/api/v1/client/events",
+            {"eventName": "x", "customerReferenceId": "c", "featureKey": "f"},
+        ),
+        (
+            "/api/events/ingest",
+            {"events": [{"eventName": "x", "customerReferenceId": "c", "featureKey": "f"}]},
+        ),
+    ],
+)
+def test_the_hot_paths_touch_no_record_without_the_header(tenant, url, body):
+    api = tenant.api()
+    with CaptureQueriesContext(connection) as plain:
+        assert api.post(url, body, format="json").status_code in (200, 201)
+    assert not [q for q in plain.captured_queries if "idempotencyrecord" in q["sql"]]
+    with CaptureQueriesContext(connection) as keyed:
+        api.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="hot-1")
+    assert [q for q in keyed.captured_queries if "idempotencyrecord" in q["sql"]]
