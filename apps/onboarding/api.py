@@ -186,9 +186,10 @@ class AccountPlan(APIView):
     is the one limit that applies, and is reported with what is left of it.
     """
 
-    # The month's cost and revenue are the company's books: billing.read (as the public
-    # scope table puts "Plan" under it), and never a customer key (ck_).
-    required_scopes = S.BILLING_READ
+    # The month's cost and revenue are the company's books: usage.read, as for the same
+    # totals in /api/analytics/overview (the public page's signup key, usage.read +
+    # events.write + proxy.chat, reads its plan), and never a customer key (ck_).
+    required_scopes = S.USAGE_READ
 
     @extend_schema(
         summary="The account's plan, per-feature limits and this month's usage",
