@@ -18,7 +18,7 @@ decision and rendering), and with what the API middleware would add:
 
 Everything else goes to Django, whose answer is then exactly the full stack's: no key
 or a bad one, a missing scope, bad input, another content type or ``Accept``, a
-reservation, an ``Idempotency-Key`` header (the idempotency middleware's business),
+reservation, an ``Idempotency-Key`` header (the API view's business),
 over the rate limit, an unexpected middleware list, a body without a length. The
 body read here is handed on. ``tests/entitlements/test_lean_check.py`` compares the
 answers with the full stack's (status, body, headers) case by case.
@@ -52,7 +52,6 @@ MIRRORED_API_MIDDLEWARE = (
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "apps.apikeys.idempotency.IdempotencyMiddleware",
 )
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # as RequestIdMiddleware
 

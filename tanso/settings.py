@@ -145,17 +145,16 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "apps.accounts.middleware.TenantMiddleware",
-    "apps.apikeys.idempotency.IdempotencyMiddleware",
 ]
 # Key-authenticated API calls (tanso/chains.py): no sessions, CSRF, messages, allauth,
-# CSP, htmx or static files; the same request ids, security headers, host checks and
-# idempotency as pages.
+# CSP, htmx or static files; the same request ids, security headers and host checks as
+# pages. Idempotency-Key is honoured by the API views (apps/apikeys/idempotency.py),
+# after the key is authenticated and its scope checked.
 API_MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "apps.apikeys.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "tanso.urls"

@@ -19,11 +19,11 @@ from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.models import Environment
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
+from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import page_limit
 from apps.core.api.renderers import DecimalJSONRenderer, dumps
 from apps.events.api import EventOutputDoc

@@ -49,7 +49,7 @@ class ApiKeySpendAdmin(admin.ModelAdmin):
 
 @admin.register(IdempotencyRecord)
 class IdempotencyRecordAdmin(admin.ModelAdmin):
-    list_display = ("key", "environment", "status_code", "created_at")
+    list_display = ("key", "api_key", "environment", "status_code", "created_at")
     search_fields = ("key",)
     exclude = ("response_body",)
-    list_select_related = ("environment__organization",)
+    list_select_related = ("api_key", "environment__organization")

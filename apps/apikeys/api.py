@@ -11,7 +11,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
@@ -22,6 +21,7 @@ from apps.customers.models import Customer
 
 from . import scopes as S
 from .authentication import request_key
+from .idempotency import APIView
 from .models import ApiKey, ApiKeySpend
 from .selectors import apikey_get, apikeys_for
 from .services import (

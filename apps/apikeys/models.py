@@ -127,6 +127,9 @@ class IdempotencyRecord(EnvironmentOwned):
     """The first answer to a mutating call made with an ``Idempotency-Key`` header."""
 
     id = models.BigAutoField(primary_key=True)
+    # The key that made the request: its answer is replayed to that key only (another
+    # key's identical request runs, and is authorized, on its own).
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     # Null while the first request is still being processed.
@@ -138,7 +141,7 @@ class IdempotencyRecord(EnvironmentOwned):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["environment", "key"], name="idempotency_env_key_unique"
+                fields=["environment", "api_key", "key"], name="idempotency_env_apikey_key_unique"
             )
         ]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]

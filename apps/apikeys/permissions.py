@@ -2,8 +2,15 @@
 
 * ``required_scopes = {"GET": "usage.read", "POST": "usage.write"}`` (or one
   string for every method); ``None`` means any valid key;
-* ``customer_key_scope = "read"`` lets customer keys (ck_) in with that scope;
-  the view then pins them to their own customer (``pinned_customer``).
+* ``customer_key_scope = {"GET": "read"}`` (or one string for every method) lets
+  customer keys (ck_) in with that scope for those methods; ``None`` or a method
+  it does not name refuses them (403 ``forbidden``). The view then pins them to
+  their own customer (``pinned_customer_reference``).
+
+A ck_ key belongs to an end customer: ``read`` reads that customer's own
+records, ``purchase`` buys for it; neither writes the company's books (events,
+catalog, billing). docs/api.md's scope table lists every route's rule, and
+``tests/apikeys/test_scope_table.py`` holds every route to it.
 """
 
 from __future__ import annotations
@@ -20,11 +27,20 @@ from .authentication import request_key_or_none
 from .models import ApiKey
 
 
-def required_scope_for(view: Any, method: str) -> str | None:
-    scopes = getattr(view, "required_scopes", None)
+def _scope_for(scopes: str | dict[str, str] | None, method: str) -> str | None:
     if isinstance(scopes, dict):
         return scopes.get(method) or scopes.get("*")
     return scopes
+
+
+def required_scope_for(view: Any, method: str) -> str | None:
+    """The scope an sk_/obs_ key needs for ``method`` (None: any valid key)."""
+    return _scope_for(getattr(view, "required_scopes", None), method)
+
+
+def customer_scope_for(view: Any, method: str) -> str | None:
+    """The scope a ck_ key needs for ``method`` (None: ck_ keys are refused)."""
+    return _scope_for(getattr(view, "customer_key_scope", None), method)
 
 
 class HasScope(BasePermission):
@@ -35,7 +51,7 @@ class HasScope(BasePermission):
         if key is None:
             raise NotAuthenticated("An API key is required (Authorization: Bearer <key>).")
         if key.kind == ApiKey.Kind.CUSTOMER:
-            needed = getattr(view, "customer_key_scope", None)
+            needed = customer_scope_for(view, request.method or "GET")
             if needed is None:
                 raise Forbidden("Customer keys cannot call this endpoint.")
             if needed not in key.scopes:

@@ -15,10 +15,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
 from apps.core.api.schema import decimal, many, page

@@ -28,10 +28,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import page_limit, paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page

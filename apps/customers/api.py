@@ -14,12 +14,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.renderers import dumps
@@ -246,10 +246,8 @@ class CustomerDetail(APIView):
         "PATCH": S.CUSTOMERS_WRITE,
     }
 
-    @property
-    def customer_key_scope(self) -> str | None:
-        """A ck_ key may read its own customer, and change nothing."""
-        return S.CUSTOMER_READ if self.request.method in {"GET", "HEAD"} else None
+    # A ck_ key may read its own customer, and change nothing.
+    customer_key_scope = {"GET": S.CUSTOMER_READ, "HEAD": S.CUSTOMER_READ}
 
     @extend_schema(
         summary="Get one customer by its reference", request=None, responses={200: _CUSTOMER}

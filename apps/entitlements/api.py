@@ -45,10 +45,10 @@ from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.models import ApiKey
 from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key

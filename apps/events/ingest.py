@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.core.errors import Forbidden, ValidationFailed
+from apps.core.errors import ValidationFailed
 
 from . import pipeline
 from .errors import DuplicateEvent
@@ -141,19 +141,15 @@ def event_record(
     environment: Environment,
     body: Any,
     idempotency_key: str | None = None,
-    pinned_customer_ref: str | None = None,
 ) -> Recorded:
     """Record one event (``POST /api/v1/client/events``); DuplicateEvent if its key is taken.
 
     ``idempotency_key`` (the ``X-Idempotency-Key`` header) overrides the body's.
-    ``pinned_customer_ref``: the customer a ck_ key is pinned to; the event must name it.
     """
     now = timezone.now()
     event, errors = parse_event(body, now=now, idempotency_key_override=idempotency_key)
     if event is None:
         raise ValidationFailed(fields=errors)
-    if pinned_customer_ref is not None and event.customer_ref != pinned_customer_ref:
-        raise Forbidden("This key is pinned to another customer.", code="customer_mismatch")
     key = event.idempotency_key or _new_key()
     pricing = _price(BatchPricer(environment.pk), event)
     steps = pipeline.steps_for(environment)

@@ -11,13 +11,13 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment, Organization
 from apps.apikeys import scopes as S
 from apps.apikeys.api import BudgetDoc, render_budget
 from apps.apikeys.authentication import request_key
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.models import ApiKey
 from apps.core.errors import RateLimited
 from apps.core.middleware import client_ip
@@ -205,8 +205,10 @@ class AccountPlan(APIView):
     is the one limit that applies, and is reported with what is left of it.
     """
 
-    required_scopes = None  # any valid key may read its account's plan
-    customer_key_scope = S.CUSTOMER_READ
+    # The month's cost and revenue are the company's books: usage.read, as for the same
+    # totals in /api/analytics/overview (the public page's signup key, usage.read +
+    # events.write + proxy.chat, reads its plan), and never a customer key (ck_).
+    required_scopes = S.USAGE_READ
 
     @extend_schema(
         summary="The account's plan, per-feature limits and this month's usage",

@@ -9,11 +9,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
+from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, decimal, page
 from apps.core.errors import ValidationFailed

@@ -12,10 +12,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import decode_cursor, page_limit, paginate_newest_first
 from apps.core.errors import NotFound, ValidationFailed
 from apps.customers.api import environment_of

@@ -12,10 +12,10 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.idempotency import APIView
 from apps.billing.selectors import invoice_get
 from apps.billing.services import billing_settings_get
 from apps.core.errors import ValidationFailed

@@ -14,10 +14,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, page
@@ -70,9 +70,7 @@ def _with_details(request: Request, subscription: Subscription) -> dict[str, Any
 class _ReadingView(APIView):
     """GETs are open to a ``ck_`` key with ``read``, pinned to its own customer."""
 
-    @property
-    def customer_key_scope(self) -> str | None:
-        return S.CUSTOMER_READ if self.request.method in {"GET", "HEAD"} else None
+    customer_key_scope = {"GET": S.CUSTOMER_READ, "HEAD": S.CUSTOMER_READ}
 
 
 def _subscription(request: Request, subscription_id: str) -> Subscription:

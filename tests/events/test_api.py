@@ -201,20 +201,25 @@ class TestSingleEvent:
         assert tenant.api(key).post(CLIENT_EVENTS, body, format="json").status_code == 201
         assert tenant.api(key).post(INGEST, {"events": [body]}, format="json").status_code == 200
 
-    def test_customer_key_meters_only_its_own_customer(self, tenant):
+    @pytest.mark.parametrize("scopes", [["read"], ["purchase"], ["read", "purchase"]])
+    def test_customer_keys_cannot_write_events(self, tenant, scopes):
+        """A ck_ key is held by an end customer: it must never write the company's books,
+        not even for its own customer, and whatever cost or revenue it names."""
         customer = make_customer(tenant.test, "cus_own")
-        key = make_key(tenant.test, "ck", customer=customer, scopes=["read"]).plaintext
-        own = {"eventName": "x", "customerReferenceId": "cus_own", "featureKey": "f"}
-        assert tenant.api(key).post(CLIENT_EVENTS, own, format="json").status_code == 201
-        other = {**own, "customerReferenceId": "cus_other"}
+        key = make_key(tenant.test, "ck", customer=customer, scopes=scopes).plaintext
+        own = {
+            "eventName": "x",
+            "customerReferenceId": "cus_own",
+            "featureKey": "f",
+            "costAmount": "999999999999",
+            "revenueAmount": "0",
+        }
+        assert_envelope(tenant.api(key).post(CLIENT_EVENTS, own, format="json"), 403, "forbidden")
         assert_envelope(
-            tenant.api(key).post(CLIENT_EVENTS, other, format="json"), 403, "customer_mismatch"
+            tenant.api(key).post(INGEST, {"events": [own]}, format="json"), 403, "forbidden"
         )
-        assert not Customer.objects.filter(reference_id="cus_other").exists()
-        # Batches are for tenant keys only.
-        response = tenant.api(key).post(INGEST, {"events": [own]}, format="json")
-        assert response.status_code == 403
-        assert event_count(tenant.test) == 1
+        assert event_count(tenant.test) == 0
+        assert not Feature.objects.filter(key="f").exists()
 
     def test_no_key_is_401(self, client):
         response = client.post(CLIENT_EVENTS, {}, content_type="application/json")

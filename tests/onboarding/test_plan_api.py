@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from tests.factories import make_customer, make_key
+
 pytestmark = pytest.mark.django_db
 
 
@@ -52,3 +54,22 @@ def test_needs_a_key(client):
     response = client.get("/api/plan")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_needs_usage_read_and_is_never_for_a_customer_key(tenant):
+    """The month's cost and revenue are the company's: a gateway-only key or an end
+    customer's key must not read them."""
+    # The public page's signup key (usage.read, events.write, proxy.chat) reads its plan.
+    signup_like = make_key(tenant.test, "obs", scopes=["usage.read", "events.write", "proxy.chat"])
+    assert tenant.api(signup_like.plaintext).get("/api/plan").status_code == 200
+
+    gateway_only = make_key(tenant.test, "obs", scopes=["proxy.chat"]).plaintext
+    response = tenant.api(gateway_only).get("/api/plan")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "scope_denied"
+
+    customer = make_customer(tenant.test, "cus_1")
+    ck = make_key(tenant.test, "ck", customer=customer, scopes=["read", "purchase"]).plaintext
+    response = tenant.api(ck).get("/api/plan")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
