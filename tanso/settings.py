@@ -249,6 +249,8 @@ ACCOUNT_RATE_LIMITS = {
     # "key" is the account and the client address together (accounts/adapters.py): a
     # stranger's failures do not lock the owner out; 30 per address over all accounts.
     "login_failed": env_str("LOGIN_RATE_LIMIT", "30/5m/ip,5/5m/key"),
+    # Sign-in attempts of any outcome per client address (allauth's default).
+    "login": env_str("LOGIN_ATTEMPT_RATE_LIMIT", "30/m/ip"),
     "signup": "20/h/ip",
     "reset_password": "5/h/ip,3/h/key",
     "confirm_email": "1/3m/key",

@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 from django.urls import reverse
 
+from apps.core.errors import is_outage
 from apps.core.middleware import client_ip
 
 from .models import Membership
@@ -46,6 +47,16 @@ class AccountAdapter(DefaultAccountAdapter):
         return (
             f"{super()._get_login_attempts_cache_key(request, **credentials)}:{client_ip(request)}"
         )
+
+    def authenticate(self, request: HttpRequest, **credentials: Any) -> Any:
+        try:
+            return super().authenticate(request, **credentials)
+        except Exception as exc:
+            if is_outage(exc):
+                # PostgreSQL failed, not the password: the attempt that pre_authenticate
+                # counted is given back, so an outage never locks anyone out.
+                self._rollback_login_failed_rl_usage()
+            raise
 
     def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
         try:

@@ -325,7 +325,11 @@ def child_env(postgres: Postgres, redis: Redis) -> dict[str, str]:
             "DATABASE_URL": postgres.url,
             "REDIS_URL": redis.url,
             "WEB_CONCURRENCY": "2",
+            # The load signs in and up from one address far faster than a person: the
+            # limits are not what these tests measure.
             "SIGNUP_RATE_LIMIT_PER_HOUR": "100000",
+            "LOGIN_RATE_LIMIT": "100000/5m/ip,100000/5m/key",
+            "LOGIN_ATTEMPT_RATE_LIMIT": "100000/m/ip",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

@@ -24,7 +24,9 @@ import pytest
 
 from .conftest import RECOVERY, Outcome
 
-pytestmark = [pytest.mark.faults, pytest.mark.xdist_group("faults")]
+# ``django_db``: the stack clones the session's test database, which pytest-django
+# creates only for sessions whose tests ask for it (a run of this module alone too).
+pytestmark = [pytest.mark.faults, pytest.mark.xdist_group("faults"), pytest.mark.django_db]
 
 SCENARIOS = [
     pytest.param("postgres", "kill", id="postgres-kill"),
@@ -161,15 +163,22 @@ def test_recovers_within_seconds_of_the_restart(outcome: Get, target: str, fault
 @pytest.mark.parametrize(("target", "fault"), SCENARIOS)
 def test_login_survives(outcome: Get, target: str, fault: str) -> None:
     """The dashboard login: a 302 into the dashboard; with PostgreSQL down, 503 at worst
-    (never a 500); Redis is not needed to sign in."""
+    (never a 500). Redis only counts sign-in attempts: around a Redis fault allauth may
+    find its counter's lock held (a lock command a frozen Redis runs once it thaws keeps
+    it for up to 10 s) and refuse safely with 429, never a 500; once PostgreSQL is back,
+    every sign-in goes through, and once Redis is back sign-ins go through again."""
     result = outcome(target, fault)
     logins = result.answers("login")
     assert logins
-    allowed = {302, 503} if target == "postgres" else {302}
+    allowed = {302, 503} if target == "postgres" else {302, 429}
     wrong = [a for a in logins if a.status not in allowed]
     assert not wrong, _summary(wrong)
     settled = result.recovered("login")
-    assert all(a.status == 302 for a in settled), _summary(settled)
+    assert settled
+    if target == "postgres":
+        assert all(a.status == 302 for a in settled), _summary(settled)
+    else:
+        assert settled[-1].status == 302, _summary(settled)
 
 
 @pytest.mark.parametrize(("target", "fault"), SCENARIOS)
