@@ -13,6 +13,7 @@ so a batch of subscriptions costs one query whatever their periods.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,9 @@ from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from django.db import connection
+
+from apps.credits.coverage import Coverage, uncovered_units
+from apps.events import flags
 
 # (key, customer_id, start, end): the usage of one customer over [start, end).
 Range = tuple[Any, Any, dt.datetime, dt.datetime]
@@ -234,25 +238,22 @@ def usage_by_day(environment_id: Any, ranges: Sequence[Range], feature_ids: Iter
     return out
 
 
-# Units credits did not cover. A hard-limit pool's: the credits step stamps the event with
-# the credits it took (``credit_deducted``) and those the pool refused (``credit_shortfall``);
-# the units uncovered are in the same proportion (rounded to 12 places, as stored units).
-# An event stamped ``credit_error`` (no credit model for the rule's denomination) had
-# nothing deducted: all of its units.
-_UNCOVERED = """
-SELECT w.idx, e.feature_id,
-       SUM(CASE WHEN e.flags ? 'credit_error' THEN e.usage_units
-                ELSE ROUND(e.usage_units * (e.flags->>'credit_shortfall')::numeric
-                 / NULLIF((e.flags->>'credit_shortfall')::numeric
-                          + COALESCE((e.flags->>'credit_deducted')::numeric, 0), 0), 12) END)
+# Units credits did not cover: the events stamped with a hard-limit pool's shortfall or a
+# credit error, grouped by what ``apps.credits.coverage.uncovered_units`` needs (their units
+# and credit flags; equal events collapse into one row with their count).
+_CREDIT_FLAGS = flags.sql_subset(
+    (flags.CREDIT_ERROR, flags.CREDIT_DEDUCTED, flags.CREDIT_SHORTFALL), "e"
+)
+_UNCOVERED = f"""
+SELECT w.idx, e.feature_id, e.usage_units, {_CREDIT_FLAGS}::text AS flags, count(*)
 FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
      AS w(idx, customer_id, lo, hi)
 JOIN events_event e
   ON e.environment_id = %s AND e.customer_id = w.customer_id
  AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
- AND (e.flags ? 'credit_shortfall' OR e.flags ? 'credit_error')
-GROUP BY 1, 2
-"""
+ AND ({flags.sql_has(flags.CREDIT_SHORTFALL, "e")} OR {flags.sql_has(flags.CREDIT_ERROR, "e")})
+GROUP BY 1, 2, 3, 4
+"""  # noqa: S608 - the flag expressions are ours
 
 
 def uncovered_by_credits(
@@ -274,9 +275,14 @@ def uncovered_by_credits(
         for index, (_k, customer_id, start, end) in enumerate(ranges)
         if end > start
     ]
-    with localcontext(_SUMS):
-        for index, feature_id, units in _run(_UNCOVERED, rows, [environment_id, features]):
-            if units:
+    for index, feature_id, units, stamped, count in _run(
+        _UNCOVERED, rows, [environment_id, features]
+    ):
+        coverage = Coverage.from_flags(flags.EventFlags.from_json(json.loads(stamped)))
+        uncovered = uncovered_units(units, coverage)
+        with localcontext(_SUMS):
+            uncovered *= count
+            if uncovered:
                 bucket = out[ranges[index][0]]
-                bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
+                bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + uncovered
     return out

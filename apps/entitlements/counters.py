@@ -52,6 +52,7 @@ import redis
 from django.db import connection
 
 from apps.core.redis import env_key, get_redis
+from apps.events import flags
 
 logger = logging.getLogger(__name__)
 
@@ -418,9 +419,9 @@ _RAW = (
     " AND customer_id = %s AND feature_id = %s AND occurred_at >= %s AND occurred_at < %s"
 )
 _OVERAGE = (
-    "SELECT %s, sum((flags->>'overage_units')::numeric) FROM events_event"
+    f"SELECT %s, sum({flags.sql_decimal(flags.OVERAGE_UNITS)}) FROM events_event"  # noqa: S608
     " WHERE environment_id = %s AND customer_id = %s AND feature_id = %s"
-    " AND occurred_at >= %s AND occurred_at < %s AND flags ? 'overage_units'"
+    f" AND occurred_at >= %s AND occurred_at < %s AND {flags.sql_has(flags.OVERAGE_UNITS)}"
 )
 _HOLDS = (
     "SELECT %s, count(*)::numeric FROM entitlements_reservation WHERE environment_id = %s"

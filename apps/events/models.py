@@ -135,7 +135,8 @@ class Event(models.Model):
         blank=True,
         related_name="+",
     )
-    # System stamps, e.g. {"usage_limit_exceeded": true, "recostRunId": 3}.
+    # System stamps, e.g. {"usage_limit_exceeded": true, "recostRunId": 3}: their keys and
+    # types, readers and writers are in flags.py.
     flags = models.JSONField(default=dict, blank=True)
 
     objects = EnvironmentQuerySet.as_manager()

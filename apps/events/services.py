@@ -28,6 +28,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import flags
 from .models import NO_API_KEY, CostSource, RecostRun, UnpricedReason
 from .partitions import ensure_partitions
 from .prices import InvalidUsage, price_event
@@ -46,16 +47,16 @@ SELECT id, occurred_at, environment_id, customer_id, feature_id, model, provider
  FOR UPDATE SKIP LOCKED
 """
 
-_UPDATE_EVENTS = """
+_UPDATE_EVENTS = f"""
 UPDATE events_event AS e
    SET cost_usd = u.cost_usd, cost_source = u.cost_source,
        unpriced_reason = u.unpriced_reason, price_version_id = u.price_version_id,
-       flags = e.flags || jsonb_build_object('recostRunId', %(run)s::bigint)
+       flags = e.flags || jsonb_build_object('{flags.RECOST_RUN_ID}', %(run)s::bigint)
   FROM unnest(%(ids)s::bigint[], %(at)s::timestamptz[], %(cost)s::numeric[], %(source)s::text[],
               %(reason)s::text[], %(version)s::bigint[])
        AS u(id, occurred_at, cost_usd, cost_source, unpriced_reason, price_version_id)
  WHERE e.id = u.id AND e.occurred_at = u.occurred_at
-"""
+"""  # noqa: S608 - the flag key is ours
 
 # Same lock order as ingestion (store.py): the rollup tables in one order (hourly,
 # daily customer, daily feature-model; each upsert waits for the previous one),
