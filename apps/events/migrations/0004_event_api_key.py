@@ -24,7 +24,7 @@ MEASURES = (
     " cache_write_tokens, reasoning_tokens, cost_usd, revenue_usd, unpriced_count,"
     " revenue_count, duration_ms_sum, duration_count"
 )
-SUMS = ", ".join(f"sum({name.strip()})" for name in MEASURES.split(","))
+SUMS = ", ".join(f"sum({name.strip()}) AS {name.strip()}" for name in MEASURES.split(","))
 
 # Reverse: one row per old key again (the keys' rows summed), then the old primary key.
 COLLAPSE_SQL = f"""
