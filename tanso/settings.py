@@ -129,6 +129,16 @@ INSTALLED_APPS = [
     "apps.stripe_import",
 ]
 
+# The ingestion pipeline's steps beyond the ledger's own (apps/events/pipeline.py), in the
+# order they run; each is idle (and free) in environments it has no work in.
+INGESTION_STEPS = [
+    # Plan revenue, usage caps, reservations, credits, usage counters.
+    "apps.entitlements.ingestion.EntitlementsStep",
+    # Stripe-driven environments: the units credits did not cover, to the meter outbox
+    # (reads the entitlements step's credit charges).
+    "apps.stripe_meters.ingestion.MeterEventsStep",
+]
+
 MIDDLEWARE = [
     # /api/ calls leave here for API_MIDDLEWARE (below); pages go on down this list.
     "tanso.chains.ApiChainMiddleware",

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, localcontext
 from typing import Any
 
+from apps.credits.coverage import Coverage, uncovered_units
 from apps.events import selectors as ledger_selectors
 from apps.events import usage as ledger
 from apps.events.usage import Grain, Measure
@@ -121,13 +122,16 @@ def uncovered_by_credits(
     (features without any are absent).
 
     Read from the events themselves (the rollups do not say which units credits paid;
-    :func:`apps.events.selectors.uncovered_units`); the caller skips customers whose soft
+    :func:`apps.events.selectors.credit_flagged_events`, counted by
+    :func:`apps.credits.coverage.uncovered_units`); the caller skips customers whose soft
     pools cover every denomination."""
     out: Totals = {key: {} for key, *_ in ranges}
-    found = ledger_selectors.uncovered_units(environment_id, _windows(ranges), feature_ids)
-    with localcontext(prec=EXACT_DIGITS):
-        for index, per_feature in found.items():
-            bucket = out[ranges[index][0]]
-            for feature_id, units in per_feature.items():
-                bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
+    for row in ledger_selectors.credit_flagged_events(
+        environment_id, _windows(ranges), feature_ids
+    ):
+        with localcontext(prec=EXACT_DIGITS):
+            uncovered = uncovered_units(row.units, Coverage.from_flags(row.flags)) * row.count
+        if uncovered:
+            bucket = out[ranges[row.window_key][0]]
+            bucket[row.feature_id] = bucket.get(row.feature_id, Decimal(0)) + uncovered
     return out

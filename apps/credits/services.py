@@ -29,6 +29,7 @@ from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, NotFound, TansoError, ValidationFailed
 from apps.core.money import decimal_str
 from apps.core.months import add_months
+from apps.events.flags import EventFlags
 
 from . import errors
 from . import weights as weight_cache
@@ -496,13 +497,9 @@ class DeductionResult:
             body["creditShortfall"] = self.shortfall
         return body
 
-    def event_flags(self) -> dict[str, Any]:
-        """What to stamp on the stored event (JSON-safe strings)."""
-        flags: dict[str, Any] = {"credit_deducted": decimal_str(self.deducted)}
-        if self.insufficient:
-            flags["insufficient_credits"] = True
-            flags["credit_shortfall"] = decimal_str(self.shortfall)
-        return flags
+    def stamp(self, flags: EventFlags) -> None:
+        """Stamp the deduction on the stored event's flags."""
+        flags.credits_charged(deducted=self.deducted, shortfall=self.shortfall)
 
 
 def _resolve_usage_pool(
@@ -568,7 +565,7 @@ def credits_deduct_for_usage(
     weight beats the feature's; none means 1 per unit), rounded to 6 places.
     Grants are spent by priority, then earliest expiry, then oldest. A hard-limit
     pool never goes below zero: what it cannot cover is the ``shortfall`` (the
-    event is still stored by the caller; flag it with ``event_flags()``). A
+    event is still stored by the caller; flag it with ``stamp()``). A
     soft-limit pool goes negative. Idempotent by ``event_ref`` (a replay changes
     nothing and returns ``replayed=True``). ``default_credits_per_unit`` (the plan
     rule's ``creditsPerUnit``) replaces the 1-per-unit default when no weight is

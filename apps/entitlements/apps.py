@@ -9,11 +9,7 @@ class EntitlementsConfig(AppConfig):
     verbose_name = "Entitlements"
 
     def ready(self) -> None:
-        # Ingestion calls us through its step registry; the ledger never imports this app.
-        from apps.events import pipeline
-
+        # Ingestion runs our step from settings.INGESTION_STEPS; the ledger never imports us.
         from . import signals
-        from .ingestion import EntitlementsStep
 
-        pipeline.register(EntitlementsStep())
         signals.connect()

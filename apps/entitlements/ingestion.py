@@ -1,5 +1,6 @@
 """The entitlements step of ingestion: plan revenue, usage caps, credits, reservations and
-usage counters, registered into ``apps.events.pipeline`` (the ledger never imports us).
+usage counters: a step of ``apps.events.pipeline``, listed in ``settings.INGESTION_STEPS``
+(the ledger never imports us).
 
 For each request of a Platform environment (one that has had a subscription;
 other environments skip the step for the price of a dictionary lookup):
@@ -31,7 +32,9 @@ after the events are stored, still in the transaction:
      ``apps.credits.services.credits_deduct_for_usage`` (a batch: with
      ``credits_deduct_for_usage_many``, pools locked in id order, one statement per table);
      a hard-limit pool never goes below zero: the shortfall is stamped on the
-     event and returned (``insufficientCredits``, ``creditShortfall``);
+     event and returned (``insufficientCredits``, ``creditShortfall``); each charged
+     event gets a typed ``apps.credits.coverage.CreditCharge`` result, which later
+     steps read (the Stripe meter step: the units credits did not cover);
   6. the reservations are settled;
 
 after the commit, before the answer:
@@ -50,7 +53,8 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.core.errors import TansoError
-from apps.core.money import decimal_str, quantize_event_amount
+from apps.core.money import quantize_event_amount
+from apps.credits.coverage import CreditCharge
 from apps.events.models import RevenueSource
 from apps.events.pipeline import Batch, Item
 from apps.plans.pricing import POSITIONAL, cap_split, marginal_charge
@@ -85,6 +89,40 @@ def windows_for(applied: Applied) -> tuple[Window, Window, Window | None]:
     if applied.rule.rule.model in POSITIONAL:
         overage = Window(applied.period_start, applied.period_end, "o")
     return period, cap, overage
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UsageLimitPassed:
+    """An event that went beyond its rule's usage cap (stored all the same)."""
+
+    limit: Decimal | None
+    overage_units: Decimal
+    overage_billed: bool  # the rule prices overage (else a hard cap: not billed)
+
+    def answer_fields(self) -> dict[str, Any]:
+        return {
+            "usageLimitExceeded": True,
+            "usageLimit": self.limit,
+            "overageUnits": self.overage_units,
+            "overageBilled": self.overage_billed,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReservationSettlement:
+    """What became of the reservation an event named: settled, or why not."""
+
+    reservation_id: uuid.UUID
+    problem: str | None = None  # unknown, other_customer_or_feature, settled, expired...
+
+    def answer_fields(self) -> dict[str, Any]:
+        if self.problem is None:
+            return {"reservationId": str(self.reservation_id), "reservationStatus": "settled"}
+        return {
+            "reservationId": str(self.reservation_id),
+            "reservationStatus": "not_held",
+            "reservationProblem": self.problem,
+        }
 
 
 @dataclasses.dataclass(slots=True)
@@ -124,6 +162,7 @@ def _existing_keys(environment_id: uuid.UUID, keys: list[str]) -> set[str]:
 
 class EntitlementsStep:
     name = NAME
+    runs_after: tuple[str, ...] = ()
 
     def wants(self, environment: Environment) -> bool:
         return state.is_platform(environment)
@@ -231,26 +270,20 @@ class EntitlementsStep:
         _within, beyond = cap_split(rule, window_used, units)
         job.overage = beyond
         if beyond > 0:
-            item.flags.update(
-                {
-                    "usage_limit_exceeded": True,
-                    "usage_limit_max": decimal_str(rule.max_usage or ZERO),
-                    "usage_limit_used_before": decimal_str(window_used),
-                    "overage_units": decimal_str(beyond),
-                }
+            item.flags.usage_limit_passed(
+                limit=rule.max_usage or ZERO, used_before=window_used, beyond=beyond
             )
-            item.answer.update(
-                {
-                    "usageLimitExceeded": True,
-                    "usageLimit": rule.max_usage,
-                    "overageUnits": beyond,
-                    "overageBilled": rule.overage_unit_price is not None,
-                }
+            item.add(
+                UsageLimitPassed(
+                    limit=rule.max_usage,
+                    overage_units=beyond,
+                    overage_billed=rule.overage_unit_price is not None,
+                )
             )
         if item.revenue_usd is not None:
             return  # revenueAmount sent: it wins
         if applied.rule.currency != LEDGER_CURRENCY:
-            item.flags["plan_revenue_skipped"] = f"plan currency {applied.rule.currency}"
+            item.flags.plan_revenue_skipped = f"plan currency {applied.rule.currency}"
             return
         if cap == period:
             revenue = marginal_charge(rule, period_used, units)
@@ -310,15 +343,12 @@ class EntitlementsStep:
                 problem = "settled" if reservation.status == "settled" else reservation.status
             elif reservation.expires_at <= now:
                 problem = "expired"
-            item.answer["reservationId"] = str(reservation_id)
+            item.add(ReservationSettlement(reservation_id, problem))
             if problem is not None:
-                item.answer["reservationStatus"] = "not_held"
-                item.answer["reservationProblem"] = problem
-                item.flags["reservation_not_settled"] = f"{reservation_id}: {problem}"
+                item.flags.reservation_not_settled = f"{reservation_id}: {problem}"
                 continue
             used.add(reservation_id)
             item.reservation_id = reservation_id
-            item.answer["reservationStatus"] = "settled"
             work.items[id(item)].reservation = reservation
 
     # -- after the store ------------------------------------------------------------------
@@ -439,13 +469,12 @@ def _usage_charge(item: Item, applied: Applied | None, event_ref: str) -> Any:
 
 
 def _record_charge(item: Item, applied: Applied, result: DeductionResult | TansoError) -> None:
+    denomination = applied.rule.credit_denomination
     if isinstance(result, TansoError):
         # No credit model for the denomination, ...: the event stands, uncharged.
-        item.flags["credit_error"] = result.code
-        item.answer["creditError"] = {"code": result.code, "message": result.message}
+        item.flags.credit_error = result.code
+        item.add(CreditCharge(denomination, error=result))
         return
-    fields: dict[str, Any] = result.response_fields()
-    fields["creditDenomination"] = applied.rule.credit_denomination
-    item.answer.update(fields)
+    item.add(CreditCharge(denomination, deduction=result))
     if result.insufficient:
-        item.flags.update(result.event_flags())
+        result.stamp(item.flags)

@@ -172,9 +172,11 @@ class ClientEventCreate(APIView):
     )
     def post(self, request: Request) -> Response:
         header_key = request.headers.get("X-Idempotency-Key")
+        key = request_key(request)
         recorded = event_record(
-            environment=request_key(request).environment,
+            environment=key.environment,
             body=request.data,
+            api_key_id=key.pk,
             idempotency_key=header_key if header_key else None,
         )
         return Response(render_recorded(recorded), status=status.HTTP_201_CREATED)
@@ -217,7 +219,8 @@ class EventsIngest(APIView):
             raise ValidationFailed(fields={"events": ["At least one event is required."]})
         if len(items) > MAX_BATCH:
             raise PayloadTooLarge(f"A batch may hold at most {MAX_BATCH} events.")
-        result = events_ingest(environment=request_key(request).environment, items=items)
+        key = request_key(request)
+        result = events_ingest(environment=key.environment, items=items, api_key_id=key.pk)
         body = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,

@@ -140,11 +140,15 @@ def event_record(
     *,
     environment: Environment,
     body: Any,
+    api_key_id: uuid.UUID | None,
     idempotency_key: str | None = None,
 ) -> Recorded:
     """Record one event (``POST /api/v1/client/events``); DuplicateEvent if its key is taken.
 
-    ``idempotency_key`` (the ``X-Idempotency-Key`` header) overrides the body's.
+    ``api_key_id``: the API key that wrote it (the request's key, the gateway's caller);
+    None when the product itself writes it (no key). Stored on the event and its hourly
+    rollup row. ``idempotency_key`` (the ``X-Idempotency-Key`` header) overrides the
+    body's.
     """
     now = timezone.now()
     event, errors = parse_event(body, now=now, idempotency_key_override=idempotency_key)
@@ -170,7 +174,9 @@ def event_record(
                 batch = pipeline.Batch(environment, [item], now)
                 pipeline.run_before_store(steps, batch)
             row = _row(event, key, str(customer_id), str(feature_id), pricing, item=item)
-            stored = store_events(environment_id=environment.pk, rows=[row], received_at=now)
+            stored = store_events(
+                environment_id=environment.pk, rows=[row], received_at=now, api_key_id=api_key_id
+            )
             if key not in stored:
                 # Roll back the auto-created customer/feature too: nothing half-written.
                 raise _Duplicate
@@ -191,11 +197,14 @@ def event_record(
     return Recorded(id=stored[key], event=event, key=key, pricing=pricing)
 
 
-def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
+def events_ingest(
+    *, environment: Environment, items: list[Any], api_key_id: uuid.UUID | None
+) -> BatchResult:
     """Record a batch (``POST /api/events/ingest``): each item accepted, duplicate or rejected.
 
     A rejected item does not stop the others. An item whose key repeats an
     earlier item of the same batch is a duplicate of it (stored once).
+    ``api_key_id``: the API key that wrote the batch, as in :func:`event_record`.
     """
     if not 1 <= len(items) <= MAX_BATCH:
         raise ValueError("batch size out of range")  # the view checks first
@@ -264,7 +273,9 @@ def events_ingest(*, environment: Environment, items: list[Any]) -> BatchResult:
                 )
                 if index not in in_batch_duplicates
             ]
-            stored = store_events(environment_id=environment.pk, rows=rows, received_at=now)
+            stored = store_events(
+                environment_id=environment.pk, rows=rows, received_at=now, api_key_id=api_key_id
+            )
             if batch is not None:
                 for item in batch.items:
                     if not item.duplicate_in_batch:

@@ -8,7 +8,7 @@ Storage layout (PostgreSQL only; see migrations/0001 for the DDL):
   is unique on its own, which is what the Django model declares.
 * ``events_eventkey`` holds ``(environment_id, idempotency_key)`` as its primary
   key: the duplicate check stays exact across partitions.
-* ``events_hourlyrollup`` (hour x customer x feature x model) and the daily
+* ``events_hourlyrollup`` (hour x customer x feature x model x API key) and the daily
   ``events_dailycustomerrollup`` (day x customer) and
   ``events_dailyfeaturemodelrollup`` (day x feature x model) are kept in step
   with the events in the same statement, so analytics never scan raw events
@@ -22,6 +22,8 @@ ids it has just resolved in the same transaction.
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -31,6 +33,12 @@ from apps.core.tenancy import EnvironmentQuerySet, unconstrained_environment
 
 # Sums in rollups and audits can outgrow one event's 24 digits.
 SUM_MAX_DIGITS = 38
+
+# The hourly rollup's ``api_key_id`` for events no API key wrote (``events_event.api_key_id``
+# NULL: rows stored before the column existed, events written by the product itself). A
+# primary-key column cannot be NULL, so the rollup names them with the nil UUID, which no
+# key has (keys get random v4 ids).
+NO_API_KEY = uuid.UUID(int=0)
 
 
 class CostSource(models.TextChoices):
@@ -113,7 +121,22 @@ class Event(models.Model):
     trace_id = models.CharField(max_length=255, blank=True, default="")
     meta = models.JSONField(default=dict, blank=True)
     reservation_id = models.UUIDField(null=True, blank=True)
-    # System stamps, e.g. {"usage_limit_exceeded": true, "recostRunId": 3}.
+    # The key that wrote the event (per-key budgets, alerts, the gateway). NULL when no key
+    # did: events stored before the column existed, or written by the product itself. No
+    # database foreign key, as for customer and feature: the check would cost a lookup and
+    # a row lock on the key per event on the hot path, and a key's deletion must never
+    # touch the facts it wrote. No index either: per-key reads use the hourly rollup.
+    api_key = models.ForeignKey(
+        "apikeys.ApiKey",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # System stamps, e.g. {"usage_limit_exceeded": true, "recostRunId": 3}: their keys and
+    # types, readers and writers are in flags.py.
     flags = models.JSONField(default=dict, blank=True)
 
     objects = EnvironmentQuerySet.as_manager()
@@ -223,7 +246,7 @@ class RollupMeasures(models.Model):
 
 
 class HourlyRollup(RollupMeasures):
-    """Sums of the events of one hour per (customer, feature, model, provider).
+    """Sums of the events of one hour per (customer, feature, model, provider, API key).
 
     Updated in the transaction that stores the events (and by re-costing, by the
     delta), so it always equals a fresh GROUP BY over ``events_event``.
@@ -231,8 +254,16 @@ class HourlyRollup(RollupMeasures):
     how many are missing from it).
     """
 
+    # The key id comes last: every read by the leading columns keeps its index range, and
+    # a grain of one key more multiplies the rows only by the keys in use in that hour.
     pk = models.CompositePrimaryKey(
-        "environment_id", "bucket_start", "customer_id", "feature_id", "model", "provider"
+        "environment_id",
+        "bucket_start",
+        "customer_id",
+        "feature_id",
+        "model",
+        "provider",
+        "api_key_id",
     )
     environment = _env_fk()
     bucket_start = models.DateTimeField()  # UTC, on the hour
@@ -240,6 +271,9 @@ class HourlyRollup(RollupMeasures):
     feature = _feature_fk()
     model = models.CharField(max_length=255, blank=True, default="")
     provider = models.CharField(max_length=64, blank=True, default="")
+    # The writing key's id; NO_API_KEY for events no key wrote (not a relation: the
+    # sentinel names no key).
+    api_key_id = models.UUIDField(default=NO_API_KEY, db_default=NO_API_KEY)
 
     objects = EnvironmentQuerySet.as_manager()
 

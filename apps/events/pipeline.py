@@ -1,22 +1,31 @@
-"""Steps that other apps add to ingestion, so the ledger never imports them.
+"""The ingestion pipeline's steps beyond the ledger's own, in the order settings declare.
 
 The ingestion pipeline (``ingest.py``) knows every step it runs itself
-(validate, resolve, price, store). Platform apps (entitlements: plan revenue,
-usage caps, credits, reservations, usage counters) sit *above* the ledger in
-the dependency layers (STYLE.md), so they register an :class:`IngestStep` from
-their ``AppConfig.ready`` and the pipeline calls every registered step at three
-points of each request:
+(validate, resolve, price, store). Platform steps (entitlements: plan revenue,
+usage caps, credits, reservations, usage counters; Stripe-driven billing: the
+meter outbox) sit *above* the ledger in the dependency layers (STYLE.md), so the
+ledger never imports them: ``settings.INGESTION_STEPS`` lists their classes by
+dotted path, in the order they run, in one place (like ``MIDDLEWARE``). A step
+that reads another's results names it in ``runs_after``; a list that puts it
+first is refused when the steps are loaded (``ImproperlyConfigured``).
+
+The pipeline calls every step that wants the environment at three points of
+each request:
 
 1. ``before_store(batch)``: inside the request's transaction, after customers
    and features are resolved, before the events are written. A step may set an
-   item's revenue (``revenue_usd`` / ``revenue_source``), its ``flags`` (stamped
-   on the stored event) and ``reservation_id``, and add fields to its answer
-   (``answer``). It may take locks (they are held until commit).
+   item's revenue (``revenue_usd`` / ``revenue_source``), its ``flags`` (typed,
+   ``flags.EventFlags``; stamped on the stored event) and ``reservation_id``, and
+   add its typed results (``item.add``). It may take locks (held until commit).
 2. ``after_store(batch)``: still inside the transaction; ``item.event_id`` is set
    for the events that were stored (None for duplicates). Writes made here
    (e.g. credit deductions) commit or roll back with the events.
 3. ``after_commit(batch)``: after the transaction committed, before the answer
    is returned (e.g. counters in Redis: the next request sees them).
+
+Steps talk to each other and to the answer only through typed results: each is a
+dataclass with ``answer_fields()`` (the camelCase fields it adds to the event's
+answer); a later step reads an earlier one's with ``item.result(ResultType)``.
 
 Cost when nothing applies: :func:`steps_for` asks each step ``wants(environment)``
 first; a step answers from a per-process cache, so an environment that uses
@@ -32,16 +41,32 @@ import json
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import connection, transaction
+from django.utils.module_loading import import_string
 
+from .flags import EventFlags
 from .models import RevenueSource
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
 
     from .validation import EventInput
+
+
+class StepResult(Protocol):
+    """What a step found or did for one event (a dataclass of the step's own)."""
+
+    def answer_fields(self) -> dict[str, Any]:
+        """The camelCase fields this result adds to the event's answer."""
+        ...
+
+
+R = TypeVar("R", bound=StepResult)
 
 
 @dataclasses.dataclass(slots=True)
@@ -56,10 +81,29 @@ class Item:
     revenue_usd: Decimal | None
     revenue_source: str
     duplicate_in_batch: bool = False  # repeats an earlier item's key: never stored
-    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+    flags: EventFlags = dataclasses.field(default_factory=EventFlags)
     reservation_id: uuid.UUID | None = None
-    answer: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The steps' typed results, in the order they were added (step order).
+    results: list[StepResult] = dataclasses.field(default_factory=list)
     event_id: int | None = None  # set after the store; None for a duplicate
+
+    def add(self, result: StepResult) -> None:
+        self.results.append(result)
+
+    def result(self, kind: type[R]) -> R | None:
+        """The result of type ``kind`` a step added for this event (None: none did)."""
+        for result in self.results:
+            if isinstance(result, kind):
+                return result
+        return None
+
+    @property
+    def answer(self) -> dict[str, Any]:
+        """The fields the steps' results add to the event's answer, in step order."""
+        answer: dict[str, Any] = {}
+        for result in self.results:
+            answer.update(result.answer_fields())
+        return answer
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,6 +121,8 @@ class Batch:
 
 class IngestStep(Protocol):
     name: str
+    # Names of the steps whose results this one reads: they must come earlier.
+    runs_after: tuple[str, ...]
 
     def wants(self, environment: Environment) -> bool: ...
 
@@ -87,20 +133,49 @@ class IngestStep(Protocol):
     def after_commit(self, batch: Batch) -> None: ...
 
 
-_steps: list[IngestStep] = []
+_loaded: list[IngestStep] | None = None
 
 
-def register(step: IngestStep) -> None:
-    """Add a step (idempotent by name: re-registering replaces it)."""
-    _steps[:] = [s for s in _steps if s.name != step.name]
-    _steps.append(step)
+def load_steps(paths: Sequence[str]) -> list[IngestStep]:
+    """Instantiate the step classes at ``paths`` (dotted), checking their order."""
+    steps: list[IngestStep] = [import_string(path)() for path in paths]
+    seen: set[str] = set()
+    for step in steps:
+        if step.name in seen:
+            raise ImproperlyConfigured(f"INGESTION_STEPS names the step {step.name!r} twice.")
+        missing = [name for name in step.runs_after if name not in seen]
+        if missing:
+            raise ImproperlyConfigured(
+                f"INGESTION_STEPS: {step.name!r} reads the results of {missing}, which must"
+                " come before it."
+            )
+        seen.add(step.name)
+    return steps
+
+
+def steps() -> list[IngestStep]:
+    """``settings.INGESTION_STEPS``, loaded once per process (again if the setting changes)."""
+    global _loaded  # noqa: PLW0603 - a per-process cache of the configured steps
+    if _loaded is None:
+        _loaded = load_steps(settings.INGESTION_STEPS)
+    return _loaded
+
+
+def _forget_steps(*, setting: str, **_kwargs: Any) -> None:
+    global _loaded  # noqa: PLW0603
+    if setting == "INGESTION_STEPS":
+        _loaded = None
+
+
+setting_changed.connect(_forget_steps)
 
 
 def steps_for(environment: Environment) -> list[IngestStep]:
-    """The registered steps that have work in this environment (usually none)."""
-    if not _steps:
+    """The configured steps that have work in this environment (usually none)."""
+    configured = steps()
+    if not configured:
         return []
-    return [step for step in _steps if step.wants(environment)]
+    return [step for step in configured if step.wants(environment)]
 
 
 def new_item(
@@ -160,7 +235,7 @@ def write_annotations(batch: Batch) -> int:
         [
             item.event_id,
             item.event.occurred_at.isoformat(),
-            json.dumps(item.flags, separators=(",", ":")),
+            json.dumps(item.flags.to_json(), separators=(",", ":")),
             str(item.reservation_id) if item.reservation_id else None,
         ]
         for item in batch.items

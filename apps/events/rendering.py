@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from . import flags
 from .ingest import Recorded
 from .models import Event
 
@@ -82,6 +83,6 @@ def render_event(event: Event, *, customer_reference_id: str, feature_key: str) 
         "durationMs": event.duration_ms,
         "traceId": event.trace_id or None,
         "meta": event.meta,
-        "flags": event.flags,
+        "flags": flags.public(event.flags),
         "reservationId": str(event.reservation_id) if event.reservation_id else None,
     }

@@ -11,10 +11,11 @@ takes the environment (or its id) first.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.contrib.postgres.fields import ArrayField
@@ -43,8 +44,8 @@ from apps.core.tenancy import get_scoped_or_404, scoped
 from apps.customers.models import Customer
 from apps.features.models import Feature
 
+from . import flags
 from .models import CostSource, Event
-from .usage.types import EXACT_DIGITS
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
@@ -408,64 +409,77 @@ def latest_customer_by_meta(
 
 # --- Flags stamped at ingestion ---------------------------------------------------------------
 
-# Units credits did not cover. A hard-limit pool's: the credits step stamps the event with
-# the credits it took (``credit_deducted``) and those the pool refused (``credit_shortfall``);
-# the units uncovered are in the same proportion (rounded to 12 places, as stored units).
-# An event stamped ``credit_error`` (no credit model for the rule's denomination) had
-# nothing deducted: all of its units.
-_UNCOVERED = """
-SELECT w.idx, e.feature_id,
-       SUM(CASE WHEN e.flags ? 'credit_error' THEN e.usage_units
-                ELSE ROUND(e.usage_units * (e.flags->>'credit_shortfall')::numeric
-                 / NULLIF((e.flags->>'credit_shortfall')::numeric
-                          + COALESCE((e.flags->>'credit_deducted')::numeric, 0), 0), 12) END)
+# Events whose credits fell short: stamped with a hard-limit pool's shortfall or with a
+# credit error (no credit model for the rule's denomination). Grouped by what the one rule
+# of uncovered units (``apps.credits.coverage.uncovered_units``) needs: the event's units
+# and its credit flags (equal events collapse into one row with their count).
+_CREDIT_FLAGS = flags.sql_subset(
+    (flags.CREDIT_ERROR, flags.CREDIT_DEDUCTED, flags.CREDIT_SHORTFALL), "e"
+)
+_CREDIT_FLAGGED = f"""
+SELECT w.idx, e.feature_id, e.usage_units, {_CREDIT_FLAGS}::text AS flags, count(*)
 FROM unnest(%s::int[], %s::uuid[], %s::timestamptz[], %s::timestamptz[])
      AS w(idx, customer_id, lo, hi)
 JOIN events_event e
   ON e.environment_id = %s AND e.customer_id = w.customer_id
  AND e.occurred_at >= w.lo AND e.occurred_at < w.hi AND e.feature_id = ANY(%s)
- AND (e.flags ? 'credit_shortfall' OR e.flags ? 'credit_error')
-GROUP BY 1, 2
-"""
+ AND ({flags.sql_has(flags.CREDIT_SHORTFALL, "e")} OR {flags.sql_has(flags.CREDIT_ERROR, "e")})
+GROUP BY 1, 2, 3, 4
+"""  # noqa: S608 - the flag expressions are ours
 
 
-def uncovered_units(
+@dataclass(frozen=True, slots=True)
+class CreditFlagged:
+    """``count`` events of one window and feature with these units and credit flags."""
+
+    window_key: Any
+    feature_id: uuid.UUID
+    units: Decimal
+    flags: flags.EventFlags
+    count: int
+
+
+def credit_flagged_events(
     environment_id: Any, windows: Sequence[CustomerWindow], feature_ids: Iterable[Any]
-) -> dict[Any, dict[uuid.UUID, Decimal]]:
-    """Units of ``feature_ids`` that credits did not cover, per feature for each customer
-    window (``{window.key: {feature_id: units}}``; windows and features without any are
-    absent). Read from the events' flags (the rollups do not say which units credits
-    paid): only the windows' customers' events of these features, through the events'
-    (environment, customer, time) index. One statement per chunk of windows."""
+) -> list[CreditFlagged]:
+    """The events of ``feature_ids`` in each customer window whose credits fell short, read
+    from their flags (the rollups do not say which units credits paid): only the windows'
+    customers' events of these features, through the events' (environment, customer,
+    time) index. One statement per chunk of windows."""
     features = list({uuid.UUID(str(f)) for f in feature_ids})
-    out: dict[Any, dict[uuid.UUID, Decimal]] = {}
     rows = [
         (index, window.customer_id, window.start, window.end)
         for index, window in enumerate(windows)
         if window.end > window.start
     ]
+    out: list[CreditFlagged] = []
     if not features or not rows:
         return out
     for offset in range(0, len(rows), _CHUNK):
         chunk = rows[offset : offset + _CHUNK]
         columns = [list(column) for column in zip(*chunk, strict=True)]
         with connection.cursor() as cursor:
-            cursor.execute(_UNCOVERED, [*columns, environment_id, features])
+            cursor.execute(_CREDIT_FLAGGED, [*columns, environment_id, features])
             found = cursor.fetchall()
-        with localcontext(prec=EXACT_DIGITS):
-            for index, feature_id, units in found:
-                if units:
-                    bucket = out.setdefault(windows[index].key, {})
-                    bucket[feature_id] = bucket.get(feature_id, Decimal(0)) + units
+        out.extend(
+            CreditFlagged(
+                windows[index].key,
+                feature_id,
+                units,
+                flags.EventFlags.from_json(json.loads(stamped)),
+                count,
+            )
+            for index, feature_id, units, stamped, count in found
+        )
     return out
 
 
 _CHUNK = 2000
 
 _OVERAGE = (
-    "SELECT %s, sum((flags->>'overage_units')::numeric) FROM events_event"
+    f"SELECT %s, sum({flags.sql_decimal(flags.OVERAGE_UNITS)}) FROM events_event"  # noqa: S608
     " WHERE environment_id = %s AND customer_id = %s AND feature_id = %s"
-    " AND occurred_at >= %s AND occurred_at < %s AND flags ? 'overage_units'"
+    f" AND occurred_at >= %s AND occurred_at < %s AND {flags.sql_has(flags.OVERAGE_UNITS)}"
 )
 
 

@@ -28,7 +28,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import CostSource, RecostRun, UnpricedReason
+from . import flags
+from .models import NO_API_KEY, CostSource, RecostRun, UnpricedReason
 from .partitions import ensure_partitions
 from .prices import InvalidUsage, price_event
 from .store import DAILY_CUSTOMER_KEY, DAILY_FEATURE_KEY, HOURLY_KEY, MEASURES
@@ -36,7 +37,7 @@ from .store import DAILY_CUSTOMER_KEY, DAILY_FEATURE_KEY, HOURLY_KEY, MEASURES
 DEFAULT_BATCH = 1000
 
 _SELECT = """
-SELECT id, occurred_at, environment_id, customer_id, feature_id, model, provider,
+SELECT id, occurred_at, environment_id, customer_id, feature_id, model, provider, api_key_id,
        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
        cost_usd, cost_source, unpriced_reason, price_version_id
   FROM events_event
@@ -46,16 +47,16 @@ SELECT id, occurred_at, environment_id, customer_id, feature_id, model, provider
  FOR UPDATE SKIP LOCKED
 """
 
-_UPDATE_EVENTS = """
+_UPDATE_EVENTS = f"""
 UPDATE events_event AS e
    SET cost_usd = u.cost_usd, cost_source = u.cost_source,
        unpriced_reason = u.unpriced_reason, price_version_id = u.price_version_id,
-       flags = e.flags || jsonb_build_object('recostRunId', %(run)s::bigint)
+       flags = e.flags || jsonb_build_object('{flags.RECOST_RUN_ID}', %(run)s::bigint)
   FROM unnest(%(ids)s::bigint[], %(at)s::timestamptz[], %(cost)s::numeric[], %(source)s::text[],
               %(reason)s::text[], %(version)s::bigint[])
        AS u(id, occurred_at, cost_usd, cost_source, unpriced_reason, price_version_id)
  WHERE e.id = u.id AND e.occurred_at = u.occurred_at
-"""
+"""  # noqa: S608 - the flag key is ours
 
 # Same lock order as ingestion (store.py): the rollup tables in one order (hourly,
 # daily customer, daily feature-model; each upsert waits for the previous one),
@@ -77,15 +78,15 @@ _UPSERT_ROLLUP_DELTAS = f"""
 WITH d AS MATERIALIZED (
     SELECT * FROM unnest(%(env)s::uuid[], %(bucket)s::timestamptz[], %(customer)s::uuid[],
                          %(feature)s::uuid[], %(model)s::text[], %(provider)s::text[],
-                         %(cost)s::numeric[], %(unpriced)s::bigint[])
-        AS d(environment_id, bucket_start, customer_id, feature_id, model, provider, cost_usd,
-             unpriced_count)
+                         %(api_key)s::uuid[], %(cost)s::numeric[], %(unpriced)s::bigint[])
+        AS d(environment_id, bucket_start, customer_id, feature_id, model, provider, api_key_id,
+             cost_usd, unpriced_count)
 ),
 hourly_up AS (
     INSERT INTO events_hourlyrollup ({HOURLY_KEY}, cost_usd, unpriced_count, {_OTHER_MEASURES})
     SELECT d.*, {_ZERO_MEASURES}
       FROM d
-     ORDER BY 1, 2, 3, 4, 5, 6
+     ORDER BY 1, 2, 3, 4, 5, 6, 7
     ON CONFLICT ({HOURLY_KEY}) DO UPDATE SET {_move("events_hourlyrollup")}
     RETURNING 1
 ),
@@ -168,6 +169,7 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
             feature_id,
             model,
             provider,
+            api_key_id,
             input_tokens,
             output_tokens,
             cache_read,
@@ -219,7 +221,15 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
             cost_delta = (pricing.cost_usd or Decimal(0)) - (old_cost or Decimal(0))
             unpriced_delta = int(pricing.cost_usd is None) - int(old_cost is None)
             cost_change += cost_delta
-            key = (env_id, _hour(occurred_at), customer_id, feature_id, model, provider)
+            key = (
+                env_id,
+                _hour(occurred_at),
+                customer_id,
+                feature_id,
+                model,
+                provider,
+                api_key_id or NO_API_KEY,
+            )
             delta = deltas.setdefault(key, [Decimal(0), 0])
             delta[0] += cost_delta
             delta[1] += unpriced_delta
@@ -235,6 +245,7 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
                     "feature": [k[3] for k in keys],
                     "model": [k[4] for k in keys],
                     "provider": [k[5] for k in keys],
+                    "api_key": [k[6] for k in keys],
                     "cost": [deltas[k][0] for k in keys],
                     "unpriced": [deltas[k][1] for k in keys],
                 },

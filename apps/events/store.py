@@ -10,8 +10,9 @@ data-modifying CTEs:
 2. ``INSERT INTO events_event`` of the rows whose key was new, with the ids
    drawn for them in step 1.
 3. The new events pre-aggregated once per (hour, customer, feature, model,
-   provider), then three upserts ``ON CONFLICT DO UPDATE SET x = x +
-   EXCLUDED.x``: ``events_hourlyrollup`` from that aggregate, and the daily
+   provider; the API key is the statement's, one for all its rows), then three
+   upserts ``ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x``:
+   ``events_hourlyrollup`` from that aggregate, and the daily
    ``events_dailycustomerrollup`` and ``events_dailyfeaturemodelrollup`` from it
    again (re-grouped by day), so every rollup moves in the same transaction as
    the events it sums. Each rollup row is written once per batch.
@@ -43,6 +44,8 @@ import uuid
 from typing import Any
 
 from apps.core.db import prepared_cursor
+
+from .models import NO_API_KEY
 
 # A row is a list in this order; JSON-ready values: str for text, ISO 8601 for
 # the timestamp, str for uuids, decimal strings for amounts (never floats),
@@ -90,7 +93,7 @@ MEASURES = (
 )
 
 # Primary keys, in the order their rows are locked (ingestion and re-costing alike).
-HOURLY_KEY = "environment_id, bucket_start, customer_id, feature_id, model, provider"
+HOURLY_KEY = "environment_id, bucket_start, customer_id, feature_id, model, provider, api_key_id"
 DAILY_CUSTOMER_KEY = "environment_id, bucket_start, customer_id"
 DAILY_FEATURE_KEY = "environment_id, bucket_start, feature_id, model, provider"
 
@@ -126,8 +129,9 @@ new_keys AS (
 ),
 new_events AS (
     INSERT INTO events_event
-        (id, environment_id, received_at, flags, {", ".join(_NAMES)})
-    SELECT id, %(env)s::uuid, %(received)s::timestamptz, '{{}}'::jsonb, {", ".join(_NAMES)}
+        (id, environment_id, received_at, flags, api_key_id, {", ".join(_NAMES)})
+    SELECT id, %(env)s::uuid, %(received)s::timestamptz, '{{}}'::jsonb, %(key)s::uuid,
+           {", ".join(_NAMES)}
       FROM input
      WHERE id IN (SELECT event_id FROM new_keys)
     RETURNING occurred_at, customer_id, feature_id, model, provider, usage_units,
@@ -155,7 +159,7 @@ hourly AS MATERIALIZED (
 hourly_up AS (
     INSERT INTO events_hourlyrollup ({HOURLY_KEY}, {", ".join(MEASURES)})
     SELECT %(env)s::uuid, bucket_start, customer_id, feature_id, model, provider,
-           {", ".join(MEASURES)}
+           coalesce(%(key)s::uuid, '{NO_API_KEY}'::uuid), {", ".join(MEASURES)}
       FROM hourly
      ORDER BY bucket_start, customer_id, feature_id, model, provider
     ON CONFLICT ({HOURLY_KEY}) DO UPDATE SET {_add("events_hourlyrollup", MEASURES)}
@@ -196,7 +200,7 @@ SELECT idempotency_key, event_id FROM new_keys
 # %-placeholder parsing costs ~150 us per call on a statement this long, which
 # is past the size psycopg caches the parsing for).
 STORE_SQL = STORE_SQL.replace("%(env)s", "$1").replace("%(received)s", "$2")
-STORE_SQL = STORE_SQL.replace("%(rows)s", "$3")
+STORE_SQL = STORE_SQL.replace("%(rows)s", "$3").replace("%(key)s", "$4")
 
 
 def encode_rows(rows: list[list[Any]]) -> str:
@@ -205,17 +209,23 @@ def encode_rows(rows: list[list[Any]]) -> str:
 
 
 def store_events(
-    *, environment_id: uuid.UUID, rows: list[list[Any]], received_at: dt.datetime
+    *,
+    environment_id: uuid.UUID,
+    rows: list[list[Any]],
+    received_at: dt.datetime,
+    api_key_id: uuid.UUID | None,
 ) -> dict[str, int]:
     """Store the rows whose key is new: ``{idempotency_key: event id}`` of those stored.
 
     ``rows`` are lists in ``COLUMNS`` order with distinct idempotency keys. Run
     inside a transaction (the caller's), after resolving customers and
-    features in it.
+    features in it. ``api_key_id``: the key that wrote every one of the rows (None:
+    no key did; the hourly rollup then counts them under ``NO_API_KEY``). It is one
+    parameter, not a column of each row: a request has one key.
     """
     if not rows:
         return {}
-    params = (environment_id, received_at, encode_rows(rows))
+    params = (environment_id, received_at, encode_rows(rows), api_key_id)
     with prepared_cursor() as cur:
         cur.execute(STORE_SQL, params)
         return dict(cur.fetchall())

@@ -9,11 +9,7 @@ class StripeMetersConfig(AppConfig):
     verbose_name = "Stripe-driven billing"
 
     def ready(self) -> None:
-        # After apps.entitlements in INSTALLED_APPS: its step (credits) runs before ours.
-        from apps.events import pipeline
-
+        # Ingestion runs our step from settings.INGESTION_STEPS (after the entitlements one).
         from . import mirror, signals  # noqa: F401 - mirror registers its webhook handlers
-        from .ingestion import MeterEventsStep
 
-        pipeline.register(MeterEventsStep())
         signals.connect()

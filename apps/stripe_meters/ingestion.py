@@ -1,12 +1,14 @@
 """The ingestion step of Stripe-driven environments: one outbox row per event, in the event's
-transaction (registered into ``apps.events.pipeline``; the ledger never imports us).
+transaction (a step of ``apps.events.pipeline``, listed in ``settings.INGESTION_STEPS``
+after the entitlements step; the ledger never imports us).
 
 * ``wants``: the environment's Stripe mode, from a per-process cache re-read every
   ``MODE_RECHECK`` seconds (and dropped in this process when its billing settings
   are saved): an environment in another mode costs a dictionary lookup.
 * ``after_store`` (inside the request's transaction, after the entitlements step,
-  which registered first and charged the credits): for each stored event, the units
-  its credits did not cover (:func:`uncovered_units`); the events with some are
+  which runs first and charged the credits): for each stored event, the units its
+  credits did not cover (:func:`uncovered_units`, from the entitlements step's typed
+  ``CreditCharge``); the events with some are
   written to :class:`~apps.stripe_meters.models.MeterEvent` in one
   ``INSERT ... SELECT FROM jsonb_to_recordset ... ON CONFLICT DO NOTHING``, whatever
   the batch size. They commit or roll back with the events.
@@ -21,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -31,6 +33,8 @@ from django.utils import timezone
 from apps.billing.models import BillingSettings, StripeMode
 from apps.core.money import decimal_str
 from apps.core.redis import get_redis
+from apps.credits import coverage
+from apps.credits.coverage import CreditCharge
 from apps.events.pipeline import Batch, Item
 
 if TYPE_CHECKING:
@@ -39,8 +43,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NAME = "stripe_meters"
-ZERO = Decimal(0)
-UNITS_QUANTUM = Decimal(1).scaleb(-12)
 MODE_RECHECK = 5.0  # seconds a process trusts its cached Stripe mode of an environment
 KICK_WINDOW = 1.0  # seconds: at most one sender task per environment per window
 
@@ -68,35 +70,14 @@ def forget_mode(environment_id: uuid.UUID) -> None:
 
 
 def uncovered_units(item: Item) -> Decimal:
-    """The units of a stored event that its credits did not pay for.
-
-    Read from what the credits step put in the event's answer: without a credit
-    charge (no credit-backed rule, no pool, a credit error) every unit is uncovered.
-    Otherwise the event cost ``creditsDeducted + creditShortfall`` credits, and the
-    uncovered ones are the shortfall of a hard-limit pool plus, on a soft-limit pool,
-    the part that took the balance below zero; the units uncovered are in the same
-    proportion (12 places). A usage that costs no credits (weight 0) is covered.
-    """
-    units = item.event.usage_units
-    if units <= 0:
-        return ZERO
-    answer = item.answer
-    if "creditsDeducted" not in answer or "creditError" in answer:
-        return units
-    balance = answer.get("remainingBalance")
-    if balance is None:
-        return units  # no pool: nothing paid with credits
-    deducted = Decimal(answer["creditsDeducted"])
-    shortfall = Decimal(answer.get("creditShortfall") or 0)
-    credits = deducted + shortfall
-    if credits <= 0:
-        return ZERO
-    uncovered = shortfall + min(deducted, max(ZERO, -Decimal(balance)))
-    if uncovered <= 0:
-        return ZERO
-    if uncovered >= credits:
-        return units
-    return (units * uncovered / credits).quantize(UNITS_QUANTUM, rounding=ROUND_HALF_UP)
+    """The units of a stored event that its credits did not pay for
+    (``apps.credits.coverage``): every unit when no credit charge was made (no
+    credit-backed rule, no pool, a credit error). A soft pool's debt counts as uncovered
+    here, unlike in billing (see ``apps.credits.coverage``)."""
+    charge = item.result(CreditCharge)
+    return coverage.uncovered_units(
+        item.event.usage_units, charge.coverage() if charge is not None else None
+    )
 
 
 _OUTBOX_SQL = """
@@ -153,6 +134,7 @@ def kick(environment_id: uuid.UUID) -> None:
 
 class MeterEventsStep:
     name = NAME
+    runs_after: tuple[str, ...] = ("entitlements",)  # reads its CreditCharge results
 
     def wants(self, environment: Environment) -> bool:
         return is_stripe_driven(environment.pk)

@@ -123,7 +123,7 @@ def usage(
         for at, units in events
     ]
     _small_catalog()
-    result = events_ingest(environment=environment, items=items)
+    result = events_ingest(environment=environment, items=items, api_key_id=None)
     assert result.accepted == len(items), result.errors
 
 

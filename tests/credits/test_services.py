@@ -36,6 +36,7 @@ from apps.credits.services import (
     credits_settle_pool,
     plan_allocation_set,
 )
+from apps.events.flags import EventFlags
 from tests.credits.conftest import (
     SYSTEM,
     assert_ledger_consistent,
@@ -187,7 +188,9 @@ class TestLimits:
         assert result.insufficient and result.hard_limit
         assert result.response_fields()["insufficientCredits"] is True
         assert result.response_fields()["creditShortfall"] == D(3)
-        assert result.event_flags() == {
+        flags = EventFlags()
+        result.stamp(flags)
+        assert flags.to_json() == {
             "credit_deducted": "5",
             "insufficient_credits": True,
             "credit_shortfall": "3",

@@ -1,4 +1,4 @@
-"""The entitlements step in the ingestion pipeline: registered from the app, idle (and
+"""The entitlements step in the ingestion pipeline: declared in settings, idle (and
 free) in Observe-only environments, counters built only once an environment has been on
 Platform for a while, and the ledger's rollups untouched by it."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -15,6 +16,7 @@ from apps.entitlements import state
 from apps.entitlements.ingestion import EntitlementsStep
 from apps.events import pipeline
 from apps.events.models import Event
+from apps.stripe_meters.ingestion import MeterEventsStep
 from tests.events.conftest import rollup_mismatches
 
 from .conftest import batch_event, rule
@@ -22,14 +24,14 @@ from .conftest import batch_event, rule
 pytestmark = pytest.mark.django_db
 
 
-def test_the_step_is_registered_and_the_ledger_does_not_import_us():
-    assert any(isinstance(step, EntitlementsStep) for step in pipeline._steps)
+def test_the_steps_run_in_the_settings_order_and_the_ledger_does_not_import_us():
+    assert [type(step) for step in pipeline.steps()] == [EntitlementsStep, MeterEventsStep]
     import apps.events.ingest as ingest_module
     import apps.events.pipeline as pipeline_module
 
     for module in (ingest_module, pipeline_module):
         source = open(module.__file__).read()  # noqa: SIM115
-        assert "entitlements" not in source.replace("entitlements:", "")
+        assert "apps.entitlements" not in source and "stripe_meters" not in source
         assert "apps.credits" not in source and "apps.subscriptions" not in source
 
 
@@ -94,3 +96,13 @@ def test_plan_changes_reach_a_warm_cache(platform):
     assert state.read_token(platform.env.pk) != token
     assert platform.event(units=1).json()["revenueAmount"] == "3"
     assert platform.check()["planKey"] == "pro"
+
+
+def test_a_step_listed_before_the_one_it_reads_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="must come before it"):
+        pipeline.load_steps(
+            [
+                "apps.stripe_meters.ingestion.MeterEventsStep",
+                "apps.entitlements.ingestion.EntitlementsStep",
+            ]
+        )

@@ -298,7 +298,7 @@ class TestConcurrency:
                     "reservationId": str(reservation.pk),
                 }
                 go.wait(timeout=30)
-                recorded = event_record(environment=platform.env, body=body)
+                recorded = event_record(environment=platform.env, body=body, api_key_id=None)
                 return "settle", recorded.item.answer["reservationStatus"]
 
             results = dict(_run_each([release, settle]))

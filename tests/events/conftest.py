@@ -120,8 +120,8 @@ _STORED_MEASURES = """
 _ROLLUPS = {
     "events_hourlyrollup": (
         "environment_id, date_trunc('hour', occurred_at, 'UTC'), customer_id, feature_id,"
-        " model, provider",
-        "environment_id, bucket_start, customer_id, feature_id, model, provider",
+        " model, provider, coalesce(api_key_id, '00000000-0000-0000-0000-000000000000')",
+        "environment_id, bucket_start, customer_id, feature_id, model, provider, api_key_id",
         "",
     ),
     "events_dailycustomerrollup": (
