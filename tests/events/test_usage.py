@@ -15,10 +15,11 @@ import pytest
 from django.utils import timezone
 
 from apps.events import usage
-from apps.events.models import Event
+from apps.events.models import NO_API_KEY, Event
 from apps.events.usage import Grain, Measure, Measures, UsageFilter, UsageKey
 from apps.events.usage.sql import Source, split
 from tests.events.conftest import rollup_mismatches
+from tests.factories import make_key
 
 pytestmark = pytest.mark.django_db
 
@@ -34,6 +35,8 @@ GRAINS: list[tuple[Grain, ...]] = [
     (Grain.HOUR,),
     (Grain.FEATURE, Grain.MODEL, Grain.DAY),
     (Grain.CUSTOMER, Grain.DAY),
+    (Grain.API_KEY,),
+    (Grain.API_KEY, Grain.FEATURE, Grain.HOUR),
 ]
 
 
@@ -74,8 +77,10 @@ def ledger(tenant, outsider, catalog):
     environment and in another organization at the same times (which must never count)."""
     rng = random.Random(7)
     now = timezone.now()
-    for batch in range(2):
-        _ingest(tenant.api(), rng, now, f"t{batch}", 180)
+    # Two writing keys: the secret key and an SDK key, so the API-key grain has groups.
+    sdk_key = make_key(tenant.test, "obs", scopes=["events.write"]).plaintext
+    for batch, key in enumerate((tenant.sk_test, sdk_key)):
+        _ingest(tenant.api(key), rng, now, f"t{batch}", 180)
     _ingest(tenant.api(tenant.sk_live), rng, now, "live", 80)
     _ingest(outsider.api(), rng, now, "other", 80)
     assert rollup_mismatches() == []
@@ -96,6 +101,8 @@ def _key(event: Event, grains: tuple[Grain, ...]) -> UsageKey:
             values["day"] = at.replace(hour=0, minute=0, second=0, microsecond=0)
         elif grain is Grain.HOUR:
             values["hour"] = at.replace(minute=0, second=0, microsecond=0)
+        elif grain is Grain.API_KEY:
+            values["api_key_id"] = event.api_key_id or NO_API_KEY
     return UsageKey(**values)
 
 
@@ -134,6 +141,8 @@ def brute_force(
         if filters.feature_ids is not None and event.feature_id not in filters.feature_ids:
             continue
         if filters.models is not None and event.model not in filters.models:
+            continue
+        if filters.api_key_ids is not None and event.api_key_id not in filters.api_key_ids:
             continue
         key = _key(event, grains)
         out[key] = out.get(key, Measures()) + _measures_of(event)
@@ -174,17 +183,11 @@ def test_sums_equal_the_raw_events_at_every_grain_and_window(tenant, ledger):
             assert got == [usage.UsageRow(UsageKey(), want.get(UsageKey(), Measures()))]
         else:
             assert _as_dict(got) == want, (start, end, grains)
+            # Ordered by the grains in the order they were asked for.
             assert [row.key for row in got] == sorted(
-                (row.key for row in got), key=lambda k: tuple(str(v) for v in vars_of(k))
+                (row.key for row in got),
+                key=lambda k: tuple(str(getattr(k, f)) for g in grains for f in g.key_fields),
             )
-
-
-def vars_of(key: UsageKey) -> tuple[Any, ...]:
-    return tuple(
-        getattr(key, name)
-        for name in ("customer_id", "feature_id", "model", "provider", "day", "hour")
-        if getattr(key, name) is not None
-    )
 
 
 def test_filters_are_exact_too(tenant, ledger):
@@ -195,6 +198,7 @@ def test_filters_are_exact_too(tenant, ledger):
         UsageFilter(feature_ids={events[2].feature_id}),
         UsageFilter(customer_ids={events[0].customer_id}, models={"gpt-4o", ""}),
         UsageFilter(customer_ids=set()),
+        UsageFilter(api_key_ids={events[0].api_key_id}),
     ]
     for (start, end), grains, where in itertools.product(
         windows(ledger)[:8], [(), (Grain.FEATURE, Grain.DAY), (Grain.CUSTOMER,)], filters

@@ -22,6 +22,9 @@ from typing import Any
 
 from .types import Grain, Measure, UsageFilter
 
+# apps.events.models.NO_API_KEY (the nil UUID): the key of events that no API key wrote.
+NO_API_KEY = "00000000-0000-0000-0000-000000000000"
+
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 
@@ -65,6 +68,8 @@ def daily_source(group_by: Sequence[Grain], filters: UsageFilter) -> Source | No
         filtered.add(Grain.FEATURE)
     if filters.models is not None or filters.providers is not None:
         filtered.add(Grain.MODEL)
+    if filters.api_key_ids is not None:
+        filtered.add(Grain.API_KEY)
     for source in (Source.DAILY_FEATURE_MODEL, Source.DAILY_CUSTOMER):
         if grains | filtered <= _DAILY_GRAINS[source]:
             return source
@@ -140,6 +145,12 @@ def key_columns(grain: Grain, source: Source, alias: str = "") -> list[str]:
         if source is Source.EVENTS:
             return [f"date_trunc('hour', {p}occurred_at, 'UTC')"]
         raise ValueError("a daily rollup has no hours")
+    if grain is Grain.API_KEY:
+        if source is Source.EVENTS:  # NULL on events no key wrote; the rollup's nil UUID
+            return [f"COALESCE({p}api_key_id, '{NO_API_KEY}'::uuid)"]
+        if source is Source.HOURLY:
+            return [f"{p}api_key_id"]
+        raise ValueError("a daily rollup has no API-key grain")
     if source is Source.DAILY_CUSTOMER and grain is not Grain.CUSTOMER:
         raise ValueError(f"the daily customer rollup has no {grain} grain")
     if source is Source.DAILY_FEATURE_MODEL and grain is Grain.CUSTOMER:
@@ -188,20 +199,26 @@ def filter_sql(filters: UsageFilter, source: Source, alias: str = "") -> tuple[s
     p = f"{alias}." if alias else ""
     parts: list[str] = []
     params: list[Any] = []
+    api_key = (
+        f"COALESCE({p}api_key_id, '{NO_API_KEY}'::uuid)"
+        if source is Source.EVENTS
+        else f"{p}api_key_id"
+    )
     for column, values, cast in (
-        ("customer_id", filters.customer_ids, "uuid"),
-        ("feature_id", filters.feature_ids, "uuid"),
-        ("model", filters.models, "text"),
-        ("provider", filters.providers, "text"),
+        (f"{p}customer_id", filters.customer_ids, "uuid"),
+        (f"{p}feature_id", filters.feature_ids, "uuid"),
+        (f"{p}model", filters.models, "text"),
+        (f"{p}provider", filters.providers, "text"),
+        (api_key, filters.api_key_ids, "uuid"),
     ):
         if values is None:
             continue
         listed = list(values)
         if len(listed) == 1:  # the plain equality the indexes' plans are written for
-            parts.append(f" AND {p}{column} = %s::{cast}")
+            parts.append(f" AND {column} = %s::{cast}")
             params.append(listed[0])
         else:
-            parts.append(f" AND {p}{column} = ANY(%s::{cast}[])")
+            parts.append(f" AND {column} = ANY(%s::{cast}[])")
             params.append(listed)
     return "".join(parts), params
 

@@ -19,9 +19,8 @@ EXACT_DIGITS = 80
 class Grain(enum.StrEnum):
     """One dimension a read groups by; combine them: ``group_by=(Grain.CUSTOMER, Grain.DAY)``.
 
-    Each grain fills the :class:`UsageKey` fields named in :attr:`key_fields`. Room is
-    left for more dimensions (an API-key grain once events carry the key): a grain is
-    one member here plus its column expressions in ``sql.py``.
+    Each grain fills the :class:`UsageKey` fields named in :attr:`key_fields`. A new
+    dimension is one member here plus its column expressions in ``sql.py``.
     """
 
     CUSTOMER = "customer"
@@ -29,6 +28,9 @@ class Grain(enum.StrEnum):
     MODEL = "model"  # (model, provider); "" model: events that named no model
     DAY = "day"  # UTC day (midnight, aware)
     HOUR = "hour"  # UTC hour (aware)
+    # The API key that wrote the events; ``models.NO_API_KEY`` (the nil UUID) for events
+    # no key wrote. Served by the hourly rollup and the events (no daily rollup has it).
+    API_KEY = "api_key"
 
     @property
     def key_fields(self) -> tuple[str, ...]:
@@ -41,6 +43,7 @@ _KEY_FIELDS: dict[Grain, tuple[str, ...]] = {
     Grain.MODEL: ("model", "provider"),
     Grain.DAY: ("day",),
     Grain.HOUR: ("hour",),
+    Grain.API_KEY: ("api_key_id",),
 }
 
 
@@ -56,13 +59,20 @@ class UsageFilter:
     feature_ids: Collection[uuid.UUID] | None = None
     models: Collection[str] | None = None
     providers: Collection[str] | None = None
+    api_key_ids: Collection[uuid.UUID] | None = None  # NO_API_KEY: events no key wrote
 
     @property
     def empty(self) -> bool:
         """True when a dimension is restricted to no value at all (nothing can match)."""
         return any(
             values is not None and len(values) == 0
-            for values in (self.customer_ids, self.feature_ids, self.models, self.providers)
+            for values in (
+                self.customer_ids,
+                self.feature_ids,
+                self.models,
+                self.providers,
+                self.api_key_ids,
+            )
         )
 
 
@@ -79,6 +89,7 @@ class UsageKey:
     provider: str | None = None
     day: dt.datetime | None = None
     hour: dt.datetime | None = None
+    api_key_id: uuid.UUID | None = None
 
 
 class Measure(enum.StrEnum):
