@@ -484,6 +484,12 @@ TANSO_ENCRYPTION_KEY = env_str("TANSO_ENCRYPTION_KEY", "")
 STRIPE_WEBHOOK_BASE_URL = env_str("STRIPE_WEBHOOK_BASE_URL", SITE_URL).rstrip("/")
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Webhook deliveries (apps/stripe_sync/views.py; bodies over 1 MiB: REQUEST_BODY_LIMITS):
+# per endpoint per second (429 beyond; Stripe retries), and unverified ones per client IP
+# in a window, after which that IP is refused (429) until the window ends.
+STRIPE_WEBHOOK_RATE_LIMIT_PER_SECOND = env_int("STRIPE_WEBHOOK_RATE_LIMIT_PER_SECOND", 100)
+STRIPE_WEBHOOK_INVALID_LIMIT = env_int("STRIPE_WEBHOOK_INVALID_LIMIT", 20)
+STRIPE_WEBHOOK_INVALID_WINDOW_SECONDS = env_int("STRIPE_WEBHOOK_INVALID_WINDOW_SECONDS", 600)
 # Verified events reach apps.stripe_sync.webhooks through dj-stripe's webhook_pre_process
 # signal (recorded once, dispatched once); dj-stripe's own processing then has nothing to
 # do (it would call Stripe with a global key).

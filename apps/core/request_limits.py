@@ -116,7 +116,7 @@ class RequestLimitsMiddleware:
             if not request.path.startswith("/api/") and not nul_in_environ(
                 {**meta, "QUERY_STRING": ""}
             ):
-                request.GET = _without_nul(request.GET)
+                request.GET = _without_nul(request.GET)  # type: ignore[assignment]
             else:
                 message, fields = _nul_fields(request)
                 return _refuse(request, 400, "validation_failed", message, fields)
@@ -144,5 +144,5 @@ class RequestLimitsMiddleware:
                 return _refuse(request, 413, "payload_too_large", too_large)
             # Django made the request's stream from the (absent) length, empty: replace it.
             meta["CONTENT_LENGTH"] = str(len(body))
-            request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[attr-defined]
+            request._stream = LimitedStream(io.BytesIO(body), len(body))  # type: ignore[assignment]
         return self.get_response(request)

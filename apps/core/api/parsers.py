@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -53,6 +54,7 @@ def _too_deep(value: Any, limit: int) -> bool:
     containers are descended into, and the walk stops at the first that is too deep."""
     if limit < 0:
         return True
+    children: Iterable[Any]
     if isinstance(value, dict):
         children = value.values()
     elif isinstance(value, list):
