@@ -127,6 +127,8 @@ class RequestLimitsMiddleware:
             try:
                 length = int(raw_length)
             except ValueError:
+                length = -1
+            if length < 0:
                 return _refuse(request, 400, "malformed_body", "Content-Length is not a number.")
             if length > limit:
                 return _refuse(request, 413, "payload_too_large", too_large)

@@ -148,8 +148,9 @@ class BatchOutputDoc(serializers.Serializer):
 
 class ClientEventCreate(APIView):
     required_scopes = S.EVENTS_WRITE
-    # validation.py refuses NUL and lone surrogates field by field (core.api.parsers).
-    validates_json_strings = True
+    # validation.py bounds meta's depth and refuses NUL and lone surrogates field by field
+    # (core.api.parsers).
+    validates_json_itself = True
     # A ck_ key may meter its own customer only.
     customer_key_scope = S.CUSTOMER_READ
 
@@ -175,8 +176,8 @@ class ClientEventCreate(APIView):
 
 class EventsIngest(APIView):
     required_scopes = S.EVENTS_WRITE
-    # Item by item, in validation.py: one bad string rejects its item, not the batch.
-    validates_json_strings = True
+    # Item by item, in validation.py: one bad item is rejected, not the batch.
+    validates_json_itself = True
 
     @extend_schema(
         summary="Record a batch of events (1 to 1000)",

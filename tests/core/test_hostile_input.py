@@ -242,6 +242,26 @@ class TestDepth:
         wide = {"events": [{"meta": {"a": [1, 2, {"b": []}]}} for _ in range(100)]}
         assert loads(json.dumps(wide)) == wide  # many brackets, shallow
 
+    def test_events_bound_depth_in_their_own_validation(self, tenant):
+        """Event ingestion skips the parser's walk (validation.py bounds meta at 32
+        levels): a deep item is that item's error, the others are recorded."""
+        deep = "[" * 500 + "]" * 500
+        bad = (
+            json.dumps({**EVENT, "idempotencyKey": "deep"})[:-1] + ', "meta": {"a": ' + deep + "}}"
+        )
+        good = json.dumps({**EVENT, "idempotencyKey": "fine"})
+        response = post_json(
+            tenant, "/api/events/ingest", '{"events": [' + bad + ", " + good + "]}"
+        )
+        assert response.status_code == 207, response.content
+        assert response.json()["errors"][0]["fields"]["meta"]
+        odd = json.dumps(EVENT)[:-1] + ', "eventName": ' + deep + "}"
+        error = assert_envelope(
+            post_json(tenant, "/api/v1/client/events", odd), 400, "validation_failed"
+        )
+        assert "eventName" in error["fields"]
+        assert Event.objects.count() == 1
+
     def test_a_deep_meta_inside_the_limit_is_the_events_own_400(self, tenant):
         # 40 levels of meta: past the event's own meta limit (32), within the body's (64).
         meta = '{"a": ' * 40 + "1" + "}" * 40
@@ -287,10 +307,11 @@ class TestBodySize:
         assert response.json()["accepted"] == 400
 
     def test_a_bad_content_length_is_400(self, tenant):
-        response = tenant.api().generic(
-            "POST", "/api/v1/client/events", b"{}", CONTENT_LENGTH="ten"
-        )
-        assert_envelope(response, 400, "malformed_body")
+        for length in ("ten", "-1"):
+            response = tenant.api().generic(
+                "POST", "/api/v1/client/events", b"{}", CONTENT_LENGTH=length
+            )
+            assert_envelope(response, 400, "malformed_body")
 
 
 def _chunked_post(port: int, path: str, auth: str, body: bytes) -> tuple[int, bytes]:
@@ -366,6 +387,24 @@ class TestUnknownRoutes:
         settings.DEBUG = debug
         response = Client(HTTP_HOST="evil.example").get("/api/sdk-keys/me")
         assert_envelope(response, 400, "bad_request")
+
+    def test_any_non_json_error_answer_becomes_the_envelope(self, rf):
+        """Answers Django makes outside DRF (the technical 500 page under DEBUG, a
+        function view's bare 405) keep their status and headers, in the envelope."""
+        from django.http import HttpResponseNotAllowed, HttpResponseServerError
+
+        from apps.core.api.errorpages import ApiErrorEnvelopeMiddleware
+
+        page = ApiErrorEnvelopeMiddleware(lambda r: HttpResponseServerError("<html>Trace"))
+        response = page(rf.get("/api/anything"))
+        assert response.status_code == 500
+        assert json.loads(response.content)["error"]["code"] == "internal_error"
+        bare = ApiErrorEnvelopeMiddleware(lambda r: HttpResponseNotAllowed(["GET"]))
+        response = bare(rf.post("/api/anything"))
+        assert response.status_code == 405 and response["Allow"] == "GET"
+        assert json.loads(response.content)["error"]["message"] == "POST is not allowed here."
+        html = ApiErrorEnvelopeMiddleware(lambda r: HttpResponseServerError("<html>"))
+        assert html(rf.get("/dashboard/")).content == b"<html>"  # pages keep their pages
 
 
 class TestPages:

@@ -9,9 +9,11 @@ than a 500 further on (docs/api.md, "Limits"):
 * a NUL character (``\\u0000``) or a lone UTF-16 surrogate (``\\ud800`` without its
   pair) in any string or key: 400 ``validation_failed`` naming each one's path.
   PostgreSQL refuses NUL in text and ``jsonb``, and a lone surrogate has no UTF-8 form.
-  A view whose own validation already refuses them field by field (the event
-  ingestion, where one bad item of a batch must not stop the others) sets
-  ``validates_json_strings = True``.
+
+A view whose own validation already bounds the depth and refuses those strings field by
+field sets ``validates_json_itself = True``: the event ingestion, where one bad item of
+a batch must not stop the others, and where walking a 1000-event batch once more would
+cost as much as parsing it. Its bodies are still refused when the parser gives up.
 
 The body's size is limited before it is read (``core.request_limits``).
 """
@@ -96,9 +98,10 @@ def _unsafe_strings(value: Any, path: str, out: dict[str, list[str]]) -> None:
             _unsafe_strings(child, f"{path}.{index}" if path else str(index), out)
 
 
-def loads(data: bytes | str, *, check_strings: bool = True) -> Any:
-    """``data`` parsed; ``UnsafeJSON`` (a ValueError) when it is too deep or, with
-    ``check_strings``, when a string or key holds a NUL or a lone surrogate."""
+def loads(data: bytes | str, *, checked: bool = True) -> Any:
+    """``data`` parsed. ``UnsafeJSON`` (a ValueError) when it nests so deep that the
+    parser gives up, and, when ``checked``, deeper than ``JSON_MAX_DEPTH`` or with a NUL
+    or a lone surrogate in a string or key (``UnsafeStrings``)."""
     # UTF-8 only (RFC 8259; json.loads would also take UTF-16 and UTF-32, and UTF-8-encoded
     # surrogates): a UnicodeDecodeError is malformed JSON.
     raw = data if isinstance(data, str) else data.decode("utf-8-sig")
@@ -107,12 +110,14 @@ def loads(data: bytes | str, *, check_strings: bool = True) -> Any:
         value = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except RecursionError:
         raise UnsafeJSON(f"nested deeper than {depth} levels") from None
+    if not checked:
+        return value
     # Cheap bound first: a body with no more brackets than the limit cannot exceed it.
     if raw.count("[") + raw.count("{") > depth and _too_deep(value, depth - 1):
         raise UnsafeJSON(f"nested deeper than {depth} levels")
     # Strict JSON has no raw control characters or surrogates in strings: a NUL or a
     # surrogate can only come from an escape, so without one the strings are not walked.
-    if check_strings and ("\\u0000" in raw or _ESCAPED_SURROGATE.search(raw)):
+    if "\\u0000" in raw or _ESCAPED_SURROGATE.search(raw):
         problems: dict[str, list[str]] = {}
         _unsafe_strings(value, "", problems)
         if problems:
@@ -129,7 +134,7 @@ class DecimalJSONParser(BaseParser):
             return {}
         view = (parser_context or {}).get("view")
         try:
-            return loads(raw, check_strings=not getattr(view, "validates_json_strings", False))
+            return loads(raw, checked=not getattr(view, "validates_json_itself", False))
         except UnsafeStrings as exc:
             raise ValidationError(exc.fields) from exc
         except UnsafeJSON as exc:
