@@ -10,6 +10,9 @@ decision and rendering), and with what the API middleware would add:
 
 * the request id (``X-Request-ID`` echoed when sane, else minted; set for logging);
 * the host check (``ALLOWED_HOSTS``, Django's own code): a bad host goes to Django (400);
+* the request limits (``core.request_limits``): a NUL in the query string or a header,
+  or a body over the path's limit, goes to Django (400, 413); the body's JSON is parsed
+  with the API's parser, whose refusals (too deep, a NUL) go to Django too;
 * the security headers of ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``, made
   by those middlewares once per process;
   with ``SECURE_SSL_REDIRECT`` a plain-HTTP request goes to Django (the redirect);
@@ -43,12 +46,15 @@ from django.middleware.security import SecurityMiddleware
 
 from apps.apikeys.authentication import raw_key_from
 from apps.core.middleware import _request_id
+from apps.core.request_limits import body_limit, nul_in_environ
 from apps.entitlements.api import ALLOW, lean_check
 
 CHECK_PATH = "/api/v1/client/entitlements/check"
 # The API chain whose effects this module reproduces; with any other, Django answers.
 MIRRORED_API_MIDDLEWARE = (
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.api.errorpages.ApiErrorEnvelopeMiddleware",  # its answers are JSON already
+    "apps.core.request_limits.RequestLimitsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -88,6 +94,7 @@ def _applies(environ: dict[str, Any]) -> bool:
         and tuple(settings.API_MIDDLEWARE) == MIRRORED_API_MIDDLEWARE
         and settings.MIDDLEWARE[0] == "tanso.chains.ApiChainMiddleware"
         and not settings.DISALLOWED_USER_AGENTS
+        and not nul_in_environ(environ)  # RequestLimitsMiddleware's 400
     )
 
 
@@ -125,8 +132,7 @@ def answer(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] 
         length = int(environ.get("CONTENT_LENGTH") or "")
     except ValueError:
         return None
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if length < 0 or (limit is not None and length > limit):
+    if length < 0 or length > body_limit(CHECK_PATH):  # RequestLimitsMiddleware's 413
         return None
     body = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(body)  # for Django, if it answers after all

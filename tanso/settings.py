@@ -143,6 +143,10 @@ MIDDLEWARE = [
     # /api/ calls leave here for API_MIDDLEWARE (below); pages go on down this list.
     "tanso.chains.ApiChainMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    # The JSON envelope for errors under /api/ (here: the schema and docs pages).
+    "apps.core.api.errorpages.ApiErrorEnvelopeMiddleware",
+    # NUL characters, body sizes, chunked bodies: before anything reads the request.
+    "apps.core.request_limits.RequestLimitsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -162,6 +166,8 @@ MIDDLEWARE = [
 # after the key is authenticated and its scope checked.
 API_MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.api.errorpages.ApiErrorEnvelopeMiddleware",
+    "apps.core.request_limits.RequestLimitsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -390,6 +396,26 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# Request bodies (docs/api.md, "Limits"): the largest body, in bytes, a path accepts (an
+# exact path, or a prefix ending in "/"; the first match wins); larger is 413 before
+# anything reads it (apps.core.request_limits). A full batch is 1000 events with 16 KB of
+# meta each plus the envelope; Stripe's own events are a few KB (dj-stripe stores each
+# delivery, verified or not, so a forged one must stay small).
+_MiB = 1024 * 1024
+REQUEST_BODY_LIMITS: list[tuple[str, int]] = [
+    ("/api/events/ingest", 20 * _MiB),
+    ("/stripe/webhook/", 1 * _MiB),
+    ("/api/", 1 * _MiB),
+]
+REQUEST_BODY_LIMIT_DEFAULT = 2_621_440  # dashboard pages and forms: Django's default (2.5 MiB)
+# Django's own ceiling for request.body and form data must admit the largest limit above
+# (the idempotency middleware hashes request.body); the per-path limits are the real ones.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(
+    REQUEST_BODY_LIMIT_DEFAULT, *(limit for _, limit in REQUEST_BODY_LIMITS)
+)
+# JSON bodies nested deeper than this (arrays and objects) are 400 malformed_body.
+JSON_MAX_DEPTH = 64
+
 # Requests per second allowed per API key (a fixed one-second window in Redis).
 API_RATE_LIMIT_PER_SECOND = env_int("API_RATE_LIMIT_PER_SECOND", 2000)
 # Programmatic signups allowed per client IP in any 60 minutes (a sliding window).
@@ -517,6 +543,12 @@ TANSO_ENCRYPTION_KEY = env_str("TANSO_ENCRYPTION_KEY", "")
 STRIPE_WEBHOOK_BASE_URL = env_str("STRIPE_WEBHOOK_BASE_URL", SITE_URL).rstrip("/")
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Webhook deliveries (apps/stripe_sync/views.py; bodies over 1 MiB: REQUEST_BODY_LIMITS):
+# per endpoint per second (429 beyond; Stripe retries), and unverified ones per client IP
+# in a window, after which that IP is refused (429) until the window ends.
+STRIPE_WEBHOOK_RATE_LIMIT_PER_SECOND = env_int("STRIPE_WEBHOOK_RATE_LIMIT_PER_SECOND", 100)
+STRIPE_WEBHOOK_INVALID_LIMIT = env_int("STRIPE_WEBHOOK_INVALID_LIMIT", 20)
+STRIPE_WEBHOOK_INVALID_WINDOW_SECONDS = env_int("STRIPE_WEBHOOK_INVALID_WINDOW_SECONDS", 600)
 # Verified events reach apps.stripe_sync.webhooks through dj-stripe's webhook_pre_process
 # signal (recorded once, dispatched once); dj-stripe's own processing then has nothing to
 # do (it would call Stripe with a global key).

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from apps.core.api.pagination import decode_cursor, encode_cursor
+from apps.core.api.parsers import loads
 from apps.core.errors import ValidationFailed
 
 DEFAULT_WINDOW = dt.timedelta(days=30)
@@ -196,7 +197,7 @@ def _bad_cursor(message: str = "Malformed cursor.") -> ValidationFailed:
 def _decode_table_cursor(token: str) -> TableQuery:
     try:
         padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        data = loads(base64.urlsafe_b64decode(padded.encode()))
         offset = data["o"]
         window = Window(dt.datetime.fromisoformat(data["f"]), dt.datetime.fromisoformat(data["t"]))
         sort, search = data["s"], data["q"]

@@ -16,6 +16,9 @@ skips) or rolls back (then handles it). A handler that raises rolls the row back
 too (dj-stripe answers 500 and keeps the trigger with the traceback), so Stripe's
 retry handles the event again. Unknown types are recorded and ignored.
 
+Deliveries pass limits first (``views.webhook``: size, rate, unverified senders), and
+an unverified trigger keeps only the start of its body (:func:`truncate_unverified`).
+
 dj-stripe's own processing comes next (``trigger.process()``: ``Event.process``
 would sync the event and its object calling Stripe with a global key, which we do
 not have). The receiver therefore records the bare dj-stripe ``Event`` from the
@@ -214,13 +217,33 @@ def record_djstripe_event(payload: dict[str, Any]) -> None:
     )
 
 
+# What an unverified delivery keeps of its body (see truncate_unverified).
+UNVERIFIED_BODY_KEPT = 500
+
+
+def truncate_unverified(sender: Any, instance: Any, valid: bool, **kwargs: Any) -> None:
+    """dj-stripe's ``webhook_post_validate``: a trigger that failed verification (anyone
+    can post to an endpoint's url) keeps only the start of its body, enough to see what
+    it was. dj-stripe saves the trigger after this signal, over the full body it
+    inserted first."""
+    if not valid and len(instance.body) > UNVERIFIED_BODY_KEPT:
+        kept = instance.body[:UNVERIFIED_BODY_KEPT]
+        instance.body = f"{kept}... [unverified: {len(instance.body)} characters, cut]"
+
+
 def connect() -> None:
-    """Take verified triggers from dj-stripe (``StripeSyncConfig.ready``)."""
+    """Take verified triggers from dj-stripe, and cut unverified ones short
+    (``StripeSyncConfig.ready``)."""
     from djstripe.models import WebhookEventTrigger
-    from djstripe.signals import webhook_pre_process
+    from djstripe.signals import webhook_post_validate, webhook_pre_process
 
     webhook_pre_process.connect(
         on_verified_trigger,
         sender=WebhookEventTrigger,
         dispatch_uid="apps.stripe_sync.webhooks.on_verified_trigger",
+    )
+    webhook_post_validate.connect(
+        truncate_unverified,
+        sender=WebhookEventTrigger,
+        dispatch_uid="apps.stripe_sync.webhooks.truncate_unverified",
     )

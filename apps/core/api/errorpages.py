@@ -1,4 +1,5 @@
-"""404/500 for requests Django answers before DRF: JSON envelope under /api/, HTML elsewhere.
+"""Error answers Django makes before or around DRF: the JSON envelope under /api/, the
+product's pages elsewhere (templates/400.html, 404.html, 500.html).
 
 An error that says PostgreSQL or Redis is unreachable (``core.errors.is_outage``),
 raised where no view handled it (a middleware, a page), is a 503 ``unavailable`` with
@@ -8,6 +9,7 @@ raised where no view handled it (a middleware, a page), is a 503 ``unavailable``
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
@@ -23,15 +25,31 @@ _UNAVAILABLE_PAGE = (
     "<!doctype html><title>Briefly unavailable</title>"
     "<h1>Briefly unavailable</h1><p>Please try again in a few seconds.</p>"
 )
+# The envelope's code for an error status that reached us without one.
+_CODES = {
+    400: ("bad_request", "The request could not be processed."),
+    401: ("unauthorized", "A valid API key is required."),
+    403: ("forbidden", "You do not have access."),
+    404: ("not_found", "No such endpoint."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    406: ("not_acceptable", "No acceptable representation."),
+    411: ("length_required", "A Content-Length header is required."),
+    413: ("payload_too_large", "The request is too large."),
+    415: ("unsupported_media_type", "Unsupported media type."),
+    429: ("rate_limited", "Too many requests."),
+    500: ("internal_error", "Internal error."),
+}
+
+
+def _envelope(status: int, code: str, message: str) -> HttpResponse:
+    return HttpResponse(
+        dumps(error_body(code, message)), status=status, content_type="application/json"
+    )
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return HttpResponse(
-            dumps(error_body("not_found", "No such endpoint.")),
-            status=404,
-            content_type="application/json",
-        )
+        return _envelope(404, "not_found", "No such endpoint.")
     return page_not_found(request, exception)
 
 
@@ -62,19 +80,46 @@ def server_error(request: HttpRequest) -> HttpResponse:
             return answered
         error = Unavailable()
         if request.path.startswith("/api/"):
-            response = HttpResponse(
-                dumps(error_body(error.code, error.message)),
-                status=error.status,
-                content_type="application/json",
-            )
+            response = _envelope(error.status, error.code, error.message)
         else:
             response = HttpResponse(_UNAVAILABLE_PAGE, status=error.status)
         response["Retry-After"] = str(error.retry_after)
         return response
     if request.path.startswith("/api/"):
-        return HttpResponse(
-            dumps(error_body("internal_error", "Internal error.")),
-            status=500,
-            content_type="application/json",
-        )
+        return _envelope(500, "internal_error", "Internal error.")
     return html_server_error(request)
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Every error answered under /api/ is the JSON envelope, DEBUG on or off.
+
+    ``handler404``/``handler500`` above cover production; with DEBUG on, Django answers
+    an unknown route or an exception with its technical HTML pages instead, and a few
+    answers are never JSON in any mode (a function view's 405, Django's 400 for a bad
+    Host header). Any error answer that is not JSON is replaced here by the envelope
+    with the same status and headers (``Allow``, ``Retry-After``, ...); the technical
+    500 page's traceback is in the log already (Django logs it before answering).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or response.streaming
+            or not request.path.startswith("/api/")
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        status = response.status_code
+        code, message = _CODES.get(status, ("error" if status < 500 else "internal_error", ""))
+        if status == 405:
+            message = f"{request.method} is not allowed here."
+        envelope = _envelope(status, code, message or response.reason_phrase)
+        for name, value in response.items():
+            if name.lower() not in ("content-type", "content-length"):
+                envelope[name] = value
+        envelope.cookies = response.cookies
+        return envelope

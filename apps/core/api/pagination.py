@@ -18,6 +18,8 @@ from rest_framework.request import Request
 
 from apps.core.errors import ValidationFailed
 
+from .parsers import loads
+
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -43,7 +45,7 @@ def encode_cursor(values: Iterable[Any]) -> str:
 def decode_cursor(token: str) -> list[str]:
     try:
         padded = token + "=" * (-len(token) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        values = loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed(fields={"cursor": ["Malformed cursor."]}) from None
     if not isinstance(values, list) or len(values) != 2:
