@@ -324,7 +324,10 @@ def test_two_invoices_of_one_period_delivered_at_once_are_both_mirrored(
         deadline = time.monotonic() + 10
         with connection.cursor() as cur:
             while True:
-                cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+                )
                 if cur.fetchone()[0] or time.monotonic() > deadline:
                     break
                 time.sleep(0.02)
