@@ -202,6 +202,10 @@ def _test_worker_redis_url(url: str, worker: str, dbs: list[str]) -> str:
         raise ImproperlyConfigured(f"PYTEST_XDIST_WORKER must look like gw0, got {worker!r}")
     index = int(worker[2:])
     parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"}:
+        raise ImproperlyConfigured(
+            f"pytest-xdist workers need a redis:// or rediss:// REDIS_URL, got {url!r}"
+        )
     if dbs:
         if index >= len(dbs) or not all(db.isdigit() for db in dbs):
             raise ImproperlyConfigured(
