@@ -327,13 +327,14 @@ def test_two_invoices_of_one_period_delivered_at_once_are_both_mirrored(
         mirror("in_first")
         thread = threading.Thread(target=second)
         thread.start()
-        # Commit only once the second delivery waits on a lock this transaction holds.
+        # Commit only once the second delivery waits on a lock this transaction holds
+        # (pg_locks is read live; pg_stat_activity would be a snapshot of this transaction).
         deadline = time.monotonic() + 10
         with connection.cursor() as cur:
             while True:
                 cur.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+                    "SELECT count(*) FROM pg_locks"
+                    " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
                 )
                 if cur.fetchone()[0] or time.monotonic() > deadline:
                     break
