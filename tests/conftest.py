@@ -1,5 +1,9 @@
 """Shared fixtures: personas (owner, member, viewer, outsider), both environments,
-API clients holding real keys, a clean Redis per test, and a real Celery worker."""
+API clients holding real keys, a clean Redis per test, and a real Celery worker.
+
+Under pytest-xdist each worker has its own test database and its own Redis database
+(``REDIS_URL`` is chosen per worker in tanso/settings.py), so flushing "the" Redis
+database here touches only this worker's."""
 
 from __future__ import annotations
 
