@@ -26,6 +26,7 @@ from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.core.api.pagination import page_limit
 from apps.core.api.renderers import DecimalJSONRenderer, dumps
+from apps.core.api.schema import PAGE_PARAMETERS
 from apps.events.api import EventOutputDoc
 
 from . import export
@@ -299,8 +300,7 @@ TABLE_PARAMS = [
         enum=[*SORTS, *(f"-{name}" for name in SORTS)],
         description="'-' for descending; default -cost",
     ),
-    OpenApiParameter("limit", int, description="1 to 200, default 50"),
-    OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
+    *PAGE_PARAMETERS,
     FORMAT_PARAM,
 ]
 ERRORS = {
@@ -481,8 +481,7 @@ class EventList(ExportableView):
             OpenApiParameter("traceId", str),
             OpenApiParameter("eventName", str),
             OpenApiParameter("costSource", str, enum=list(COST_SOURCES)),
-            OpenApiParameter("limit", int, description="1 to 200, default 50"),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
             FORMAT_PARAM,
         ],
         responses=_responses(EventPageDoc, csv=True),

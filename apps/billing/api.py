@@ -21,8 +21,8 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
-from apps.core.api.schema import decimal, many, page
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
+from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 
@@ -47,7 +47,7 @@ def _status_filter(request: Request) -> str | None:
     value = raw.lower()
     if value not in Invoice.Status.values:
         choices = ", ".join(s.upper() for s in Invoice.Status.values)
-        raise ValidationFailed(fields={"status": [f"One of {choices}."]})
+        raise InvalidQuery(fields={"status": [f"One of {choices}."]})
     return value
 
 
@@ -58,7 +58,7 @@ def _subscription_filter(request: Request) -> str | None:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise ValidationFailed(fields={"subscriptionId": ["Not a subscription id."]}) from None
+        raise InvalidQuery(fields={"subscriptionId": ["Not a subscription id."]}) from None
 
 
 def _newest_first(invoices: QuerySet[Invoice], request: Request) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def _newest_first(invoices: QuerySet[Invoice], request: Request) -> dict[str, An
     if cursor:
         sequence, _ = decode_cursor(cursor)
         if not sequence.isdigit():
-            raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+            raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
         invoices = invoices.filter(sequence__lt=int(sequence))
     rows = list(invoices[: limit + 1])
     has_more = len(rows) > limit
@@ -166,8 +166,7 @@ class InvoiceList(APIView):
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("subscriptionId", str),
             OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request) -> Response:
@@ -200,8 +199,7 @@ class CustomerInvoices(_CustomerReadable):
         parameters=[
             _REFERENCE_ID,
             OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request, reference_id: str) -> Response:
@@ -428,7 +426,7 @@ class RevenueAttribution(APIView):
         elif start and end and end - start > MAX_WINDOW:
             problems["to"] = ["At most 366 days after from."]
         if problems or start is None or end is None:
-            raise ValidationFailed(fields=problems)
+            raise InvalidQuery(fields=problems)
         items = revenue_attribution(environment_of(request), start=start, end=end)
         return Response(
             {

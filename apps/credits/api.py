@@ -35,7 +35,7 @@ from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import page_limit, paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_get
@@ -580,7 +580,7 @@ def _decode_sequence_cursor(token: str) -> int:
     except (ValueError, UnicodeDecodeError, binascii.Error):
         value = None
     if value is None or value < 0:
-        raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+        raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
     return value
 
 
@@ -608,7 +608,7 @@ class PoolTransactions(_CustomerPoolView):
         if kind:
             kind = kind.lower()
             if kind not in TransactionType.values:
-                raise ValidationFailed(
+                raise InvalidQuery(
                     fields={"transactionType": [f"One of {', '.join(TransactionType.values)}."]}
                 )
             entries = entries.filter(transaction_type=kind)
@@ -821,7 +821,7 @@ def _instant_param(request: Request, name: str) -> Any:
     try:
         return field.to_internal_value(raw)
     except serializers.ValidationError:
-        raise ValidationFailed(fields={name: ["An ISO 8601 date and time."]}) from None
+        raise InvalidQuery(fields={name: ["An ISO 8601 date and time."]}) from None
 
 
 class WeightPublish(APIView):

@@ -23,8 +23,8 @@ from apps.apikeys.authentication import request_key
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.renderers import dumps
-from apps.core.api.schema import page
-from apps.core.errors import ValidationFailed
+from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.errors import InvalidQuery, ValidationFailed
 
 from .models import Customer
 from .selectors import customer_get, customers_search
@@ -200,8 +200,7 @@ class CustomerListCreate(APIView):
             OpenApiParameter("search", str, description="Words matched in reference, email, names"),
             OpenApiParameter("customerReferenceId", str, description="Exact reference"),
             OpenApiParameter("source", str, enum=Customer.Source.values),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
         responses={200: _CUSTOMER_LIST},
     )
@@ -211,12 +210,12 @@ class CustomerListCreate(APIView):
         reference = params.get("customerReferenceId")
         if reference is not None:
             if len(reference) > REFERENCE_MAX_LENGTH or "\x00" in reference:
-                raise ValidationFailed(fields={"customerReferenceId": ["Not a valid reference."]})
+                raise InvalidQuery(fields={"customerReferenceId": ["Not a valid reference."]})
             customers = customers.filter(reference_id=reference)
         source = params.get("source")
         if source:
             if source not in Customer.Source.values:
-                raise ValidationFailed(
+                raise InvalidQuery(
                     fields={"source": [f"One of {', '.join(Customer.Source.values)}."]}
                 )
             customers = customers.filter(source=source)

@@ -51,7 +51,7 @@ from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
 from apps.core.api.parsers import loads
 from apps.core.api.renderers import dumps
-from apps.core.errors import NotFound, ScopeDenied, TansoError, ValidationFailed
+from apps.core.errors import InvalidQuery, NotFound, ScopeDenied, TansoError, ValidationFailed
 from apps.core.redis import env_key
 from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
@@ -495,7 +495,7 @@ class EntitlementGet(_EntitlementView):
         units = parse_units(request.query_params.get("units"), "units", errors)
         model = _model(request.query_params.get("model"), "model", errors)
         if errors:
-            raise ValidationFailed(fields=errors)
+            raise InvalidQuery(fields=errors)
         decision = _check(request, reference_id, feature_key, units, model=model)
         return Response(render_decision(decision))
 

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import decimal, many, page
+from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.money import parse_decimal
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -428,8 +428,7 @@ class PlanListCreate(APIView):
         responses={200: page("PlansPlanPage", _PLAN)},
         parameters=[
             OpenApiParameter("status", str, enum=["ACTIVE", "DRAFT", "ARCHIVED", "ALL"]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request) -> Response:

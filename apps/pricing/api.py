@@ -16,7 +16,7 @@ from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, decimal, page
-from apps.core.errors import ValidationFailed
+from apps.core.errors import InvalidQuery
 
 from .models import ModelPriceOverride, PriceVersion
 from .selectors import (
@@ -99,7 +99,7 @@ class ModelPriceList(APIView):
         model = request.query_params.get("model") or None
         history = request.query_params.get("history") in {"1", "true", "yes"}
         if history and not model:
-            raise ValidationFailed(fields={"model": ["Required with history=1."]})
+            raise InvalidQuery(fields={"model": ["Required with history=1."]})
         model_pk = None
         if model:
             model_pk = catalog_model_pk(provider, model)

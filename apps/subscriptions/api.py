@@ -21,7 +21,7 @@ from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, page
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 from apps.customers.services import REFERENCE_MAX_LENGTH
@@ -196,8 +196,7 @@ class SubscriptionListCreate(_ReadingView):
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("status", str, enum=list(STATUS_FILTERS)),
             OpenApiParameter("planId", str, description="A plan id or key"),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request) -> Response:
@@ -213,7 +212,7 @@ class SubscriptionListCreate(_ReadingView):
                 return Response({"items": [], "nextCursor": None, "hasMore": False})
         status_filter = params.get("status")
         if status_filter and status_filter.lower() not in STATUS_FILTERS:
-            raise ValidationFailed(fields={"status": [f"One of {', '.join(STATUS_FILTERS)}."]})
+            raise InvalidQuery(fields={"status": [f"One of {', '.join(STATUS_FILTERS)}."]})
         plan_id = None
         if params.get("planId"):
             try:

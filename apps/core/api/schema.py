@@ -2,13 +2,17 @@
 
 The views are plain ``APIView``s that parse and render by hand, so each describes
 its answers with ``inline_serializer`` components named after its app; these are the
-shapes every app's lists share.
+shapes every app's lists share, and ``TansoAutoSchema`` adds the error answers every
+operation shares (so no view repeats them).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
@@ -45,9 +49,103 @@ def page(name: str, item: serializers.Serializer) -> serializers.Serializer:
     )
 
 
-PAGE_PARAMETERS = [
-    OpenApiParameter(
-        "limit", int, description=f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})."
+def limit_parameter(default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> OpenApiParameter:
+    """``?limit=`` as ``apps.core.api.pagination.page_limit`` enforces it."""
+    return OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+        description=f"Page size, 1-{maximum} (default {default}).",
+    )
+
+
+CURSOR_PARAMETER = OpenApiParameter(
+    "cursor",
+    str,
+    description=(
+        "Opaque: the nextCursor of the previous page, unchanged. Any other value is a 400 "
+        "validation_failed naming `cursor`."
     ),
-    OpenApiParameter("cursor", str, description="nextCursor of the previous page."),
-]
+)
+PAGE_PARAMETERS = [limit_parameter(), CURSOR_PARAMETER]
+
+
+# -- the error answers every operation shares --------------------------------------------
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Every error (apps.core.api.exceptions): one envelope, any status.",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "description": "machine code, e.g. validation_failed"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "object",
+                    "description": "validation_failed: parameter or field -> its problems",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+                "requestId": {"type": "string"},
+            },
+            # Some codes add their own members (requiredScope, jobId, ...).
+            "additionalProperties": True,
+            "required": ["code", "message", "requestId"],
+        }
+    },
+    "required": ["error"],
+}
+
+_ERROR_DESCRIPTIONS = {
+    "400": "validation_failed (with fields) or malformed_body",
+    "401": "unauthorized: a missing, unknown, revoked or expired key",
+    "403": "scope_denied (naming requiredScope), forbidden or customer_mismatch",
+    "404": "not_found: nothing by that id in the key's environment",
+    "409": "conflict, or idempotency_conflict / idempotency_in_progress (Idempotency-Key)",
+    "413": "payload_too_large",
+    "429": "rate_limited, with Retry-After",
+}
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class TansoAutoSchema(AutoSchema):
+    """Every operation's error answers, decided once from the view instead of repeated in
+    each ``extend_schema``: each error status the server can give this operation is listed
+    with the error envelope as its body (an explicit description of a view is kept)."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        error = ResolvedComponent(
+            name="Error", type=ResolvedComponent.SCHEMA, object="Error", schema=ERROR_SCHEMA
+        )
+        self.registry.register_on_missing(error)
+        responses: dict[str, Any] = operation["responses"]
+        for code in self._error_codes(operation):
+            answer = responses.setdefault(code, {"description": _ERROR_DESCRIPTIONS[code]})
+            answer.setdefault("content", {"application/json": {"schema": error.ref}})
+        for code, answer in responses.items():
+            # Explicit error answers described without a body get the envelope too.
+            if code >= "400" and "content" not in answer:
+                answer["content"] = {"application/json": {"schema": error.ref}}
+        if self._is_public():
+            operation["security"] = []  # no key needed: say so, or the global one applies
+        return operation
+
+    def _is_public(self) -> bool:
+        return bool(getattr(self.view, "public", False)) or not self.view.get_authenticators()
+
+    def _error_codes(self, operation: dict[str, Any]) -> list[str]:
+        codes = []
+        takes_input = bool(operation.get("parameters") or operation.get("requestBody"))
+        if takes_input or self.method in _MUTATING:
+            codes.append("400")  # bad parameters or body, a malformed Idempotency-Key
+        if not self._is_public():
+            codes += ["401", "403", "429"]  # key, scope (or a customer key), rate limit
+        if re.search(r"{\w+}", self.path):
+            codes.append("404")
+        if self.method in _MUTATING:
+            codes.append("409")  # Idempotency-Key reused with another body, or in flight
+        if "requestBody" in operation:
+            codes.append("413")
+        return codes
