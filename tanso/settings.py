@@ -349,6 +349,9 @@ SPECTACULAR_SETTINGS = {
         ],
         "ApiKeyKindEnum": ["sk", "obs", "ck"],
         "BudgetPeriodEnum": ["day", "month"],
+        # apps.apikeys.scopes: every scope, then the customer-key ones.
+        "ApiKeyScopeEnum": "apps.apikeys.api.KEY_SCOPES",
+        "CustomerKeyScopeEnum": ["read", "purchase"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

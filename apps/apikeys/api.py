@@ -16,7 +16,8 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.api.query import query_choice
+from apps.core.api.schema import PAGE_PARAMETERS, documented, page
 from apps.core.tenancy import get_scoped_or_404
 from apps.customers.models import Customer
 
@@ -71,10 +72,21 @@ def render_issued(issued: IssuedKey) -> dict[str, Any]:
     return {**render_key(issued.key), "key": issued.plaintext}
 
 
+# What a key may be given: secret and SDK scopes, and those of customer keys.
+KEY_SCOPES = [*S.ALL_SCOPES, *S.CUSTOMER_SCOPES]
+
+
 class KeyCreateInput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApiKey.Kind.values, default=ApiKey.Kind.OBSERVE)
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    scopes = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
+    scopes = serializers.ListField(
+        child=documented(
+            serializers.CharField(max_length=32),
+            {"type": "string", "enum": KEY_SCOPES},
+        ),
+        required=False,
+        help_text="obs_ keys: at least one; ck_ keys: read and/or purchase",
+    )
     customerReferenceId = serializers.CharField(max_length=255, required=False)
     budgetCents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     budgetPeriod = serializers.ChoiceField(
@@ -178,7 +190,7 @@ class SdkKeyListCreate(APIView):
                 queryset=ApiKeySpend.objects.filter(window_start__in=current_window_starts()),
             )
         )
-        if request.query_params.get("status") == "active":
+        if query_choice(request.query_params, "status", ["active"]):
             keys = keys.filter(revoked_at__isnull=True)
         return Response(paginate_newest_first(keys, request, render_key))
 

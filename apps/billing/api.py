@@ -21,7 +21,14 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
-from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
+from apps.core.api.schema import (
+    INSTANT_SCHEMA,
+    OPTIONAL_UUID_SCHEMA,
+    PAGE_PARAMETERS,
+    decimal,
+    many,
+    page,
+)
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
@@ -164,7 +171,7 @@ class InvoiceList(APIView):
         responses={200: page("BillingInvoicePage", _INVOICE)},
         parameters=[
             OpenApiParameter("customerReferenceId", str),
-            OpenApiParameter("subscriptionId", str),
+            OpenApiParameter("subscriptionId", OPTIONAL_UUID_SCHEMA),
             OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
             *PAGE_PARAMETERS,
         ],
@@ -227,6 +234,7 @@ class CustomerInvoiceDetail(_CustomerReadable):
 
 
 class MarkPaidInput(serializers.Serializer):
+    refuses_unknown_fields = True  # validate() below; the schema says so
     paidAt = serializers.DateTimeField(required=False)
     paymentReference = StrictCharField(max_length=255, required=False, allow_blank=True)
 
@@ -411,10 +419,13 @@ class RevenueAttribution(APIView):
         responses={200: _REVENUE},
         parameters=[
             OpenApiParameter(
-                "from", str, required=True, description="ISO 8601 (UTC when no offset)"
+                "from", INSTANT_SCHEMA, required=True, description="ISO 8601 (UTC when no offset)"
             ),
             OpenApiParameter(
-                "to", str, required=True, description="ISO 8601, after from, at most 366 days"
+                "to",
+                INSTANT_SCHEMA,
+                required=True,
+                description="ISO 8601, after from, at most 366 days",
             ),
         ],
     )

@@ -23,7 +23,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -34,7 +33,8 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import page_limit, paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
+from apps.core.api.query import query_bool
+from apps.core.api.schema import OPTIONAL_INSTANT_SCHEMA, PAGE_PARAMETERS, decimal, many, page
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.models import Customer
@@ -795,7 +795,9 @@ class WeightList(APIView):
         request=None,
         parameters=[
             OpenApiParameter(
-                "at", OpenApiTypes.DATETIME, description="The weights in force then (default now)."
+                "at",
+                OPTIONAL_INSTANT_SCHEMA,
+                description="The weights in force then (default now).",
             ),
             OpenApiParameter("scheduled", bool, description="Those not yet in force instead."),
         ],
@@ -804,7 +806,7 @@ class WeightList(APIView):
     def get(self, request: Request) -> Response:
         environment = environment_of(request)
         now = _now()
-        if request.query_params.get("scheduled") in {"1", "true", "yes"}:
+        if query_bool(request.query_params, "scheduled"):
             rows = sel.weights_scheduled(environment, now)
         else:
             at = _instant_param(request, "at") or now

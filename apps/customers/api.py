@@ -10,7 +10,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -65,6 +70,9 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
+@extend_schema_field(
+    {"type": "object", "additionalProperties": True, "nullable": True},
+)
 class MetadataField(serializers.JSONField):
     """A JSON object of at most 16 KB (``null`` means an empty object)."""
 

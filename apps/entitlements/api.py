@@ -51,6 +51,7 @@ from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
 from apps.core.api.parsers import loads
 from apps.core.api.renderers import dumps
+from apps.core.api.schema import decimal_pattern
 from apps.core.errors import InvalidQuery, NotFound, ScopeDenied, TansoError, ValidationFailed
 from apps.core.redis import env_key
 from apps.customers.api import environment_of
@@ -90,6 +91,10 @@ def _text(data: dict[str, Any], name: str, errors: dict[str, list[str]], limit: 
         errors[name] = [f"At most {limit} characters, no NUL."]
         return ""
     return value
+
+
+# Units are above 0 (parse_units); the schema's decimal patterns say so from this minimum.
+UNITS_MINIMUM = Decimal("1e-12")
 
 
 def parse_units(value: Any, field: str, errors: dict[str, list[str]]) -> Decimal | None:
@@ -205,6 +210,7 @@ class CheckInputDoc(_ReserveDoc):
     units = serializers.DecimalField(
         max_digits=24,
         decimal_places=12,
+        min_value=UNITS_MINIMUM,
         required=False,
         help_text="default: any left (1 when reserving)",
     )
@@ -289,7 +295,11 @@ class EvaluateInputDoc(_ReserveDoc):
         "EntitlementsEvaluateUsage",
         fields={
             "usageUnits": serializers.DecimalField(
-                max_digits=24, decimal_places=12, required=False, help_text="default 1"
+                max_digits=24,
+                decimal_places=12,
+                min_value=UNITS_MINIMUM,
+                required=False,
+                help_text="default 1",
             ),
             "model": serializers.CharField(required=False, max_length=MAX_MODEL_LENGTH),
         },
@@ -298,7 +308,11 @@ class EvaluateInputDoc(_ReserveDoc):
     )
     track = serializers.DictField(required=False, help_text="another name of usage")
     units = serializers.DecimalField(
-        max_digits=24, decimal_places=12, required=False, help_text="when usage has no usageUnits"
+        max_digits=24,
+        decimal_places=12,
+        min_value=UNITS_MINIMUM,
+        required=False,
+        help_text="when usage has no usageUnits",
     )
     model = serializers.CharField(
         required=False, max_length=MAX_MODEL_LENGTH, help_text="when usage has no model"
@@ -456,6 +470,17 @@ def state_key_of(environment: Any) -> str:
     return state_key(environment.pk)
 
 
+_CUSTOMER_ENTITLEMENTS = inline_serializer(
+    "EntitlementsCustomerEntitlements",
+    fields={
+        "customerReferenceId": serializers.CharField(),
+        "items": DecisionDoc(many=True),
+        "nextCursor": serializers.CharField(allow_null=True, help_text="always null"),
+        "hasMore": serializers.BooleanField(),
+    },
+)
+
+
 class EntitlementCheck(_EntitlementView):
     @extend_schema(
         summary="May this customer use this feature now?",
@@ -472,7 +497,14 @@ class EntitlementCheck(_EntitlementView):
         )
         return Response(render_decision(decision))
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        summary='The entitlement list of the customer whose reference is "check"',
+        description="As GET /api/v1/client/entitlements/{reference_id}: this path answers "
+        "both, by method.",
+        operation_id="v1_client_entitlements_check_customer_list",
+        request=None,
+        responses={200: _CUSTOMER_ENTITLEMENTS},
+    )
     def get(self, request: Request) -> Response:
         # GET /entitlements/check is the entitlement list of a customer named "check".
         return CustomerEntitlements().get_for(request, "check")
@@ -483,7 +515,11 @@ class EntitlementGet(_EntitlementView):
         summary="Check one feature of a customer (404 for an unknown customer)",
         request=None,
         parameters=[
-            OpenApiParameter("units", str, description="units the caller wants to use"),
+            OpenApiParameter(
+                "units",
+                {"type": "string", "pattern": decimal_pattern(12, 12, minimum=UNITS_MINIMUM)},
+                description="units the caller wants to use: above 0, below 10^12",
+            ),
             OpenApiParameter("model", str),
         ],
         responses={200: DecisionDoc},
@@ -530,6 +566,8 @@ class EntitlementEvaluate(_EntitlementView):
         if not isinstance(reserve, bool):
             errors["reserve"] = ["Must be true or false."]
         ttl = _ttl(data.get("ttlSeconds"), errors)
+        if data.get("context") is not None and not isinstance(data["context"], dict):
+            errors["context"] = ["Must be an object."]
         if errors:
             raise ValidationFailed(fields=errors)
         ensure_customer_access(request, reference_id)
@@ -598,17 +636,7 @@ class CustomerEntitlements(_EntitlementView):
         summary="Every feature of a customer's plans in force, checked",
         operation_id="v1_client_entitlements_list",
         request=None,
-        responses={
-            200: inline_serializer(
-                "EntitlementsCustomerEntitlements",
-                fields={
-                    "customerReferenceId": serializers.CharField(),
-                    "items": DecisionDoc(many=True),
-                    "nextCursor": serializers.CharField(allow_null=True, help_text="always null"),
-                    "hasMore": serializers.BooleanField(),
-                },
-            )
-        },
+        responses={200: _CUSTOMER_ENTITLEMENTS},
     )
     def get(self, request: Request, reference_id: str) -> Response:
         return self.get_for(request, reference_id)

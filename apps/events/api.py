@@ -21,6 +21,7 @@ from apps.core.errors import PayloadTooLarge, ValidationFailed
 
 from .ingest import MAX_BATCH, event_record, events_ingest
 from .rendering import render_recorded
+from .validation import MAX_DURATION_MS, MAX_TOKENS
 
 # A full batch of 1000 events with 16 KB of meta each, plus the envelope.
 MAX_BATCH_BYTES = 20 * 1024 * 1024
@@ -33,12 +34,17 @@ class _CostInputDoc(serializers.Serializer):
     model = serializers.CharField(required=False, help_text="e.g. gpt-4o; drives auto-cost")
     modelProvider = serializers.CharField(required=False, help_text="inferred when absent")
     inputTokens = serializers.IntegerField(
-        required=False, min_value=0, help_text="whole prompt, cached tokens included"
+        required=False,
+        min_value=0,
+        max_value=MAX_TOKENS,
+        help_text="whole prompt, cached tokens included",
     )
-    outputTokens = serializers.IntegerField(required=False, min_value=0)
-    cacheReadTokens = serializers.IntegerField(required=False, min_value=0)
-    cacheWriteTokens = serializers.IntegerField(required=False, min_value=0)
-    reasoningTokens = serializers.IntegerField(required=False, min_value=0)
+    outputTokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS)
+    cacheReadTokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS)
+    cacheWriteTokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS)
+    reasoningTokens = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_TOKENS, help_text="part of outputTokens"
+    )
 
 
 class _EventFieldsDoc(serializers.Serializer):
@@ -46,21 +52,22 @@ class _EventFieldsDoc(serializers.Serializer):
     customerReferenceId = serializers.CharField(max_length=255)
     featureKey = serializers.CharField(max_length=128)
     usageUnits = serializers.DecimalField(
-        max_digits=24, decimal_places=12, required=False, help_text="default 1"
+        max_digits=24, decimal_places=12, min_value=0, required=False, help_text="default 1"
     )
     costAmount = serializers.DecimalField(
         max_digits=24,
         decimal_places=12,
+        min_value=0,
         required=False,
         help_text="USD (dollars, not cents); wins over any computed cost",
     )
     revenueAmount = serializers.DecimalField(
-        max_digits=24, decimal_places=12, required=False, help_text="USD"
+        max_digits=24, decimal_places=12, min_value=0, required=False, help_text="USD"
     )
     occurredAt = serializers.DateTimeField(
         required=False, help_text="ISO 8601, default now, at most 5 minutes ahead"
     )
-    durationMs = serializers.IntegerField(required=False, min_value=0)
+    durationMs = serializers.IntegerField(required=False, min_value=0, max_value=MAX_DURATION_MS)
     traceId = serializers.CharField(required=False, help_text="alias: flowId")
     meta = serializers.DictField(required=False, help_text="free JSON object, at most 16 KB")
 
@@ -110,7 +117,12 @@ class EventOutputDoc(serializers.Serializer):
 
 
 class BatchInputDoc(serializers.Serializer):
-    events = ObserveEventInputDoc(many=True, help_text=f"1 to {MAX_BATCH} events")
+    events = ObserveEventInputDoc(
+        # More than MAX_BATCH is a 413, not a 400: stated in words, not as maxItems.
+        many=True,
+        allow_empty=False,
+        help_text=f"1 to {MAX_BATCH} events (more: 413)",
+    )
 
 
 class _BatchItemDoc(serializers.Serializer):

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
+from apps.core.api.schema import PAGE_PARAMETERS, decimal, documented, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.money import parse_decimal
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -208,11 +208,22 @@ class PlanFieldsInput(serializers.Serializer):
     description = StrictCharField(
         max_length=10_000, required=False, allow_blank=True, allow_null=True
     )
-    priceAmount = serializers.JSONField(required=False)
+    priceAmount = documented(
+        serializers.JSONField(required=False),
+        {"type": "string", "format": "decimal", "pattern": r"^\d{1,12}(?:\.\d{1,12})?$"},
+    )
     currency = StrictCharField(max_length=3, min_length=3, required=False)
-    interval = StrictCharField(required=False)
-    intervalMonths = serializers.JSONField(required=False)
-    billingTiming = StrictCharField(required=False)
+    interval = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": list(INTERVALS), "description": "any case"},
+    )
+    intervalMonths = documented(
+        serializers.JSONField(required=False), {"type": "integer", "enum": Plan.Interval.values}
+    )
+    billingTiming = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": ["IN_ADVANCE", "IN_ARREARS"], "description": "any case"},
+    )
     metadata = MetadataField(required=False)
 
     def validate_priceAmount(self, value: Any) -> Decimal:

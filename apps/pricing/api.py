@@ -15,6 +15,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.query import query_bool
 from apps.core.api.schema import PAGE_PARAMETERS, decimal, page
 from apps.core.errors import InvalidQuery
 
@@ -97,7 +98,7 @@ class ModelPriceList(APIView):
     def get(self, request: Request) -> Response:
         provider = request.query_params.get("provider") or None
         model = request.query_params.get("model") or None
-        history = request.query_params.get("history") in {"1", "true", "yes"}
+        history = bool(query_bool(request.query_params, "history"))
         if history and not model:
             raise InvalidQuery(fields={"model": ["Required with history=1."]})
         model_pk = None

@@ -20,7 +20,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.api.schema import PAGE_PARAMETERS, documented, page
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.selectors import customer_get
@@ -99,8 +99,14 @@ class PlanChangeInput(serializers.Serializer):
     changeToPlanId = StrictCharField(max_length=128, required=False)
     planId = StrictCharField(max_length=128, required=False)
     planKey = StrictCharField(max_length=128, required=False)
-    changeType = StrictCharField(required=False)
-    timing = StrictCharField(required=False)
+    changeType = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": ["UPGRADE", "DOWNGRADE"], "description": "any case"},
+    )
+    timing = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": SubscriptionChange.Timing.values, "description": "any case"},
+    )
 
     def validate_changeType(self, value: str) -> str:  # DRF's naming
         if value.lower() not in SubscriptionChange.Type.values:

@@ -16,6 +16,10 @@ import pytest
         ("/api/customers?from=yesterday", "from"),
         ("/api/v1/client/billing/invoices?limit=-1", "limit"),
         ("/api/v1/client/subscriptions?status=asleep", "status"),
+        # These were read as their default instead of refused.
+        ("/api/v1/client/customers?limit=", "limit"),
+        ("/api/v1/client/credits/weights?scheduled=maybe", "scheduled"),
+        ("/api/sdk-keys?status=AAA", "status"),
     ],
 )
 def test_a_bad_query_parameter_is_named_as_one(tenant, url, field):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -61,13 +62,55 @@ STRIPE_ROUTES = [
 
 
 # Rules a JSON schema cannot state, so the schema-valid requests that break them are
-# refused with a 400 and that is right: a cursor is valid only as the server minted it
-# (any other string is "malformed"), and an analytics window needs `from` before `to`,
-# at most 400 days apart. Only a refusal naming nothing else is let through.
+# refused with a 400 and that is right. A refusal is let through only when every problem
+# it names is one of these (field, message) pairs; None stands for any message.
 BEYOND_THE_SCHEMA = {
-    "cursor": None,  # any message
-    "to": "Must be later than 'from'.",
-    "from": "The window may span at most 400 days.",
+    # A cursor is valid only as the server minted it: any other string is malformed.
+    ("cursor", None),
+    # Windows: `from` before `to`, at most so many days apart.
+    ("to", "Must be later than 'from'."),
+    ("from", "The window may span at most 400 days."),
+    ("to", "Must be after from."),
+    ("to", "At most 366 days after from."),
+    # One parameter or field requires, or excludes, another.
+    ("model", "Required with history=1."),
+    ("phone", "Give phoneNumber or phone, not both."),
+    ("rolloverCap", "Required with the capped policy."),
+    ("rolloverCap", "Only with the capped policy."),
+    ("planId", "Give one of planId, planKey."),
+    ("creditModelId", "Give creditModelId or denomination."),
+    ("creditPoolId", "Give creditPoolId, or customerReferenceId and denomination."),
+    ("featureKey", "Give featureKey or featureId."),
+    ("customerReferenceId", "Only customer keys name a customer."),
+    ("outputCostPerMillion", "Required with custom rates."),
+    ("model", "Custom rates are for one model."),
+    ("_body", "Give either custom rates or discountPercent, not both."),
+    ("reasoningTokens", "Reasoning tokens are part of outputTokens: they may not exceed it."),
+    ("planId", "Required (a plan id or key)."),
+    ("changeToPlanId", "Required (a plan id or key)."),
+    ("scopes", "Choose at least one scope."),  # obs_ keys; other kinds take none
+    ("provider", "Name a provider, a model, or both."),
+    (
+        "_body",
+        "Give custom rates (inputCostPerMillion and outputCostPerMillion) or discountPercent.",
+    ),
+    (
+        "inputTokens",
+        "inputTokens is the whole prompt, cached tokens included: it may not be less than "
+        "cacheReadTokens + cacheWriteTokens.",
+    ),
+    # A field that repeats the path must agree with it.
+    ("customerReferenceId", "A customer's reference cannot be changed."),
+    ("featureKey", "Disagrees with the path."),
+    # A body naming an object that does not exist.
+    ("creditModelId", "No such credit model."),
+    # Relative to the clock.
+    ("expiresAt", "Must be in the future."),
+    ("occurredAt", "May not be more than 5 minutes in the future."),
+    (
+        "effectiveFrom",
+        "Must be at least 60 seconds in the future: values in force are never changed.",
+    ),
 }
 
 
@@ -81,9 +124,12 @@ def _refused_for_a_rule_beyond_the_schema(
         fields = response.json()["error"].get("fields") or {}
     except (ValueError, KeyError, TypeError):
         return True
+    # A field inside a list is named with its position: events.0.occurredAt.
     explained = bool(fields) and all(
-        name in BEYOND_THE_SCHEMA and BEYOND_THE_SCHEMA[name] in (None, *problems)
+        (field, None) in BEYOND_THE_SCHEMA or (field, problem) in BEYOND_THE_SCHEMA
         for name, problems in fields.items()
+        for field in [re.sub(r"^\w+\.\d+\.", "", name)]
+        for problem in problems
     )
     return not explained
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -68,6 +68,20 @@ CURSOR_PARAMETER = OpenApiParameter(
 )
 PAGE_PARAMETERS = [limit_parameter(), CURSOR_PARAMETER]
 
+# An instant in a query string: ISO 8601 in the years the read API accepts (1970-8999
+# stated here; apps.analytics.params also takes 9000 and plain dates).
+INSTANT_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": "^(?:19[7-9][0-9]|[2-8][0-9]{3})-",
+}
+# An optional query parameter given empty (``?to=``) means "not given".
+EMPTY_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": 0}
+OPTIONAL_INSTANT_SCHEMA: dict[str, Any] = {"oneOf": [INSTANT_SCHEMA, EMPTY_SCHEMA]}
+OPTIONAL_UUID_SCHEMA: dict[str, Any] = {
+    "oneOf": [{"type": "string", "format": "uuid"}, EMPTY_SCHEMA]
+}
+
 
 # -- the error answers every operation shares --------------------------------------------
 
@@ -107,10 +121,59 @@ _ERROR_DESCRIPTIONS = {
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+def decimal_pattern(whole: int, places: int, *, minimum: Any = None) -> str:
+    """The decimal strings a field accepts: ASCII digits, at least one; no sign when the
+    minimum is 0, and not zero either when it is above 0."""
+    sign = "" if minimum is not None and minimum >= 0 else "-?"
+    nonzero = "(?=.*[1-9])" if minimum is not None and minimum > 0 else ""
+    digits = f"[0-9]{{1,{whole}}}" if whole else "0"
+    fraction = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
+    return f"^{nonzero}{sign}{digits}{fraction}$"
+
+
+def documented[F: serializers.Field](field: F, schema: dict[str, Any]) -> F:
+    """``field`` described in the OpenAPI schema as ``schema``: for fields whose own
+    validation (a ``validate_<name>``, a JSONField read by hand) says what they accept.
+
+    The description goes on a subclass made for this field: DRF copies declared fields
+    by calling their class again, which would drop anything set on the instance."""
+    cls = type(field)
+    field.__class__ = extend_schema_field(schema)(type(cls.__name__, (cls,), {}))
+    return field
+
+
 class TansoAutoSchema(AutoSchema):
     """Every operation's error answers, decided once from the view instead of repeated in
     each ``extend_schema``: each error status the server can give this operation is listed
-    with the error envelope as its body (an explicit description of a view is kept)."""
+    with the error envelope as its body (an explicit description of a view is kept).
+
+    Request fields are described as their validation accepts them: a decimal string holds
+    at least one digit (drf-spectacular's pattern also matches "" and "-"), a list that
+    may not be empty has ``minItems: 1``."""
+
+    def _map_serializer_field(
+        self, field: Any, direction: Any, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
+        schema: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
+        if not isinstance(schema, dict):
+            return schema
+        if isinstance(field, serializers.DecimalField) and "pattern" in schema:
+            schema["pattern"] = decimal_pattern(
+                field.max_whole_digits, field.decimal_places, minimum=field.min_value
+            )
+        if (
+            schema.get("type") == "array"
+            and getattr(field, "allow_empty", True) is False
+            and not schema.get("minItems")
+        ):
+            schema["minItems"] = 1
+        return schema
+
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
+        if getattr(serializer, "refuses_unknown_fields", False) and direction == "request":
+            schema["additionalProperties"] = False
+        return schema
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation = super().get_operation(*args, **kwargs)
@@ -142,8 +205,8 @@ class TansoAutoSchema(AutoSchema):
             codes.append("400")  # bad parameters or body, a malformed Idempotency-Key
         if not self._is_public():
             codes += ["401", "403", "429"]  # key, scope (or a customer key), rate limit
-        if re.search(r"{\w+}", self.path):
-            codes.append("404")
+        if re.search(r"{\w+}", self.path) or "requestBody" in operation:
+            codes.append("404")  # the path's object, or one the body names
         if self.method in _MUTATING:
             codes.append("409")  # Idempotency-Key reused with another body, or in flight
         if "requestBody" in operation:
