@@ -806,10 +806,10 @@ class WeightList(APIView):
     def get(self, request: Request) -> Response:
         environment = environment_of(request)
         now = _now()
+        at = _instant_param(request, "at") or now  # checked even when not used
         if query_bool(request.query_params, "scheduled"):
             rows = sel.weights_scheduled(environment, now)
         else:
-            at = _instant_param(request, "at") or now
             rows = sel.weights_in_force(environment, at)
         items = [R.render_weight(row, now) for row in rows]
         return Response({"items": items, "nextCursor": None, "hasMore": False})

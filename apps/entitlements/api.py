@@ -214,7 +214,9 @@ class CheckInputDoc(_ReserveDoc):
         required=False,
         help_text="default: any left (1 when reserving)",
     )
-    model = serializers.CharField(required=False, help_text="for credit weights per model")
+    model = serializers.CharField(
+        required=False, allow_blank=True, help_text="for credit weights per model"
+    )
 
 
 class _ReasonDoc(serializers.Serializer):
@@ -301,7 +303,9 @@ class EvaluateInputDoc(_ReserveDoc):
                 required=False,
                 help_text="default 1",
             ),
-            "model": serializers.CharField(required=False, max_length=MAX_MODEL_LENGTH),
+            "model": serializers.CharField(
+                required=False, allow_blank=True, max_length=MAX_MODEL_LENGTH
+            ),
         },
         required=False,
         help_text="the proposed usage (track is accepted as another name)",
@@ -315,7 +319,10 @@ class EvaluateInputDoc(_ReserveDoc):
         help_text="when usage has no usageUnits",
     )
     model = serializers.CharField(
-        required=False, max_length=MAX_MODEL_LENGTH, help_text="when usage has no model"
+        required=False,
+        allow_blank=True,
+        max_length=MAX_MODEL_LENGTH,
+        help_text="when usage has no model",
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -323,7 +330,9 @@ class EvaluateInputDoc(_ReserveDoc):
         return {
             **super().get_fields(),
             "context": serializers.DictField(
-                required=False, help_text="{flowId}: echoed back (a new one when not given)"
+                required=False,
+                allow_null=True,
+                help_text="{flowId}: echoed back (a new one when not given)",
             ),
         }
 
@@ -503,7 +512,10 @@ class EntitlementCheck(_EntitlementView):
         "both, by method.",
         operation_id="v1_client_entitlements_check_customer_list",
         request=None,
-        responses={200: _CUSTOMER_ENTITLEMENTS},
+        responses={
+            200: _CUSTOMER_ENTITLEMENTS,
+            404: OpenApiResponse(description='not_found: no customer "check"'),
+        },
     )
     def get(self, request: Request) -> Response:
         # GET /entitlements/check is the entitlement list of a customer named "check".

@@ -75,13 +75,16 @@ class _EventFieldsDoc(serializers.Serializer):
 class ClientEventInputDoc(_EventFieldsDoc):
     eventIdempotencyKey = serializers.CharField(
         required=False,
+        allow_blank=True,
         help_text="generated when absent; the X-Idempotency-Key header overrides it",
     )
     costInput = _CostInputDoc(required=False)
 
 
 class ObserveEventInputDoc(_EventFieldsDoc, _CostInputDoc):
-    idempotencyKey = serializers.CharField(required=False, help_text="dedupe on retry")
+    idempotencyKey = serializers.CharField(
+        required=False, allow_blank=True, help_text="dedupe on retry; empty: generated"
+    )
 
 
 class EventOutputDoc(serializers.Serializer):

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, decimal, documented, many, page
+from apps.core.api.schema import PAGE_PARAMETERS, decimal, decimal_pattern, documented, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.money import parse_decimal
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -210,9 +210,12 @@ class PlanFieldsInput(serializers.Serializer):
     )
     priceAmount = documented(
         serializers.JSONField(required=False),
-        {"type": "string", "format": "decimal", "pattern": r"^\d{1,12}(?:\.\d{1,12})?$"},
+        {"type": "string", "format": "decimal", "pattern": decimal_pattern(12, 12, minimum=0)},
     )
-    currency = StrictCharField(max_length=3, min_length=3, required=False)
+    currency = documented(
+        StrictCharField(max_length=3, min_length=3, required=False),
+        {"type": "string", "pattern": "^[A-Za-z]{3}$", "description": "ISO 4217, any case"},
+    )
     interval = documented(
         StrictCharField(required=False),
         {"type": "string", "enum": list(INTERVALS), "description": "any case"},
@@ -281,7 +284,14 @@ class PlanFieldsInput(serializers.Serializer):
 class PlanCreateInput(PlanFieldsInput):
     key = StrictCharField(max_length=KEY_MAX_LENGTH, trim_whitespace=False)
     name = StrictCharField(max_length=150)
-    features = serializers.JSONField(required=False)
+    features = documented(
+        serializers.JSONField(required=False),
+        {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/PlansRuleInputRequest"},
+            "description": "one rule per feature, each naming its featureKey",
+        },
+    )
 
 
 def _features_of(environment: Any, raw: Any) -> list[tuple[Feature, RuleSpec]]:
@@ -391,7 +401,8 @@ _RULE_INPUT = inline_serializer(
     "PlansRuleInput",
     fields={
         "featureKey": serializers.CharField(required=False, help_text="Must match the path"),
-        "model": serializers.CharField(
+        "model": serializers.ChoiceField(
+            choices=[*pricing.PricingModel, *MODEL_ALIASES],
             required=False,
             help_text="included (default), per_unit (alias usage), graduated, volume, package",
         ),
@@ -403,8 +414,10 @@ _RULE_INPUT = inline_serializer(
             help_text='[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
         ),
         "maxUsage": decimal(required=False, allow_null=True, help_text=_NUMBER),
-        "resetInterval": serializers.CharField(
-            required=False, help_text="billing_period (default), day, week, month or never"
+        "resetInterval": serializers.ChoiceField(
+            choices=PlanFeatureRule.ResetInterval.values,
+            required=False,
+            help_text="billing_period (default), day, week, month or never",
         ),
         "overagePricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "creditDenomination": serializers.CharField(
@@ -414,6 +427,8 @@ _RULE_INPUT = inline_serializer(
         "isEnabled": serializers.BooleanField(required=False, default=True),
     },
 )
+# parse_rule refuses fields it does not know (with a hint for likely misspellings).
+type(_RULE_INPUT).refuses_unknown_fields = True  # type: ignore[attr-defined]
 _PLAN_REF = OpenApiParameter("plan_ref", str, OpenApiParameter.PATH, description="A plan id or key")
 _FEATURE_KEY = OpenApiParameter("feature_key", str, OpenApiParameter.PATH)
 

@@ -88,9 +88,7 @@ class ModelPriceList(APIView):
         parameters=[
             OpenApiParameter("provider", str, description="provider id, e.g. openai"),
             OpenApiParameter("model", str, description="model id, e.g. gpt-4o"),
-            OpenApiParameter(
-                "history", str, enum=["1", "true", "yes"], description="every version (needs model)"
-            ),
+            OpenApiParameter("history", bool, description="every version (needs model)"),
             *PAGE_PARAMETERS,
         ],
         responses={200: _VERSION_LIST},

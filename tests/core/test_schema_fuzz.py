@@ -63,7 +63,8 @@ STRIPE_ROUTES = [
 
 # Rules a JSON schema cannot state, so the schema-valid requests that break them are
 # refused with a 400 and that is right. A refusal is let through only when every problem
-# it names is one of these (field, message) pairs; None stands for any message.
+# it names is one of these (field, message) pairs; None stands for any message, and a
+# message ending in "*" for any that starts so.
 BEYOND_THE_SCHEMA = {
     # A cursor is valid only as the server minted it: any other string is malformed.
     ("cursor", None),
@@ -78,6 +79,10 @@ BEYOND_THE_SCHEMA = {
     ("rolloverCap", "Required with the capped policy."),
     ("rolloverCap", "Only with the capped policy."),
     ("planId", "Give one of planId, planKey."),
+    ("changeToPlanId", "Give one of changeToPlanId, planId, planKey."),
+    ("interval", "Disagrees with intervalMonths."),
+    ("customerReferenceId", "A customer key needs a customer."),
+    ("scopes", "Unknown scope: *"),  # obs_ scopes on a ck_ key, or the reverse
     ("creditModelId", "Give creditModelId or denomination."),
     ("creditPoolId", "Give creditPoolId, or customerReferenceId and denomination."),
     ("featureKey", "Give featureKey or featureId."),
@@ -104,6 +109,9 @@ BEYOND_THE_SCHEMA = {
     ("featureKey", "Disagrees with the path."),
     # A body naming an object that does not exist.
     ("creditModelId", "No such credit model."),
+    ("denomination", "No credit model has this denomination."),
+    ("denomination", "No credit model has it."),
+    ("featureKey", "No such feature."),
     # Relative to the clock.
     ("expiresAt", "Must be in the future."),
     ("occurredAt", "May not be more than 5 minutes in the future."),
@@ -112,6 +120,18 @@ BEYOND_THE_SCHEMA = {
         "Must be at least 60 seconds in the future: values in force are never changed.",
     ),
 }
+
+
+def _beyond_the_schema(field: str, problem: str) -> bool:
+    return any(
+        name == field
+        and (
+            message is None
+            or message == problem
+            or (message.endswith("*") and problem.startswith(message[:-1]))
+        )
+        for name, message in BEYOND_THE_SCHEMA
+    )
 
 
 def _refused_for_a_rule_beyond_the_schema(
@@ -126,9 +146,8 @@ def _refused_for_a_rule_beyond_the_schema(
         return True
     # A field inside a list is named with its position: events.0.occurredAt.
     explained = bool(fields) and all(
-        (field, None) in BEYOND_THE_SCHEMA or (field, problem) in BEYOND_THE_SCHEMA
+        _beyond_the_schema(re.sub(r"^\w+\.\d+\.", "", name), problem)
         for name, problems in fields.items()
-        for field in [re.sub(r"^\w+\.\d+\.", "", name)]
         for problem in problems
     )
     return not explained

@@ -121,14 +121,31 @@ _ERROR_DESCRIPTIONS = {
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def decimal_pattern(whole: int, places: int, *, minimum: Any = None) -> str:
+def decimal_pattern(
+    whole: int | None,
+    places: int | None,
+    *,
+    minimum: Any = None,
+    maximum: Any = None,
+    empty: bool = False,
+) -> str:
     """The decimal strings a field accepts: ASCII digits, at least one; no sign when the
-    minimum is 0, and not zero either when it is above 0."""
+    minimum is 0, and not zero either when it is above 0; at most ``maximum`` when that
+    is a power of ten (100 for a percentage); ``empty``: "" too (it means null)."""
     sign = "" if minimum is not None and minimum >= 0 else "-?"
     nonzero = "(?=.*[1-9])" if minimum is not None and minimum > 0 else ""
-    digits = f"[0-9]{{1,{whole}}}" if whole else "0"
-    fraction = rf"(?:\.[0-9]{{1,{places}}})?" if places else ""
-    return f"^{nonzero}{sign}{digits}{fraction}$"
+    top = None
+    if maximum is not None and maximum >= 1 and str(int(maximum)).rstrip("0") == "1":
+        top = len(str(int(maximum))) - 1  # maximum == 10**top
+        whole = min(whole, top) if whole is not None else top
+    digits = "[0-9]+" if whole is None else f"[0-9]{{1,{whole}}}" if whole else "0"
+    fraction = r"(?:\.[0-9]+)?" if places is None else rf"(?:\.[0-9]{{1,{places}}})?"
+    number = f"{sign}{digits}{fraction}" if places != 0 else f"{sign}{digits}"
+    if top:
+        zeros = "+" if places is None else f"{{1,{places}}}"
+        number = rf"{number}|1{'0' * top}(?:\.0{zeros})?" if places else f"{number}|1{'0' * top}"
+    body = f"{nonzero}(?:{number})"
+    return f"^(?:{body})?$" if empty else f"^{body}$"
 
 
 def documented[F: serializers.Field](field: F, schema: dict[str, Any]) -> F:
@@ -157,9 +174,16 @@ class TansoAutoSchema(AutoSchema):
         schema: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
         if not isinstance(schema, dict):
             return schema
-        if isinstance(field, serializers.DecimalField) and "pattern" in schema:
+        if isinstance(field, serializers.DecimalField) and direction == "request":
+            bounded = field.max_digits is not None
             schema["pattern"] = decimal_pattern(
-                field.max_whole_digits, field.decimal_places, minimum=field.min_value
+                field.max_whole_digits if bounded else None,
+                field.decimal_places,
+                minimum=field.min_value,
+                maximum=field.max_value,
+                # DRF reads "" as null in a nullable DecimalField; the hand-parsed fields
+                # documented with apps.core.api.schema.decimal (unbounded) refuse it.
+                empty=bounded and field.allow_null,
             )
         if (
             schema.get("type") == "array"
