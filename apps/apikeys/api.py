@@ -93,7 +93,10 @@ class KeyCreateInput(serializers.Serializer):
         choices=ApiKey.BudgetPeriod.values, required=False, allow_null=True
     )
     expiresAt = serializers.DateTimeField(required=False, allow_null=True)
-    expiresInSeconds = serializers.IntegerField(min_value=60, required=False, allow_null=True)
+    # At most ten years: a later expiry overflows the calendar (a 500, not a 400).
+    expiresInSeconds = serializers.IntegerField(
+        min_value=60, max_value=10 * 366 * 86400, required=False, allow_null=True
+    )
 
 
 def _expiry(data: dict[str, Any]) -> dt.datetime | None:

@@ -215,7 +215,7 @@ class CheckInputDoc(_ReserveDoc):
         help_text="default: any left (1 when reserving)",
     )
     model = serializers.CharField(
-        required=False, allow_blank=True, help_text="for credit weights per model"
+        required=False, allow_blank=True, allow_null=True, help_text="for credit weights per model"
     )
 
 
@@ -304,7 +304,7 @@ class EvaluateInputDoc(_ReserveDoc):
                 help_text="default 1",
             ),
             "model": serializers.CharField(
-                required=False, allow_blank=True, max_length=MAX_MODEL_LENGTH
+                required=False, allow_blank=True, allow_null=True, max_length=MAX_MODEL_LENGTH
             ),
         },
         required=False,
@@ -318,11 +318,9 @@ class EvaluateInputDoc(_ReserveDoc):
         required=False,
         help_text="when usage has no usageUnits",
     )
+    # Not bounded here: read (and bounded to MAX_MODEL_LENGTH) only when usage has none.
     model = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=MAX_MODEL_LENGTH,
-        help_text="when usage has no model",
+        required=False, allow_blank=True, allow_null=True, help_text="when usage has no model"
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.apikeys.permissions import pinned_customer_reference
+from apps.core.api.schema import decimal_pattern, documented
 from apps.core.errors import PayloadTooLarge, ValidationFailed
 
 from .ingest import MAX_BATCH, event_record, events_ingest
@@ -30,20 +31,45 @@ MAX_BATCH_BYTES = 20 * 1024 * 1024
 # --- Schema documentation only ---------------------------------------------------------
 
 
+# An amount as apps/events/validation.py reads it: at least 0, below 10^12, 12 places.
+_AMOUNT = {
+    "type": "string",
+    "format": "decimal",
+    "pattern": decimal_pattern(12, 12, minimum=0),
+    "nullable": True,
+}
+
+
 class _CostInputDoc(serializers.Serializer):
-    model = serializers.CharField(required=False, help_text="e.g. gpt-4o; drives auto-cost")
-    modelProvider = serializers.CharField(required=False, help_text="inferred when absent")
+    # Optional fields: null means "not given" (apps/events/validation.py).
+    model = serializers.CharField(
+        required=False, allow_null=True, help_text="e.g. gpt-4o; drives auto-cost"
+    )
+    modelProvider = serializers.CharField(
+        required=False, allow_null=True, help_text="inferred when absent"
+    )
     inputTokens = serializers.IntegerField(
         required=False,
+        allow_null=True,
         min_value=0,
         max_value=MAX_TOKENS,
         help_text="whole prompt, cached tokens included",
     )
-    outputTokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS)
-    cacheReadTokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS)
-    cacheWriteTokens = serializers.IntegerField(required=False, min_value=0, max_value=MAX_TOKENS)
+    outputTokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_TOKENS
+    )
+    cacheReadTokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_TOKENS
+    )
+    cacheWriteTokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_TOKENS
+    )
     reasoningTokens = serializers.IntegerField(
-        required=False, min_value=0, max_value=MAX_TOKENS, help_text="part of outputTokens"
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_TOKENS,
+        help_text="part of outputTokens",
     )
 
 
@@ -51,39 +77,48 @@ class _EventFieldsDoc(serializers.Serializer):
     eventName = serializers.CharField(max_length=255)
     customerReferenceId = serializers.CharField(max_length=255)
     featureKey = serializers.CharField(max_length=128)
-    usageUnits = serializers.DecimalField(
-        max_digits=24, decimal_places=12, min_value=0, required=False, help_text="default 1"
+    # Parsed by apps/events/validation.py: "" is not a number there (DRF's DecimalField
+    # would read it as null), so each is described as exactly what it takes.
+    usageUnits = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**_AMOUNT, "description": "default 1"},
     )
-    costAmount = serializers.DecimalField(
-        max_digits=24,
-        decimal_places=12,
-        min_value=0,
-        required=False,
-        help_text="USD (dollars, not cents); wins over any computed cost",
+    costAmount = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**_AMOUNT, "description": "USD (dollars, not cents); wins over any computed cost"},
     )
-    revenueAmount = serializers.DecimalField(
-        max_digits=24, decimal_places=12, min_value=0, required=False, help_text="USD"
+    revenueAmount = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**_AMOUNT, "description": "USD"},
     )
     occurredAt = serializers.DateTimeField(
-        required=False, help_text="ISO 8601, default now, at most 5 minutes ahead"
+        required=False, allow_null=True, help_text="ISO 8601, default now, at most 5 minutes ahead"
     )
-    durationMs = serializers.IntegerField(required=False, min_value=0, max_value=MAX_DURATION_MS)
-    traceId = serializers.CharField(required=False, help_text="alias: flowId")
-    meta = serializers.DictField(required=False, help_text="free JSON object, at most 16 KB")
+    durationMs = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_DURATION_MS
+    )
+    traceId = serializers.CharField(required=False, allow_null=True, help_text="alias: flowId")
+    meta = serializers.DictField(
+        required=False, allow_null=True, help_text="free JSON object, at most 16 KB"
+    )
 
 
 class ClientEventInputDoc(_EventFieldsDoc):
     eventIdempotencyKey = serializers.CharField(
         required=False,
+        allow_null=True,
         allow_blank=True,
         help_text="generated when absent; the X-Idempotency-Key header overrides it",
     )
-    costInput = _CostInputDoc(required=False)
+    costInput = _CostInputDoc(required=False, allow_null=True)
 
 
 class ObserveEventInputDoc(_EventFieldsDoc, _CostInputDoc):
     idempotencyKey = serializers.CharField(
-        required=False, allow_blank=True, help_text="dedupe on retry; empty: generated"
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="dedupe on retry; empty: generated",
     )
 
 

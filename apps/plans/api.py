@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -202,6 +203,9 @@ def parse_rule(data: Any, *, prefix: str = "", errors: _Errors | None = None) ->
 # -- plan input ---------------------------------------------------------------------------
 
 
+# These JSONFields are read by hand (validate_* and parse_rule). DRF checks that their
+# value dumps as JSON; the exact parser hands numbers over as Decimals, which only
+# Django's encoder dumps.
 class PlanFieldsInput(serializers.Serializer):
     key = StrictCharField(max_length=KEY_MAX_LENGTH, trim_whitespace=False, required=False)
     name = StrictCharField(max_length=150, required=False)
@@ -209,7 +213,7 @@ class PlanFieldsInput(serializers.Serializer):
         max_length=10_000, required=False, allow_blank=True, allow_null=True
     )
     priceAmount = documented(
-        serializers.JSONField(required=False),
+        serializers.JSONField(required=False, encoder=DjangoJSONEncoder),
         {"type": "string", "format": "decimal", "pattern": decimal_pattern(12, 12, minimum=0)},
     )
     currency = documented(
@@ -221,7 +225,8 @@ class PlanFieldsInput(serializers.Serializer):
         {"type": "string", "enum": list(INTERVALS), "description": "any case"},
     )
     intervalMonths = documented(
-        serializers.JSONField(required=False), {"type": "integer", "enum": Plan.Interval.values}
+        serializers.JSONField(required=False, encoder=DjangoJSONEncoder),
+        {"type": "integer", "enum": Plan.Interval.values},
     )
     billingTiming = documented(
         StrictCharField(required=False),
@@ -285,7 +290,7 @@ class PlanCreateInput(PlanFieldsInput):
     key = StrictCharField(max_length=KEY_MAX_LENGTH, trim_whitespace=False)
     name = StrictCharField(max_length=150)
     features = documented(
-        serializers.JSONField(required=False),
+        serializers.JSONField(required=False, encoder=DjangoJSONEncoder),
         {
             "type": "array",
             "items": {"$ref": "#/components/schemas/PlansRuleInputRequest"},
@@ -423,7 +428,9 @@ _RULE_INPUT = inline_serializer(
         "creditDenomination": serializers.CharField(
             required=False, allow_blank=True, allow_null=True
         ),
-        "creditsPerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
+        "creditsPerUnit": decimal(
+            required=False, allow_null=True, min_value=Decimal("1e-12"), help_text=_NUMBER
+        ),
         "isEnabled": serializers.BooleanField(required=False, default=True),
     },
 )

@@ -20,6 +20,8 @@ import pytest
         ("/api/v1/client/customers?limit=", "limit"),
         ("/api/v1/client/credits/weights?scheduled=maybe", "scheduled"),
         ("/api/sdk-keys?status=AAA", "status"),
+        ("/api/model-prices?history=AAA", "history"),
+        ("/api/v1/client/credits/weights?scheduled=true&at=noon", "at"),
     ],
 )
 def test_a_bad_query_parameter_is_named_as_one(tenant, url, field):
