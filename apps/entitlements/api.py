@@ -51,7 +51,7 @@ from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
 from apps.core.api.parsers import loads
 from apps.core.api.renderers import dumps
-from apps.core.api.schema import decimal_pattern
+from apps.core.api.schema import decimal_pattern, documented
 from apps.core.errors import InvalidQuery, NotFound, ScopeDenied, TansoError, ValidationFailed
 from apps.core.redis import env_key
 from apps.customers.api import environment_of
@@ -93,8 +93,14 @@ def _text(data: dict[str, Any], name: str, errors: dict[str, list[str]], limit: 
     return value
 
 
-# Units are above 0 (parse_units); the schema's decimal patterns say so from this minimum.
+# Units are above 0 and below 10^12 (parse_units); null means not given.
 UNITS_MINIMUM = Decimal("1e-12")
+UNITS_SCHEMA = {
+    "type": "string",
+    "format": "decimal",
+    "pattern": decimal_pattern(12, 12, minimum=UNITS_MINIMUM),
+    "nullable": True,
+}
 
 
 def parse_units(value: Any, field: str, errors: dict[str, list[str]]) -> Decimal | None:
@@ -207,12 +213,9 @@ class _ReserveDoc(serializers.Serializer):
 class CheckInputDoc(_ReserveDoc):
     customerReferenceId = serializers.CharField(max_length=MAX_REFERENCE_LENGTH)
     featureKey = serializers.CharField(max_length=MAX_FEATURE_KEY_LENGTH)
-    units = serializers.DecimalField(
-        max_digits=24,
-        decimal_places=12,
-        min_value=UNITS_MINIMUM,
-        required=False,
-        help_text="default: any left (1 when reserving)",
+    units = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**UNITS_SCHEMA, "description": "default: any left (1 when reserving)"},
     )
     model = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, help_text="for credit weights per model"
@@ -296,12 +299,9 @@ class EvaluateInputDoc(_ReserveDoc):
     usage = inline_serializer(
         "EntitlementsEvaluateUsage",
         fields={
-            "usageUnits": serializers.DecimalField(
-                max_digits=24,
-                decimal_places=12,
-                min_value=UNITS_MINIMUM,
-                required=False,
-                help_text="default 1",
+            "usageUnits": documented(
+                serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+                {**UNITS_SCHEMA, "description": "default 1"},
             ),
             "model": serializers.CharField(
                 required=False, allow_blank=True, allow_null=True, max_length=MAX_MODEL_LENGTH
@@ -311,12 +311,9 @@ class EvaluateInputDoc(_ReserveDoc):
         help_text="the proposed usage (track is accepted as another name)",
     )
     track = serializers.DictField(required=False, help_text="another name of usage")
-    units = serializers.DecimalField(
-        max_digits=24,
-        decimal_places=12,
-        min_value=UNITS_MINIMUM,
-        required=False,
-        help_text="when usage has no usageUnits",
+    units = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**UNITS_SCHEMA, "description": "when usage has no usageUnits"},
     )
     # Not bounded here: read (and bounded to MAX_MODEL_LENGTH) only when usage has none.
     model = serializers.CharField(

@@ -43,10 +43,10 @@ _AMOUNT = {
 class _CostInputDoc(serializers.Serializer):
     # Optional fields: null means "not given" (apps/events/validation.py).
     model = serializers.CharField(
-        required=False, allow_null=True, help_text="e.g. gpt-4o; drives auto-cost"
+        required=False, allow_null=True, allow_blank=True, help_text="e.g. gpt-4o; drives auto-cost"
     )
     modelProvider = serializers.CharField(
-        required=False, allow_null=True, help_text="inferred when absent"
+        required=False, allow_null=True, allow_blank=True, help_text="inferred when absent"
     )
     inputTokens = serializers.IntegerField(
         required=False,

@@ -402,6 +402,7 @@ _PLAN = inline_serializer(
 
 
 _NUMBER = "A number or a decimal string"
+_AMOUNT_PATTERN = decimal_pattern(12, 12, minimum=0)
 _RULE_INPUT = inline_serializer(
     "PlansRuleInput",
     fields={
@@ -413,10 +414,26 @@ _RULE_INPUT = inline_serializer(
         ),
         "pricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "packageSize": serializers.IntegerField(required=False),
-        "tiers": serializers.ListField(
-            child=serializers.DictField(),
-            required=False,
-            help_text='[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
+        "tiers": documented(
+            serializers.ListField(child=serializers.DictField(), required=False),
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "upTo": {
+                            "type": "string",
+                            "pattern": f"{_AMOUNT_PATTERN[:-1]}|^inf$",
+                            "nullable": True,
+                        },
+                        "pricePerUnit": {"type": "string", "pattern": _AMOUNT_PATTERN},
+                        "flatFee": {"type": "string", "pattern": _AMOUNT_PATTERN},
+                    },
+                    "required": ["pricePerUnit"],
+                    "additionalProperties": False,
+                },
+                "description": '[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
+            },
         ),
         "maxUsage": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "resetInterval": serializers.ChoiceField(

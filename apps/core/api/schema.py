@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from drf_spectacular.drainage import has_override
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field, inline_serializer
@@ -174,7 +175,12 @@ class TansoAutoSchema(AutoSchema):
         schema: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
         if not isinstance(schema, dict):
             return schema
-        if isinstance(field, serializers.DecimalField) and direction == "request":
+        if isinstance(field, serializers.DecimalField) and has_override(field, "field"):
+            pass  # described by hand (documented)
+        elif isinstance(field, serializers.DecimalField) and direction == "response":
+            # Answers hold sums: their digits are not bounded by any one stored amount.
+            schema["pattern"] = decimal_pattern(None, None)
+        elif isinstance(field, serializers.DecimalField):
             bounded = field.max_digits is not None
             schema["pattern"] = decimal_pattern(
                 field.max_whole_digits if bounded else None,
