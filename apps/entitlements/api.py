@@ -204,6 +204,7 @@ class _ReserveDoc(serializers.Serializer):
     )
     ttlSeconds = serializers.IntegerField(
         required=False,
+        allow_null=True,
         min_value=1,
         max_value=MAX_TTL_SECONDS,
         help_text=f"default {DEFAULT_TTL_SECONDS}",
@@ -569,6 +570,9 @@ class EntitlementEvaluate(_EntitlementView):
             usage.get("usageUnits", data.get("units")), f"{prefix}.usageUnits", errors
         )
         model = _model(usage.get("model", data.get("model")), f"{prefix}.model", errors)
+        # The top-level units and model stand in for usage's: checked even when unused.
+        parse_units(data.get("units"), "units", errors)
+        _model(data.get("model"), "model", errors)
         reserve = data.get("reserve", False)
         if not isinstance(reserve, bool):
             errors["reserve"] = ["Must be true or false."]

@@ -91,13 +91,22 @@ class _EventFieldsDoc(serializers.Serializer):
         serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
         {**_AMOUNT, "description": "USD"},
     )
-    occurredAt = serializers.DateTimeField(
-        required=False, allow_null=True, help_text="ISO 8601, default now, at most 5 minutes ahead"
+    occurredAt = documented(
+        serializers.DateTimeField(required=False, allow_null=True),
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": "^[2-9][0-9]{3}-",  # not before 2000 (apps/events/validation.py)
+            "nullable": True,
+            "description": "ISO 8601, default now, at most 5 minutes ahead",
+        },
     )
     durationMs = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=MAX_DURATION_MS
     )
-    traceId = serializers.CharField(required=False, allow_null=True, help_text="alias: flowId")
+    traceId = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="alias: flowId"
+    )
     meta = serializers.DictField(
         required=False, allow_null=True, help_text="free JSON object, at most 16 KB"
     )

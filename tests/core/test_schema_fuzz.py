@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import fnmatch
 import re
 import time
 from decimal import Decimal
@@ -63,8 +64,8 @@ STRIPE_ROUTES = [
 
 # Rules a JSON schema cannot state, so the schema-valid requests that break them are
 # refused with a 400 and that is right. A refusal is let through only when every problem
-# it names is one of these (field, message) pairs; None stands for any message, and a
-# message ending in "*" for any that starts so.
+# it names is one of these (field, message) pairs; None stands for any message, "*" in
+# a message for any text, and the field "*" for any field.
 BEYOND_THE_SCHEMA = {
     # A cursor is valid only as the server minted it: any other string is malformed.
     ("cursor", None),
@@ -116,6 +117,11 @@ BEYOND_THE_SCHEMA = {
     ("denomination", "No credit model has this denomination."),
     ("denomination", "No credit model has it."),
     ("featureKey", "No such feature."),
+    # Text holds no NUL character (PostgreSQL stores none): a 400 wherever it is.
+    ("*", "Null characters are not allowed."),
+    ("*", "*no NUL*"),
+    # Rule fields that the chosen pricing model does not use.
+    ("*", "Not used by the * model."),
     # Relative to the clock.
     ("expiresAt", "Must be in the future."),
     ("occurredAt", "May not be more than 5 minutes in the future."),
@@ -128,12 +134,8 @@ BEYOND_THE_SCHEMA = {
 
 def _beyond_the_schema(field: str, problem: str) -> bool:
     return any(
-        name == field
-        and (
-            message is None
-            or message == problem
-            or (message.endswith("*") and problem.startswith(message[:-1]))
-        )
+        name in (field, "*")
+        and (message is None or message == problem or fnmatch.fnmatchcase(problem, message))
         for name, message in BEYOND_THE_SCHEMA
     )
 
