@@ -577,8 +577,9 @@ class EntitlementEvaluate(_EntitlementView):
         if not isinstance(reserve, bool):
             errors["reserve"] = ["Must be true or false."]
         ttl = _ttl(data.get("ttlSeconds"), errors)
-        if data.get("context") is not None and not isinstance(data["context"], dict):
-            errors["context"] = ["Must be an object."]
+        for name in ("context", "track"):  # track: checked even when usage stands in
+            if data.get(name) is not None and not isinstance(data[name], dict):
+                errors.setdefault(name, ["Must be an object."])
         if errors:
             raise ValidationFailed(fields=errors)
         ensure_customer_access(request, reference_id)

@@ -31,11 +31,13 @@ MAX_BATCH_BYTES = 20 * 1024 * 1024
 # --- Schema documentation only ---------------------------------------------------------
 
 
-# An amount as apps/events/validation.py reads it: at least 0, below 10^12, 12 places.
+# An amount as apps/events/validation.py reads it: a decimal string or a number, at
+# least 0 and below 10^12 (rounded to 12 places).
 _AMOUNT = {
-    "type": "string",
-    "format": "decimal",
-    "pattern": decimal_pattern(12, 12, minimum=0),
+    "oneOf": [
+        {"type": "string", "format": "decimal", "pattern": decimal_pattern(12, 12, minimum=0)},
+        {"type": "number", "minimum": 0, "maximum": 10**12, "exclusiveMaximum": True},
+    ],
     "nullable": True,
 }
 

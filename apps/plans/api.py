@@ -423,7 +423,7 @@ _RULE_INPUT = inline_serializer(
                     "properties": {
                         "upTo": {
                             "type": "string",
-                            "pattern": f"{_AMOUNT_PATTERN[:-1]}|^inf$",
+                            "pattern": f"^(?:{_AMOUNT_PATTERN[1:-1]}|inf)$",
                             "nullable": True,
                         },
                         "pricePerUnit": {"type": "string", "pattern": _AMOUNT_PATTERN},

@@ -122,6 +122,7 @@ BEYOND_THE_SCHEMA = {
     ("*", "*no NUL*"),
     # Rule fields that the chosen pricing model does not use.
     ("*", "Not used by the * model."),
+    ("*", "Required for the * model."),
     # Relative to the clock.
     ("expiresAt", "Must be in the future."),
     ("occurredAt", "May not be more than 5 minutes in the future."),
