@@ -311,7 +311,9 @@ class EvaluateInputDoc(_ReserveDoc):
         required=False,
         help_text="the proposed usage (track is accepted as another name)",
     )
-    track = serializers.DictField(required=False, help_text="another name of usage")
+    track = serializers.DictField(
+        required=False, allow_null=True, help_text="another name of usage"
+    )
     units = documented(
         serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
         {**UNITS_SCHEMA, "description": "when usage has no usageUnits"},

@@ -435,7 +435,9 @@ _RULE_INPUT = inline_serializer(
                 "description": '[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
             },
         ),
-        "maxUsage": decimal(required=False, allow_null=True, help_text=_NUMBER),
+        "maxUsage": decimal(
+            required=False, allow_null=True, min_value=Decimal("1e-12"), help_text=_NUMBER
+        ),
         "resetInterval": serializers.ChoiceField(
             choices=PlanFeatureRule.ResetInterval.values,
             required=False,

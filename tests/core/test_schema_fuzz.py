@@ -119,10 +119,11 @@ BEYOND_THE_SCHEMA = {
     ("featureKey", "No such feature."),
     # Text holds no NUL character (PostgreSQL stores none): a 400 wherever it is.
     ("*", "Null characters are not allowed."),
-    ("*", "*no NUL*"),
+    ("*", "*NUL*"),
     # Rule fields that the chosen pricing model does not use.
     ("*", "Not used by the * model."),
     ("*", "Required for the * model."),
+    ("creditsPerUnit", "Required with a creditDenomination."),
     # Relative to the clock.
     ("expiresAt", "Must be in the future."),
     ("occurredAt", "May not be more than 5 minutes in the future."),
