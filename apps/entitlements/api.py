@@ -309,6 +309,7 @@ class EvaluateInputDoc(_ReserveDoc):
             ),
         },
         required=False,
+        allow_null=True,
         help_text="the proposed usage (track is accepted as another name)",
     )
     track = serializers.DictField(
