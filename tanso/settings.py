@@ -386,7 +386,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["apps.core.api.renderers.DecimalJSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.apikeys.throttling.ApiKeyRateThrottle"],
     "EXCEPTION_HANDLER": "apps.core.api.exceptions.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.api.schema.TansoAutoSchema",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
     "DEFAULT_VERSIONING_CLASS": None,
@@ -407,7 +407,6 @@ SPECTACULAR_SETTINGS = {
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         }
     },
-    "SECURITY": [{"bearer": []}, {"apiKey": []}],
     # Choice sets that share a field name ("status") get names of their own.
     "ENUM_NAME_OVERRIDES": {
         "ReservationStatusEnum": ["held", "settled", "released", "expired"],
@@ -429,6 +428,9 @@ SPECTACULAR_SETTINGS = {
         ],
         "ApiKeyKindEnum": ["sk", "obs", "ck"],
         "BudgetPeriodEnum": ["day", "month"],
+        # apps.apikeys.scopes: every scope, then the customer-key ones.
+        "ApiKeyScopeEnum": "apps.apikeys.api.KEY_SCOPES",
+        "CustomerKeyScopeEnum": ["read", "purchase"],
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

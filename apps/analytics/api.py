@@ -26,6 +26,7 @@ from apps.apikeys.authentication import request_key
 from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import page_limit
 from apps.core.api.renderers import DecimalJSONRenderer, dumps
+from apps.core.api.schema import OPTIONAL_INSTANT_SCHEMA, PAGE_PARAMETERS
 from apps.events.api import EventOutputDoc
 
 from . import export
@@ -277,13 +278,13 @@ class TraceDoc(serializers.Serializer):
 WINDOW_PARAMS = [
     OpenApiParameter(
         "from",
-        str,
+        OPTIONAL_INSTANT_SCHEMA,
         description="Window start, ISO 8601 date or datetime (UTC when no offset). "
         "Default: 30 days before `to`.",
     ),
     OpenApiParameter(
         "to",
-        str,
+        OPTIONAL_INSTANT_SCHEMA,
         description="Window end, exclusive. Default: the end of today (UTC). "
         "Windows are widened to whole hours and span at most 400 days.",
     ),
@@ -299,8 +300,7 @@ TABLE_PARAMS = [
         enum=[*SORTS, *(f"-{name}" for name in SORTS)],
         description="'-' for descending; default -cost",
     ),
-    OpenApiParameter("limit", int, description="1 to 200, default 50"),
-    OpenApiParameter("cursor", str, description="nextCursor of the previous page"),
+    *PAGE_PARAMETERS,
     FORMAT_PARAM,
 ]
 ERRORS = {
@@ -471,9 +471,11 @@ class EventList(ExportableView):
         ),
         parameters=[
             OpenApiParameter(
-                "from", str, description="ISO 8601 date or datetime; events at or after"
+                "from",
+                OPTIONAL_INSTANT_SCHEMA,
+                description="ISO 8601 date or datetime; events at or after",
             ),
-            OpenApiParameter("to", str, description="events strictly before"),
+            OpenApiParameter("to", OPTIONAL_INSTANT_SCHEMA, description="events strictly before"),
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("featureKey", str),
             OpenApiParameter("model", str, description="the model name as recorded"),
@@ -481,8 +483,7 @@ class EventList(ExportableView):
             OpenApiParameter("traceId", str),
             OpenApiParameter("eventName", str),
             OpenApiParameter("costSource", str, enum=list(COST_SOURCES)),
-            OpenApiParameter("limit", int, description="1 to 200, default 50"),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
             FORMAT_PARAM,
         ],
         responses=_responses(EventPageDoc, csv=True),

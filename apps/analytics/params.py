@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.core.api.pagination import decode_cursor, encode_cursor
 from apps.core.api.parsers import loads
-from apps.core.errors import ValidationFailed
+from apps.core.errors import InvalidQuery, ValidationFailed
 
 DEFAULT_WINDOW = dt.timedelta(days=30)
 MAX_WINDOW = dt.timedelta(days=400)
@@ -33,7 +33,7 @@ MAX_OFFSET = 10_000_000
 
 def invalid_parameter(*, fields: dict[str, list[str]]) -> ValidationFailed:
     """A 400 ``validation_failed`` about the query string (not the body)."""
-    return ValidationFailed("A query parameter is not valid.", fields=fields)
+    return InvalidQuery(fields=fields)
 
 
 @dataclass(frozen=True, slots=True)

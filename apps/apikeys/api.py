@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.api.query import query_choice
+from apps.core.api.schema import PAGE_PARAMETERS, documented, page
 from apps.core.tenancy import get_scoped_or_404
 from apps.customers.models import Customer
 
@@ -71,17 +72,31 @@ def render_issued(issued: IssuedKey) -> dict[str, Any]:
     return {**render_key(issued.key), "key": issued.plaintext}
 
 
+# What a key may be given: secret and SDK scopes, and those of customer keys.
+KEY_SCOPES = [*S.ALL_SCOPES, *S.CUSTOMER_SCOPES]
+
+
 class KeyCreateInput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApiKey.Kind.values, default=ApiKey.Kind.OBSERVE)
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    scopes = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
+    scopes = serializers.ListField(
+        child=documented(
+            serializers.CharField(max_length=32),
+            {"type": "string", "enum": KEY_SCOPES},
+        ),
+        required=False,
+        help_text="obs_ keys: at least one; ck_ keys: read and/or purchase",
+    )
     customerReferenceId = serializers.CharField(max_length=255, required=False)
     budgetCents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     budgetPeriod = serializers.ChoiceField(
         choices=ApiKey.BudgetPeriod.values, required=False, allow_null=True
     )
     expiresAt = serializers.DateTimeField(required=False, allow_null=True)
-    expiresInSeconds = serializers.IntegerField(min_value=60, required=False, allow_null=True)
+    # At most ten years: a later expiry overflows the calendar (a 500, not a 400).
+    expiresInSeconds = serializers.IntegerField(
+        min_value=60, max_value=10 * 366 * 86400, required=False, allow_null=True
+    )
 
 
 def _expiry(data: dict[str, Any]) -> dt.datetime | None:
@@ -178,7 +193,7 @@ class SdkKeyListCreate(APIView):
                 queryset=ApiKeySpend.objects.filter(window_start__in=current_window_starts()),
             )
         )
-        if request.query_params.get("status") == "active":
+        if query_choice(request.query_params, "status", ["active"]):
             keys = keys.filter(revoked_at__isnull=True)
         return Response(paginate_newest_first(keys, request, render_key))
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.accounts.audit import Actor, audit_record
 from apps.accounts.models import AuditEntry, Environment
-from apps.core.errors import Unauthorized, ValidationFailed
+from apps.core.errors import Conflict, Unauthorized, ValidationFailed
 from apps.core.redis import env_key, get_redis
 from apps.customers.models import Customer
 
@@ -145,7 +145,8 @@ def apikey_create(
 def apikey_rotate(*, key: ApiKey, actor: Actor) -> IssuedKey:
     """A new key with the same powers. The old one keeps working until revoked."""
     if key.status != "active":
-        raise ValidationFailed("Only an active key can be rotated.", code="key_inactive")
+        # The key's state, not the request, is wrong: a conflict, as for any revoked object.
+        raise Conflict("Only an active key can be rotated.", code="key_inactive")
     return apikey_create(
         environment=key.environment,
         kind=key.kind,

@@ -21,8 +21,15 @@ from apps.apikeys import scopes as S
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
-from apps.core.api.schema import decimal, many, page
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.api.schema import (
+    INSTANT_SCHEMA,
+    OPTIONAL_UUID_SCHEMA,
+    PAGE_PARAMETERS,
+    decimal,
+    many,
+    page,
+)
+from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 
@@ -47,7 +54,7 @@ def _status_filter(request: Request) -> str | None:
     value = raw.lower()
     if value not in Invoice.Status.values:
         choices = ", ".join(s.upper() for s in Invoice.Status.values)
-        raise ValidationFailed(fields={"status": [f"One of {choices}."]})
+        raise InvalidQuery(fields={"status": [f"One of {choices}."]})
     return value
 
 
@@ -58,7 +65,7 @@ def _subscription_filter(request: Request) -> str | None:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise ValidationFailed(fields={"subscriptionId": ["Not a subscription id."]}) from None
+        raise InvalidQuery(fields={"subscriptionId": ["Not a subscription id."]}) from None
 
 
 def _newest_first(invoices: QuerySet[Invoice], request: Request) -> dict[str, Any]:
@@ -70,7 +77,7 @@ def _newest_first(invoices: QuerySet[Invoice], request: Request) -> dict[str, An
     if cursor:
         sequence, _ = decode_cursor(cursor)
         if not sequence.isdigit():
-            raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+            raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
         invoices = invoices.filter(sequence__lt=int(sequence))
     rows = list(invoices[: limit + 1])
     has_more = len(rows) > limit
@@ -164,10 +171,9 @@ class InvoiceList(APIView):
         responses={200: page("BillingInvoicePage", _INVOICE)},
         parameters=[
             OpenApiParameter("customerReferenceId", str),
-            OpenApiParameter("subscriptionId", str),
+            OpenApiParameter("subscriptionId", OPTIONAL_UUID_SCHEMA),
             OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request) -> Response:
@@ -200,8 +206,7 @@ class CustomerInvoices(_CustomerReadable):
         parameters=[
             _REFERENCE_ID,
             OpenApiParameter("status", str, enum=[s.upper() for s in Invoice.Status.values]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request, reference_id: str) -> Response:
@@ -229,6 +234,7 @@ class CustomerInvoiceDetail(_CustomerReadable):
 
 
 class MarkPaidInput(serializers.Serializer):
+    refuses_unknown_fields = True  # validate() below; the schema says so
     paidAt = serializers.DateTimeField(required=False)
     paymentReference = StrictCharField(max_length=255, required=False, allow_blank=True)
 
@@ -413,10 +419,13 @@ class RevenueAttribution(APIView):
         responses={200: _REVENUE},
         parameters=[
             OpenApiParameter(
-                "from", str, required=True, description="ISO 8601 (UTC when no offset)"
+                "from", INSTANT_SCHEMA, required=True, description="ISO 8601 (UTC when no offset)"
             ),
             OpenApiParameter(
-                "to", str, required=True, description="ISO 8601, after from, at most 366 days"
+                "to",
+                INSTANT_SCHEMA,
+                required=True,
+                description="ISO 8601, after from, at most 366 days",
             ),
         ],
     )
@@ -428,7 +437,7 @@ class RevenueAttribution(APIView):
         elif start and end and end - start > MAX_WINDOW:
             problems["to"] = ["At most 366 days after from."]
         if problems or start is None or end is None:
-            raise ValidationFailed(fields=problems)
+            raise InvalidQuery(fields=problems)
         items = revenue_attribution(environment_of(request), start=start, end=end)
         return Response(
             {

@@ -40,6 +40,12 @@ class ValidationFailed(TansoError):
     default_message = "The request body is not valid."
 
 
+class InvalidQuery(ValidationFailed):
+    """A 400 ``validation_failed`` about the query string: not the body, so not worded so."""
+
+    default_message = "A query parameter is not valid."
+
+
 class Unauthorized(TansoError):
     status = 401
     code = "unauthorized"

@@ -23,7 +23,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -34,8 +33,9 @@ from apps.apikeys import scopes as S
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import page_limit, paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, decimal, many, page
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.api.query import query_bool
+from apps.core.api.schema import OPTIONAL_INSTANT_SCHEMA, PAGE_PARAMETERS, decimal, many, page
+from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_get
@@ -580,7 +580,7 @@ def _decode_sequence_cursor(token: str) -> int:
     except (ValueError, UnicodeDecodeError, binascii.Error):
         value = None
     if value is None or value < 0:
-        raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+        raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
     return value
 
 
@@ -608,7 +608,7 @@ class PoolTransactions(_CustomerPoolView):
         if kind:
             kind = kind.lower()
             if kind not in TransactionType.values:
-                raise ValidationFailed(
+                raise InvalidQuery(
                     fields={"transactionType": [f"One of {', '.join(TransactionType.values)}."]}
                 )
             entries = entries.filter(transaction_type=kind)
@@ -795,7 +795,9 @@ class WeightList(APIView):
         request=None,
         parameters=[
             OpenApiParameter(
-                "at", OpenApiTypes.DATETIME, description="The weights in force then (default now)."
+                "at",
+                OPTIONAL_INSTANT_SCHEMA,
+                description="The weights in force then (default now).",
             ),
             OpenApiParameter("scheduled", bool, description="Those not yet in force instead."),
         ],
@@ -804,10 +806,10 @@ class WeightList(APIView):
     def get(self, request: Request) -> Response:
         environment = environment_of(request)
         now = _now()
-        if request.query_params.get("scheduled") in {"1", "true", "yes"}:
+        at = _instant_param(request, "at") or now  # checked even when not used
+        if query_bool(request.query_params, "scheduled"):
             rows = sel.weights_scheduled(environment, now)
         else:
-            at = _instant_param(request, "at") or now
             rows = sel.weights_in_force(environment, at)
         items = [R.render_weight(row, now) for row in rows]
         return Response({"items": items, "nextCursor": None, "hasMore": False})
@@ -821,7 +823,7 @@ def _instant_param(request: Request, name: str) -> Any:
     try:
         return field.to_internal_value(raw)
     except serializers.ValidationError:
-        raise ValidationFailed(fields={name: ["An ISO 8601 date and time."]}) from None
+        raise InvalidQuery(fields={name: ["An ISO 8601 date and time."]}) from None
 
 
 class WeightPublish(APIView):

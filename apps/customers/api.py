@@ -10,7 +10,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,8 +28,8 @@ from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.renderers import dumps
-from apps.core.api.schema import page
-from apps.core.errors import ValidationFailed
+from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.errors import InvalidQuery, ValidationFailed
 
 from .models import Customer
 from .selectors import customer_get, customers_search
@@ -65,6 +70,9 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
+@extend_schema_field(
+    {"type": "object", "additionalProperties": True, "nullable": True},
+)
 class MetadataField(serializers.JSONField):
     """A JSON object of at most 16 KB (``null`` means an empty object)."""
 
@@ -200,8 +208,7 @@ class CustomerListCreate(APIView):
             OpenApiParameter("search", str, description="Words matched in reference, email, names"),
             OpenApiParameter("customerReferenceId", str, description="Exact reference"),
             OpenApiParameter("source", str, enum=Customer.Source.values),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
         responses={200: _CUSTOMER_LIST},
     )
@@ -211,12 +218,12 @@ class CustomerListCreate(APIView):
         reference = params.get("customerReferenceId")
         if reference is not None:
             if len(reference) > REFERENCE_MAX_LENGTH or "\x00" in reference:
-                raise ValidationFailed(fields={"customerReferenceId": ["Not a valid reference."]})
+                raise InvalidQuery(fields={"customerReferenceId": ["Not a valid reference."]})
             customers = customers.filter(reference_id=reference)
         source = params.get("source")
         if source:
             if source not in Customer.Source.values:
-                raise ValidationFailed(
+                raise InvalidQuery(
                     fields={"source": [f"One of {', '.join(Customer.Source.values)}."]}
                 )
             customers = customers.filter(source=source)

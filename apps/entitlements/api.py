@@ -54,7 +54,15 @@ from apps.apikeys.permissions import ensure_customer_access
 from apps.apikeys.services import TOUCH_INTERVAL, apikey_used, authenticate_key, touch_redis_key
 from apps.core.api.parsers import loads
 from apps.core.api.renderers import dumps
-from apps.core.errors import NotFound, ScopeDenied, TansoError, ValidationFailed, is_outage
+from apps.core.api.schema import decimal_pattern, documented
+from apps.core.errors import (
+    InvalidQuery,
+    NotFound,
+    ScopeDenied,
+    TansoError,
+    ValidationFailed,
+    is_outage,
+)
 from apps.core.redis import env_key
 from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
@@ -93,6 +101,16 @@ def _text(data: dict[str, Any], name: str, errors: dict[str, list[str]], limit: 
         errors[name] = [f"At most {limit} characters, no NUL."]
         return ""
     return value
+
+
+# Units are above 0 and below 10^12 (parse_units); null means not given.
+UNITS_MINIMUM = Decimal("1e-12")
+UNITS_SCHEMA = {
+    "type": "string",
+    "format": "decimal",
+    "pattern": decimal_pattern(12, 12, minimum=UNITS_MINIMUM),
+    "nullable": True,
+}
 
 
 def parse_units(value: Any, field: str, errors: dict[str, list[str]]) -> Decimal | None:
@@ -205,6 +223,7 @@ class _ReserveDoc(serializers.Serializer):
     )
     ttlSeconds = serializers.IntegerField(
         required=False,
+        allow_null=True,
         min_value=1,
         max_value=MAX_TTL_SECONDS,
         help_text=f"default {DEFAULT_TTL_SECONDS}",
@@ -214,13 +233,13 @@ class _ReserveDoc(serializers.Serializer):
 class CheckInputDoc(_ReserveDoc):
     customerReferenceId = serializers.CharField(max_length=MAX_REFERENCE_LENGTH)
     featureKey = serializers.CharField(max_length=MAX_FEATURE_KEY_LENGTH)
-    units = serializers.DecimalField(
-        max_digits=24,
-        decimal_places=12,
-        required=False,
-        help_text="default: any left (1 when reserving)",
+    units = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**UNITS_SCHEMA, "description": "default: any left (1 when reserving)"},
     )
-    model = serializers.CharField(required=False, help_text="for credit weights per model")
+    model = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, help_text="for credit weights per model"
+    )
 
 
 class _ReasonDoc(serializers.Serializer):
@@ -301,20 +320,28 @@ class EvaluateInputDoc(_ReserveDoc):
     usage = inline_serializer(
         "EntitlementsEvaluateUsage",
         fields={
-            "usageUnits": serializers.DecimalField(
-                max_digits=24, decimal_places=12, required=False, help_text="default 1"
+            "usageUnits": documented(
+                serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+                {**UNITS_SCHEMA, "description": "default 1"},
             ),
-            "model": serializers.CharField(required=False, max_length=MAX_MODEL_LENGTH),
+            "model": serializers.CharField(
+                required=False, allow_blank=True, allow_null=True, max_length=MAX_MODEL_LENGTH
+            ),
         },
         required=False,
+        allow_null=True,
         help_text="the proposed usage (track is accepted as another name)",
     )
-    track = serializers.DictField(required=False, help_text="another name of usage")
-    units = serializers.DecimalField(
-        max_digits=24, decimal_places=12, required=False, help_text="when usage has no usageUnits"
+    track = serializers.DictField(
+        required=False, allow_null=True, help_text="another name of usage"
     )
+    units = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**UNITS_SCHEMA, "description": "when usage has no usageUnits"},
+    )
+    # Not bounded here: read (and bounded to MAX_MODEL_LENGTH) only when usage has none.
     model = serializers.CharField(
-        required=False, max_length=MAX_MODEL_LENGTH, help_text="when usage has no model"
+        required=False, allow_blank=True, allow_null=True, help_text="when usage has no model"
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -322,7 +349,9 @@ class EvaluateInputDoc(_ReserveDoc):
         return {
             **super().get_fields(),
             "context": serializers.DictField(
-                required=False, help_text="{flowId}: echoed back (a new one when not given)"
+                required=False,
+                allow_null=True,
+                help_text="{flowId}: echoed back (a new one when not given)",
             ),
         }
 
@@ -506,6 +535,17 @@ def state_key_of(environment: Any) -> str:
     return state_key(environment.pk)
 
 
+_CUSTOMER_ENTITLEMENTS = inline_serializer(
+    "EntitlementsCustomerEntitlements",
+    fields={
+        "customerReferenceId": serializers.CharField(),
+        "items": DecisionDoc(many=True),
+        "nextCursor": serializers.CharField(allow_null=True, help_text="always null"),
+        "hasMore": serializers.BooleanField(),
+    },
+)
+
+
 class EntitlementCheck(_EntitlementView):
     @extend_schema(
         summary="May this customer use this feature now?",
@@ -523,7 +563,17 @@ class EntitlementCheck(_EntitlementView):
         )
         return Response(render_decision(decision))
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        summary='The entitlement list of the customer whose reference is "check"',
+        description="As GET /api/v1/client/entitlements/{reference_id}: this path answers "
+        "both, by method.",
+        operation_id="v1_client_entitlements_check_customer_list",
+        request=None,
+        responses={
+            200: _CUSTOMER_ENTITLEMENTS,
+            404: OpenApiResponse(description='not_found: no customer "check"'),
+        },
+    )
     def get(self, request: Request) -> Response:
         # GET /entitlements/check is the entitlement list of a customer named "check".
         return CustomerEntitlements().get_for(request, "check")
@@ -541,7 +591,11 @@ class EntitlementGet(_EntitlementView):
         description=FAILS_CLOSED,
         request=None,
         parameters=[
-            OpenApiParameter("units", str, description="units the caller wants to use"),
+            OpenApiParameter(
+                "units",
+                {"type": "string", "pattern": decimal_pattern(12, 12, minimum=UNITS_MINIMUM)},
+                description="units the caller wants to use: above 0, below 10^12",
+            ),
             OpenApiParameter("model", str),
         ],
         responses={200: DecisionDoc},
@@ -553,7 +607,7 @@ class EntitlementGet(_EntitlementView):
         units = parse_units(request.query_params.get("units"), "units", errors)
         model = _model(request.query_params.get("model"), "model", errors)
         if errors:
-            raise ValidationFailed(fields=errors)
+            raise InvalidQuery(fields=errors)
         decision = _check(request, reference_id, feature_key, units, model=model)
         return Response(render_decision(decision))
 
@@ -590,10 +644,16 @@ class EntitlementEvaluate(_EntitlementView):
             usage.get("usageUnits", data.get("units")), f"{prefix}.usageUnits", errors
         )
         model = _model(usage.get("model", data.get("model")), f"{prefix}.model", errors)
+        # The top-level units and model stand in for usage's: checked even when unused.
+        parse_units(data.get("units"), "units", errors)
+        _model(data.get("model"), "model", errors)
         reserve = data.get("reserve", False)
         if not isinstance(reserve, bool):
             errors["reserve"] = ["Must be true or false."]
         ttl = _ttl(data.get("ttlSeconds"), errors)
+        for name in ("context", "track"):  # track: checked even when usage stands in
+            if data.get(name) is not None and not isinstance(data[name], dict):
+                errors.setdefault(name, ["Must be an object."])
         if errors:
             raise ValidationFailed(fields=errors)
         ensure_customer_access(request, reference_id)
@@ -678,17 +738,7 @@ class CustomerEntitlements(_EntitlementView):
         description=FAILS_CLOSED,
         operation_id="v1_client_entitlements_list",
         request=None,
-        responses={
-            200: inline_serializer(
-                "EntitlementsCustomerEntitlements",
-                fields={
-                    "customerReferenceId": serializers.CharField(),
-                    "items": DecisionDoc(many=True),
-                    "nextCursor": serializers.CharField(allow_null=True, help_text="always null"),
-                    "hasMore": serializers.BooleanField(),
-                },
-            )
-        },
+        responses={200: _CUSTOMER_ENTITLEMENTS},
     )
     def get(self, request: Request, reference_id: str) -> Response:
         return self.get_for(request, reference_id)

@@ -16,10 +16,12 @@ from rest_framework.response import Response
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.apikeys.idempotency import APIView
+from apps.core.api.schema import decimal_pattern, documented
 from apps.core.errors import PayloadTooLarge, ValidationFailed
 
 from .ingest import MAX_BATCH, event_record, events_ingest
 from .rendering import render_recorded
+from .validation import MAX_DURATION_MS, MAX_TOKENS
 
 UNAVAILABLE = OpenApiResponse(
     description=(
@@ -32,52 +34,106 @@ UNAVAILABLE = OpenApiResponse(
 # --- Schema documentation only ---------------------------------------------------------
 
 
+# An amount as apps/events/validation.py reads it: a decimal string or a number, at
+# least 0 and below 10^12 (rounded to 12 places).
+_AMOUNT = {
+    "oneOf": [
+        {"type": "string", "format": "decimal", "pattern": decimal_pattern(12, 12, minimum=0)},
+        {"type": "number", "minimum": 0, "maximum": 10**12, "exclusiveMaximum": True},
+    ],
+    "nullable": True,
+}
+
+
 class _CostInputDoc(serializers.Serializer):
-    model = serializers.CharField(required=False, help_text="e.g. gpt-4o; drives auto-cost")
-    modelProvider = serializers.CharField(required=False, help_text="inferred when absent")
-    inputTokens = serializers.IntegerField(
-        required=False, min_value=0, help_text="whole prompt, cached tokens included"
+    # Optional fields: null means "not given" (apps/events/validation.py).
+    model = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="e.g. gpt-4o; drives auto-cost"
     )
-    outputTokens = serializers.IntegerField(required=False, min_value=0)
-    cacheReadTokens = serializers.IntegerField(required=False, min_value=0)
-    cacheWriteTokens = serializers.IntegerField(required=False, min_value=0)
-    reasoningTokens = serializers.IntegerField(required=False, min_value=0)
+    modelProvider = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="inferred when absent"
+    )
+    inputTokens = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_TOKENS,
+        help_text="whole prompt, cached tokens included",
+    )
+    outputTokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_TOKENS
+    )
+    cacheReadTokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_TOKENS
+    )
+    cacheWriteTokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_TOKENS
+    )
+    reasoningTokens = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_TOKENS,
+        help_text="part of outputTokens",
+    )
 
 
 class _EventFieldsDoc(serializers.Serializer):
     eventName = serializers.CharField(max_length=255)
     customerReferenceId = serializers.CharField(max_length=255)
     featureKey = serializers.CharField(max_length=128)
-    usageUnits = serializers.DecimalField(
-        max_digits=24, decimal_places=12, required=False, help_text="default 1"
+    # Parsed by apps/events/validation.py: "" is not a number there (DRF's DecimalField
+    # would read it as null), so each is described as exactly what it takes.
+    usageUnits = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**_AMOUNT, "description": "default 1"},
     )
-    costAmount = serializers.DecimalField(
-        max_digits=24,
-        decimal_places=12,
-        required=False,
-        help_text="USD (dollars, not cents); wins over any computed cost",
+    costAmount = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**_AMOUNT, "description": "USD (dollars, not cents); wins over any computed cost"},
     )
-    revenueAmount = serializers.DecimalField(
-        max_digits=24, decimal_places=12, required=False, help_text="USD"
+    revenueAmount = documented(
+        serializers.DecimalField(max_digits=24, decimal_places=12, required=False),
+        {**_AMOUNT, "description": "USD"},
     )
-    occurredAt = serializers.DateTimeField(
-        required=False, help_text="ISO 8601, default now, at most 5 minutes ahead"
+    occurredAt = documented(
+        serializers.DateTimeField(required=False, allow_null=True),
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": "^[2-9][0-9]{3}-",  # not before 2000 (apps/events/validation.py)
+            "nullable": True,
+            "description": "ISO 8601, default now, at most 5 minutes ahead",
+        },
     )
-    durationMs = serializers.IntegerField(required=False, min_value=0)
-    traceId = serializers.CharField(required=False, help_text="alias: flowId")
-    meta = serializers.DictField(required=False, help_text="free JSON object, at most 16 KB")
+    durationMs = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_DURATION_MS
+    )
+    traceId = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="alias: flowId"
+    )
+    meta = serializers.DictField(
+        required=False, allow_null=True, help_text="free JSON object, at most 16 KB"
+    )
 
 
 class ClientEventInputDoc(_EventFieldsDoc):
     eventIdempotencyKey = serializers.CharField(
         required=False,
+        allow_null=True,
+        allow_blank=True,
         help_text="generated when absent; the X-Idempotency-Key header overrides it",
     )
-    costInput = _CostInputDoc(required=False)
+    costInput = _CostInputDoc(required=False, allow_null=True)
 
 
 class ObserveEventInputDoc(_EventFieldsDoc, _CostInputDoc):
-    idempotencyKey = serializers.CharField(required=False, help_text="dedupe on retry")
+    idempotencyKey = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="dedupe on retry; empty: generated",
+    )
 
 
 class EventOutputDoc(serializers.Serializer):
@@ -113,7 +169,12 @@ class EventOutputDoc(serializers.Serializer):
 
 
 class BatchInputDoc(serializers.Serializer):
-    events = ObserveEventInputDoc(many=True, help_text=f"1 to {MAX_BATCH} events")
+    events = ObserveEventInputDoc(
+        # More than MAX_BATCH is a 413, not a 400: stated in words, not as maxItems.
+        many=True,
+        allow_empty=False,
+        help_text=f"1 to {MAX_BATCH} events (more: 413)",
+    )
 
 
 class _BatchItemDoc(serializers.Serializer):

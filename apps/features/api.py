@@ -18,8 +18,8 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import page
-from apps.core.errors import ValidationFailed
+from apps.core.api.schema import PAGE_PARAMETERS, page
+from apps.core.errors import InvalidQuery
 
 # The strict field types are shared by the catalog's two APIs.
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -115,8 +115,7 @@ class FeatureListCreate(APIView):
         parameters=[
             OpenApiParameter("search", str, description="Text in the key or name"),
             OpenApiParameter("isEnabled", bool),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
         responses={200: _FEATURE_LIST},
     )
@@ -126,7 +125,7 @@ class FeatureListCreate(APIView):
         is_enabled = None
         if enabled_param:
             if enabled_param not in {"true", "false"}:
-                raise ValidationFailed(fields={"isEnabled": ["Must be true or false."]})
+                raise InvalidQuery(fields={"isEnabled": ["Must be true or false."]})
             is_enabled = enabled_param == "true"
         features = features_search(
             environment_of(request), params.get("search", ""), is_enabled=is_enabled

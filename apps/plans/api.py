@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -19,7 +20,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import decimal, many, page
+from apps.core.api.schema import PAGE_PARAMETERS, decimal, decimal_pattern, documented, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.money import parse_decimal
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -202,17 +203,35 @@ def parse_rule(data: Any, *, prefix: str = "", errors: _Errors | None = None) ->
 # -- plan input ---------------------------------------------------------------------------
 
 
+# These JSONFields are read by hand (validate_* and parse_rule). DRF checks that their
+# value dumps as JSON; the exact parser hands numbers over as Decimals, which only
+# Django's encoder dumps.
 class PlanFieldsInput(serializers.Serializer):
     key = StrictCharField(max_length=KEY_MAX_LENGTH, trim_whitespace=False, required=False)
     name = StrictCharField(max_length=150, required=False)
     description = StrictCharField(
         max_length=10_000, required=False, allow_blank=True, allow_null=True
     )
-    priceAmount = serializers.JSONField(required=False)
-    currency = StrictCharField(max_length=3, min_length=3, required=False)
-    interval = StrictCharField(required=False)
-    intervalMonths = serializers.JSONField(required=False)
-    billingTiming = StrictCharField(required=False)
+    priceAmount = documented(
+        serializers.JSONField(required=False, encoder=DjangoJSONEncoder),
+        {"type": "string", "format": "decimal", "pattern": decimal_pattern(12, 12, minimum=0)},
+    )
+    currency = documented(
+        StrictCharField(max_length=3, min_length=3, required=False),
+        {"type": "string", "pattern": "^[A-Za-z]{3}$", "description": "ISO 4217, any case"},
+    )
+    interval = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": list(INTERVALS), "description": "any case"},
+    )
+    intervalMonths = documented(
+        serializers.JSONField(required=False, encoder=DjangoJSONEncoder),
+        {"type": "integer", "enum": Plan.Interval.values},
+    )
+    billingTiming = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": ["IN_ADVANCE", "IN_ARREARS"], "description": "any case"},
+    )
     metadata = MetadataField(required=False)
 
     def validate_priceAmount(self, value: Any) -> Decimal:
@@ -270,7 +289,14 @@ class PlanFieldsInput(serializers.Serializer):
 class PlanCreateInput(PlanFieldsInput):
     key = StrictCharField(max_length=KEY_MAX_LENGTH, trim_whitespace=False)
     name = StrictCharField(max_length=150)
-    features = serializers.JSONField(required=False)
+    features = documented(
+        serializers.JSONField(required=False, encoder=DjangoJSONEncoder),
+        {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/PlansRuleInputRequest"},
+            "description": "one rule per feature, each naming its featureKey",
+        },
+    )
 
 
 def _features_of(environment: Any, raw: Any) -> list[tuple[Feature, RuleSpec]]:
@@ -376,33 +402,59 @@ _PLAN = inline_serializer(
 
 
 _NUMBER = "A number or a decimal string"
+_AMOUNT_PATTERN = decimal_pattern(12, 12, minimum=0)
 _RULE_INPUT = inline_serializer(
     "PlansRuleInput",
     fields={
         "featureKey": serializers.CharField(required=False, help_text="Must match the path"),
-        "model": serializers.CharField(
+        "model": serializers.ChoiceField(
+            choices=[*pricing.PricingModel, *MODEL_ALIASES],
             required=False,
             help_text="included (default), per_unit (alias usage), graduated, volume, package",
         ),
         "pricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "packageSize": serializers.IntegerField(required=False),
-        "tiers": serializers.ListField(
-            child=serializers.DictField(),
-            required=False,
-            help_text='[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
+        "tiers": documented(
+            serializers.ListField(child=serializers.DictField(), required=False),
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "upTo": {
+                            "type": "string",
+                            "pattern": f"^(?:{_AMOUNT_PATTERN[1:-1]}|inf)$",
+                            "nullable": True,
+                        },
+                        "pricePerUnit": {"type": "string", "pattern": _AMOUNT_PATTERN},
+                        "flatFee": {"type": "string", "pattern": _AMOUNT_PATTERN},
+                    },
+                    "required": ["pricePerUnit"],
+                    "additionalProperties": False,
+                },
+                "description": '[{upTo (null or "inf" for the last), pricePerUnit, flatFee?}]',
+            },
         ),
-        "maxUsage": decimal(required=False, allow_null=True, help_text=_NUMBER),
-        "resetInterval": serializers.CharField(
-            required=False, help_text="billing_period (default), day, week, month or never"
+        "maxUsage": decimal(
+            required=False, allow_null=True, min_value=Decimal("1e-12"), help_text=_NUMBER
+        ),
+        "resetInterval": serializers.ChoiceField(
+            choices=PlanFeatureRule.ResetInterval.values,
+            required=False,
+            help_text="billing_period (default), day, week, month or never",
         ),
         "overagePricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
         "creditDenomination": serializers.CharField(
             required=False, allow_blank=True, allow_null=True
         ),
-        "creditsPerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
+        "creditsPerUnit": decimal(
+            required=False, allow_null=True, min_value=Decimal("1e-12"), help_text=_NUMBER
+        ),
         "isEnabled": serializers.BooleanField(required=False, default=True),
     },
 )
+# parse_rule refuses fields it does not know (with a hint for likely misspellings).
+type(_RULE_INPUT).refuses_unknown_fields = True  # type: ignore[attr-defined]
 _PLAN_REF = OpenApiParameter("plan_ref", str, OpenApiParameter.PATH, description="A plan id or key")
 _FEATURE_KEY = OpenApiParameter("feature_key", str, OpenApiParameter.PATH)
 
@@ -428,8 +480,7 @@ class PlanListCreate(APIView):
         responses={200: page("PlansPlanPage", _PLAN)},
         parameters=[
             OpenApiParameter("status", str, enum=["ACTIVE", "DRAFT", "ARCHIVED", "ALL"]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request) -> Response:

@@ -15,8 +15,9 @@ from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.query import query_bool
 from apps.core.api.schema import PAGE_PARAMETERS, decimal, page
-from apps.core.errors import ValidationFailed
+from apps.core.errors import InvalidQuery
 
 from .models import ModelPriceOverride, PriceVersion
 from .selectors import (
@@ -87,9 +88,7 @@ class ModelPriceList(APIView):
         parameters=[
             OpenApiParameter("provider", str, description="provider id, e.g. openai"),
             OpenApiParameter("model", str, description="model id, e.g. gpt-4o"),
-            OpenApiParameter(
-                "history", str, enum=["1", "true", "yes"], description="every version (needs model)"
-            ),
+            OpenApiParameter("history", bool, description="every version (needs model)"),
             *PAGE_PARAMETERS,
         ],
         responses={200: _VERSION_LIST},
@@ -97,9 +96,9 @@ class ModelPriceList(APIView):
     def get(self, request: Request) -> Response:
         provider = request.query_params.get("provider") or None
         model = request.query_params.get("model") or None
-        history = request.query_params.get("history") in {"1", "true", "yes"}
+        history = bool(query_bool(request.query_params, "history"))
         if history and not model:
-            raise ValidationFailed(fields={"model": ["Required with history=1."]})
+            raise InvalidQuery(fields={"model": ["Required with history=1."]})
         model_pk = None
         if model:
             model_pk = catalog_model_pk(provider, model)

@@ -17,7 +17,8 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import decode_cursor, page_limit, paginate_newest_first
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.api.schema import PAGE_PARAMETERS, limit_parameter
+from apps.core.errors import InvalidQuery, NotFound
 from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
 
@@ -133,7 +134,7 @@ class ImportJobList(APIView):
     @extend_schema(
         summary="The environment's import jobs, newest first",
         request=None,
-        parameters=[OpenApiParameter("limit", int)],
+        parameters=[limit_parameter(default=20)],
         responses=_JobPageDoc,
     )
     def get(self, request: Request) -> Response:
@@ -151,8 +152,7 @@ class ImportedSubscriptionList(APIView):
         parameters=[
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("status", str, enum=[s.upper() for s in STATUSES]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
         responses=_SubscriptionPageDoc,
     )
@@ -162,7 +162,7 @@ class ImportedSubscriptionList(APIView):
         if status is not None:
             status = status.lower()
             if status not in STATUSES:
-                raise ValidationFailed(
+                raise InvalidQuery(
                     fields={"status": [f"One of {', '.join(s.upper() for s in STATUSES)}."]}
                 )
         customer_id = None
@@ -176,7 +176,7 @@ class ImportedSubscriptionList(APIView):
         # Keyset pages on (startedAt, id), newest first; a bad id in a cursor is a 400.
         cursor = request.query_params.get("cursor")
         if cursor and not decode_cursor(cursor)[1].isdigit():
-            raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+            raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
         return Response(
             paginate_newest_first(rows, request, render_subscription, time_field="started_at")
         )

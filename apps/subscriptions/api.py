@@ -20,8 +20,8 @@ from apps.apikeys import scopes as S
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.schema import PAGE_PARAMETERS, page
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.api.schema import PAGE_PARAMETERS, documented, page
+from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 from apps.customers.services import REFERENCE_MAX_LENGTH
@@ -97,8 +97,14 @@ class PlanChangeInput(serializers.Serializer):
     changeToPlanId = StrictCharField(max_length=128, required=False)
     planId = StrictCharField(max_length=128, required=False)
     planKey = StrictCharField(max_length=128, required=False)
-    changeType = StrictCharField(required=False)
-    timing = StrictCharField(required=False)
+    changeType = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": ["UPGRADE", "DOWNGRADE"], "description": "any case"},
+    )
+    timing = documented(
+        StrictCharField(required=False),
+        {"type": "string", "enum": SubscriptionChange.Timing.values, "description": "any case"},
+    )
 
     def validate_changeType(self, value: str) -> str:  # DRF's naming
         if value.lower() not in SubscriptionChange.Type.values:
@@ -194,8 +200,7 @@ class SubscriptionListCreate(_ReadingView):
             OpenApiParameter("customerReferenceId", str),
             OpenApiParameter("status", str, enum=list(STATUS_FILTERS)),
             OpenApiParameter("planId", str, description="A plan id or key"),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("cursor", str),
+            *PAGE_PARAMETERS,
         ],
     )
     def get(self, request: Request) -> Response:
@@ -211,7 +216,7 @@ class SubscriptionListCreate(_ReadingView):
                 return Response({"items": [], "nextCursor": None, "hasMore": False})
         status_filter = params.get("status")
         if status_filter and status_filter.lower() not in STATUS_FILTERS:
-            raise ValidationFailed(fields={"status": [f"One of {', '.join(STATUS_FILTERS)}."]})
+            raise InvalidQuery(fields={"status": [f"One of {', '.join(STATUS_FILTERS)}."]})
         plan_id = None
         if params.get("planId"):
             try:

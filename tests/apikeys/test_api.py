@@ -160,6 +160,23 @@ class TestLifecycle:
         assert tenant.api(issued.plaintext).get("/api/sdk-keys/me").status_code == 401
         assert tenant.api(new["key"]).get("/api/sdk-keys/me").status_code == 200
 
+    def test_an_expiry_beyond_the_calendar_is_400_not_500(self, tenant):
+        response = tenant.api().post(
+            "/api/sdk-keys",
+            {"kind": "obs", "scopes": ["usage.read"], "expiresInSeconds": 10**15},
+            format="json",
+        )
+        error = assert_envelope(response, 400, "validation_failed")
+        assert "expiresInSeconds" in error["fields"]
+
+    def test_rotating_a_revoked_key_is_a_conflict(self, tenant):
+        # The key's state is wrong, not the request: 409, as the schema documents.
+        api = tenant.api()
+        issued = make_key(tenant.test, "obs", scopes=["usage.read"])
+        api.delete(f"/api/sdk-keys/{issued.key.pk}")
+        response = api.post(f"/api/sdk-keys/{issued.key.pk}/rotate")
+        assert_envelope(response, 409, "key_inactive")
+
     def test_invalid_scope_is_400_with_field(self, tenant):
         response = tenant.api().post(
             "/api/sdk-keys", {"kind": "obs", "scopes": ["root"]}, format="json"

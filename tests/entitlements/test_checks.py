@@ -361,6 +361,32 @@ class TestOtherEndpoints:
         assert body["creditQuote"]["weight"] == "0.5"
         assert body["flowId"] == "flow-1"
 
+    def test_evaluate_refuses_a_context_that_is_not_an_object(self, platform):
+        # It was ignored (and a new flowId minted) where the schema says an object.
+        response = platform.api().post(
+            "/api/v1/client/entitlements",
+            {"customerReferenceId": "cus_1", "featureKey": "tokens", "context": ["flow-1"]},
+            format="json",
+        )
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"] == {"context": ["Must be an object."]}
+
+    def test_evaluate_checks_top_level_units_and_model_even_beside_usage(self, platform):
+        # They were ignored when usage named its own, where the schema bounds them.
+        response = platform.api().post(
+            "/api/v1/client/entitlements",
+            {
+                "customerReferenceId": "cus_1",
+                "featureKey": "tokens",
+                "usage": {"usageUnits": 5, "model": "gpt-4o"},
+                "units": "many",
+                "model": 7,
+            },
+            format="json",
+        )
+        assert response.status_code == 400
+        assert set(response.json()["error"]["fields"]) == {"units", "model"}
+
     def test_usage_report_per_feature(self, capped):
         capped.event(units=40)
         body = capped.api().get("/api/v1/client/customers/cus_1/usage").json()

@@ -60,6 +60,18 @@ def features(tenant):
 
 
 class TestCreate:
+    def test_amounts_may_be_json_numbers(self, tenant, features):
+        # Numbers arrive as Decimals (the exact JSON parser); they were refused as
+        # "Value must be valid JSON." in priceAmount and in the feature rules.
+        body = pro_body(priceAmount=49.99)
+        body["features"][0]["pricePerUnit"] = 0.002
+        response = tenant.api().post(URL, body, format="json")
+        assert response.status_code == 201, response.content
+        assert response.json()["priceAmount"] == "49.99"
+        patched = tenant.api().patch(f"{URL}/pro", {"priceAmount": 59.5}, format="json")
+        assert patched.status_code == 200, patched.content
+        assert patched.json()["priceAmount"] == "59.5"
+
     def test_creates_a_draft_with_rendered_rules(self, tenant, features):
         response = tenant.api().post(URL, pro_body(), format="json")
         assert response.status_code == 201, response.content

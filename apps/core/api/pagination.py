@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import Model, Q, QuerySet
 from rest_framework.request import Request
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import InvalidQuery
 
 from .parsers import loads
 
@@ -26,14 +26,14 @@ MAX_LIMIT = 200
 
 def page_limit(request: Request, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
     raw = request.query_params.get("limit")
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValidationFailed(fields={"limit": ["Must be an integer."]}) from None
+        raise InvalidQuery(fields={"limit": ["Must be an integer."]}) from None
     if not 1 <= value <= maximum:
-        raise ValidationFailed(fields={"limit": [f"Must be between 1 and {maximum}."]})
+        raise InvalidQuery(fields={"limit": [f"Must be between 1 and {maximum}."]})
     return value
 
 
@@ -47,9 +47,9 @@ def decode_cursor(token: str) -> list[str]:
         padded = token + "=" * (-len(token) % 4)
         values = loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed(fields={"cursor": ["Malformed cursor."]}) from None
+        raise InvalidQuery(fields={"cursor": ["Malformed cursor."]}) from None
     if not isinstance(values, list) or len(values) != 2:
-        raise ValidationFailed(fields={"cursor": ["Malformed cursor."]})
+        raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
     return [str(v) for v in values]
 
 
@@ -68,7 +68,7 @@ def paginate_newest_first[M: Model](
         try:
             when = dt.datetime.fromisoformat(at)
         except ValueError:
-            raise ValidationFailed(fields={"cursor": ["Malformed cursor."]}) from None
+            raise InvalidQuery(fields={"cursor": ["Malformed cursor."]}) from None
         queryset = queryset.filter(
             Q(**{f"{time_field}__lt": when}) | Q(**{time_field: when, "pk__lt": pk})
         )
