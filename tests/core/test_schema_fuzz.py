@@ -179,6 +179,7 @@ def _world() -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     feature = Feature.objects.get(environment=env, key="fuzz_feature")
     result = events_ingest(
         environment=env,
+        api_key_id=None,  # written by the product itself, as seed data
         items=[
             {
                 "eventIdempotencyKey": "fuzz-1",
