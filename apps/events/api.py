@@ -80,7 +80,18 @@ class _CostInputDoc(serializers.Serializer):
 
 class _EventFieldsDoc(serializers.Serializer):
     eventName = serializers.CharField(max_length=255)
-    customerReferenceId = serializers.CharField(max_length=255)
+    # An integer id is taken as its decimal text (validation._integral_reference).
+    customerReferenceId = documented(
+        serializers.CharField(max_length=255),
+        {
+            "oneOf": [
+                {"type": "string", "minLength": 1, "maxLength": 255},
+                {"type": "integer"},
+            ],
+            "description": "your customer's id: text, or an integer (stored as its digits;"
+            " at most 255 of them)",
+        },
+    )
     featureKey = serializers.CharField(max_length=128)
     # Parsed by apps/events/validation.py: "" is not a number there (DRF's DecimalField
     # would read it as null), so each is described as exactly what it takes.

@@ -412,7 +412,9 @@ _RULE_INPUT = inline_serializer(
             required=False,
             help_text="included (default), per_unit (alias usage), graduated, volume, package",
         ),
-        "pricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
+        "pricePerUnit": decimal(
+            required=False, allow_null=True, min_value=Decimal(0), help_text=_NUMBER
+        ),
         "packageSize": serializers.IntegerField(required=False),
         "tiers": documented(
             serializers.ListField(child=serializers.DictField(), required=False),
@@ -443,7 +445,9 @@ _RULE_INPUT = inline_serializer(
             required=False,
             help_text="billing_period (default), day, week, month or never",
         ),
-        "overagePricePerUnit": decimal(required=False, allow_null=True, help_text=_NUMBER),
+        "overagePricePerUnit": decimal(
+            required=False, allow_null=True, min_value=Decimal(0), help_text=_NUMBER
+        ),
         "creditDenomination": serializers.CharField(
             required=False, allow_blank=True, allow_null=True
         ),

@@ -165,6 +165,13 @@ class ImportedSubscriptionList(APIView):
                 raise InvalidQuery(
                     fields={"status": [f"One of {', '.join(s.upper() for s in STATUSES)}."]}
                 )
+        # Every parameter is checked before any answer, the empty one for an unknown
+        # customer included. Keyset pages on (startedAt, id), newest first; a bad id in a
+        # cursor is a 400.
+        page_limit(request)
+        cursor = request.query_params.get("cursor")
+        if cursor and not decode_cursor(cursor)[1].isdigit():
+            raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
         customer_id = None
         reference = request.query_params.get("customerReferenceId")
         if reference:
@@ -173,10 +180,6 @@ class ImportedSubscriptionList(APIView):
             except NotFound:
                 return Response({"items": [], "nextCursor": None, "hasMore": False})
         rows = imported_subscriptions(environment, customer_id=customer_id, status=status)
-        # Keyset pages on (startedAt, id), newest first; a bad id in a cursor is a 400.
-        cursor = request.query_params.get("cursor")
-        if cursor and not decode_cursor(cursor)[1].isdigit():
-            raise InvalidQuery(fields={"cursor": ["Malformed cursor."]})
         return Response(
             paginate_newest_first(rows, request, render_subscription, time_field="started_at")
         )

@@ -19,7 +19,7 @@ from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
-from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.pagination import decode_cursor, page_limit, paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, documented, page
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.api import MetadataField, StrictCharField, environment_of
@@ -206,6 +206,13 @@ class SubscriptionListCreate(_ReadingView):
     def get(self, request: Request) -> Response:
         environment = environment_of(request)
         params = request.query_params
+        # Every parameter is checked before any answer, the empty ones below included.
+        page_limit(request)
+        if params.get("cursor"):
+            decode_cursor(params["cursor"])
+        status_filter = params.get("status")
+        if status_filter and status_filter.lower() not in STATUS_FILTERS:
+            raise InvalidQuery(fields={"status": [f"One of {', '.join(STATUS_FILTERS)}."]})
         reference = params.get("customerReferenceId") or pinned_customer_reference(request)
         customer = None
         if reference is not None:
@@ -214,9 +221,6 @@ class SubscriptionListCreate(_ReadingView):
                 customer = customer_get(environment, reference)
             except NotFound:
                 return Response({"items": [], "nextCursor": None, "hasMore": False})
-        status_filter = params.get("status")
-        if status_filter and status_filter.lower() not in STATUS_FILTERS:
-            raise InvalidQuery(fields={"status": [f"One of {', '.join(STATUS_FILTERS)}."]})
         plan_id = None
         if params.get("planId"):
             try:

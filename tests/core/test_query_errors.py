@@ -22,6 +22,14 @@ import pytest
         ("/api/sdk-keys?status=AAA", "status"),
         ("/api/model-prices?history=AAA", "history"),
         ("/api/v1/client/credits/weights?scheduled=true&at=noon", "at"),
+        # An unknown customer's empty page is answered only after the other parameters
+        # were checked.
+        ("/api/v1/client/subscriptions?customerReferenceId=cus_nobody&limit=-1", "limit"),
+        ("/api/v1/client/subscriptions?customerReferenceId=cus_nobody&cursor=!!", "cursor"),
+        (
+            "/api/v1/client/stripe/import/subscriptions?customerReferenceId=cus_nobody&limit=-999",
+            "limit",
+        ),
     ],
 )
 def test_a_bad_query_parameter_is_named_as_one(tenant, url, field):
