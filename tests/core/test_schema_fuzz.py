@@ -138,6 +138,12 @@ BEYOND_THE_SCHEMA = {
 }
 
 
+# Operations whose bodies Hypothesis cannot generate enough of within its filter budget
+# (a nested array of objects whose decimal pattern needs a non-zero digit): a limit of
+# the generator, not an answer of the server; their rules are tested in tests/credits.
+GENERATION_LIMITED = frozenset({"POST /api/v1/client/credits/weights/publish"})
+
+
 def _beyond_the_schema(field: str, problem: str) -> bool:
     return any(
         name in (field, "*")
@@ -296,6 +302,9 @@ def test_the_server_does_what_its_schema_says(live_server, settings):
                             _describe(recorder, case_id, check.failure_info.failure)
                         )
         elif isinstance(event, events.NonFatalError):
+            if event.label in GENERATION_LIMITED and "filtered out" in event.info.message:
+                print(f"  [not generated] {event.label}: {event.info.message.splitlines()[0]}")
+                continue
             errors.append(f"{event.label}: {event.info.message}")
         elif isinstance(event, events.FatalError):
             raise event.exception
