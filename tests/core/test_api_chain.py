@@ -8,79 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.test import Client
+
+from tests.wsgi import wsgi_call
 
 pytestmark = pytest.mark.django_db
 
 
-@contextlib.contextmanager
-def django_test_connections() -> Iterator[None]:
-    """As Django's test client does around a request: the request signals must not close
-    the test's database connection (it holds the test's transaction)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wsgi_call(path: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
-    """One request through tanso.wsgi.application, as a WSGI server makes it."""
-    from tanso.wsgi import application
-
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "testserver",
-        "CONTENT_LENGTH": "0",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-        **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in (headers or {}).items()},
-    }
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc=None) -> None:
-        captured["status"], captured["headers"] = status, response_headers
-
-    with django_test_connections():
-        result = application(environ, start_response)
-        body = b"".join(result)
-        getattr(result, "close", lambda: None)()
-    names = {}
-    for name, value in captured["headers"]:
-        names.setdefault(name.lower(), []).append(value)
-    return int(captured["status"].split()[0]), names, body
 
 
 class TestThroughDjango:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import base64
 import http.client
-import io
 import json
 import socket
-import sys
 from typing import Any
 
 import pytest
@@ -18,7 +16,8 @@ from django.test import Client
 from apps.core.api.parsers import UnsafeJSON, loads
 from apps.events.models import Event
 from tests.conftest import Tenant, make_tenant
-from tests.core.test_api_chain import django_test_connections, web_server
+from tests.core.test_api_chain import web_server
+from tests.wsgi import wsgi_call
 
 pytestmark = pytest.mark.django_db
 
@@ -149,71 +148,21 @@ class TestNul:
     def test_the_entitlement_checks_fast_path_defers_to_the_400(self, tenant):
         body = b'{"customerReferenceId": "nobody", "featureKey": "f"}'
         headers = {"Authorization": f"Bearer {tenant.sk_test}", "Content-Type": "application/json"}
-        status, _, answer = wsgi_call_with_body(
-            "/api/v1/client/entitlements/check", body, headers, query="x=%00"
+        check = "/api/v1/client/entitlements/check"
+        status, _, answer = wsgi_call(
+            check, method="POST", headers=headers, body=body, query="x=%00"
         )
         assert status == 400, answer
         assert json.loads(answer)["error"]["code"] == "validation_failed"
         nul = b'{"customerReferenceId": "\\u0000", "featureKey": "f"}'
-        status, _, answer = wsgi_call_with_body("/api/v1/client/entitlements/check", nul, headers)
+        status, _, answer = wsgi_call(check, method="POST", headers=headers, body=nul)
         assert status == 400, answer
         assert json.loads(answer)["error"]["fields"] == {
             "customerReferenceId": ["Must not contain a NUL character."]
         }
-        status, _, answer = wsgi_call_with_body(
-            "/api/v1/client/entitlements/check", DEEP.encode(), headers
-        )
+        status, _, answer = wsgi_call(check, method="POST", headers=headers, body=DEEP.encode())
         assert status == 400, answer
         assert json.loads(answer)["error"]["code"] == "malformed_body"
-
-
-def wsgi_call_with_body(
-    path: str, body: bytes, headers: dict[str, str], query: str = ""
-) -> tuple[int, dict[str, list[str]], bytes]:
-    """A POST through tanso.wsgi.application (the fast path of the check included)."""
-    extra = {"CONTENT_LENGTH": str(len(body)), "QUERY_STRING": query}
-    return _wsgi(path, "POST", headers, extra, io.BytesIO(body))
-
-
-def _wsgi(
-    path: str, method: str, headers: dict[str, str], extra: dict[str, str], body: Any
-) -> tuple[int, dict[str, list[str]], bytes]:
-    from tanso.wsgi import application
-
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "testserver",
-        "wsgi.input": body,
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-        **extra,
-    }
-    for name, value in headers.items():
-        key = name.upper().replace("-", "_")
-        environ[key if key == "CONTENT_TYPE" else "HTTP_" + key] = value
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc=None) -> None:
-        captured["status"], captured["headers"] = status, response_headers
-
-    with django_test_connections():
-        result = application(environ, start_response)
-        content = b"".join(result)
-        getattr(result, "close", lambda: None)()
-    names: dict[str, list[str]] = {}
-    for name, value in captured["headers"]:
-        names.setdefault(name.lower(), []).append(value)
-    return int(captured["status"].split()[0]), names, content
 
 
 class TestDepth:

@@ -8,87 +8,43 @@ caller). Which path answered is read from Django's ``request_started`` signal.""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.core.signals import request_started
 from django.test import Client
+from django.utils.datastructures import CaseInsensitiveMapping
 
 from tests.factories import make_key
+from tests.wsgi import wsgi_call
 
 from .conftest import rule
 
 pytestmark = pytest.mark.django_db
 
 
-@contextlib.contextmanager
-def django_test_connections() -> Iterator[None]:
-    """As Django's test client does around a request: the request signals must not close
-    the test's database connection (it holds the test's transaction)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-
-
 PATH = "/api/v1/client/entitlements/check"
 REQUEST_ID = "parity-1"
 
 
-def wsgi_post(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, set]:
-    from tanso.wsgi import application
-
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": PATH,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "testserver",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-    }
-    for name, value in headers.items():
-        key = name.upper().replace("-", "_")
-        environ[key if key == "CONTENT_TYPE" else f"HTTP_{key}"] = value
+def wsgi_post(
+    body: bytes, headers: dict[str, str]
+) -> tuple[int, CaseInsensitiveMapping, bytes, set]:
+    """The check through tanso.wsgi.application, with the names of the request_started
+    senders (LeanCheck answers before Django; WSGIHandler means Django answered)."""
     senders: set = set()
 
     def seen(sender: Any, **kwargs: Any) -> None:
         senders.add(sender.__name__)
 
     request_started.connect(seen)
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list, exc: Any = None) -> None:
-        captured["status"], captured["headers"] = status, response_headers
-
     try:
-        with django_test_connections():
-            result = application(environ, start_response)
-            payload = b"".join(result)
-            getattr(result, "close", lambda: None)()
+        status, names, payload = wsgi_call(PATH, method="POST", headers=headers, body=body)
     finally:
         request_started.disconnect(seen)
-    headers_out = dict(captured["headers"])
-    return int(captured["status"].split()[0]), headers_out, payload, senders
+    last = CaseInsensitiveMapping({name: values[-1] for name, values in names.items()})
+    return status, last, payload, senders
 
 
 def drf_post(body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
