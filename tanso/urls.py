@@ -19,7 +19,7 @@ urlpatterns = [
     path("accounts/login/", accounts.login, name="account_login"),
     path("accounts/", include("allauth.urls")),
     path("invitations/", include("apps.accounts.urls")),
-    path("onboarding/", include("apps.onboarding.urls")),
+    path("onboarding/", include("apps.onboarding.page_urls")),
     path("dashboard/stripe/import/", include("apps.stripe_import.page_urls")),
     path("dashboard/", include("apps.dashboard.urls")),
     path("invoices/", include("apps.billing.page_urls")),
