@@ -79,15 +79,17 @@ class Customers(Resource[R]):
         self,
         *,
         customer_reference_id: str,
-        name: str | None = None,
         email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> R:
         body = fields(
             customer_reference_id=customer_reference_id,
-            name=name,
             email=email,
+            first_name=first_name,
+            last_name=last_name,
             metadata=metadata,
             **extra,
         )

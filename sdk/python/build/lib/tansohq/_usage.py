@@ -50,19 +50,23 @@ def _fields(
 
 
 def openai_chat(usage: Any) -> dict[str, int]:
+    prompt_details = get(usage, "prompt_tokens_details")
     return _fields(
         _int(get(usage, "prompt_tokens")),
         _int(get(usage, "completion_tokens")),
-        cache_read=_int(get(get(usage, "prompt_tokens_details"), "cached_tokens")),
+        cache_read=_int(get(prompt_details, "cached_tokens")),
+        cache_write=_int(get(prompt_details, "cache_write_tokens")),
         reasoning=_int(get(get(usage, "completion_tokens_details"), "reasoning_tokens")),
     )
 
 
 def openai_responses(usage: Any) -> dict[str, int]:
+    input_details = get(usage, "input_tokens_details")
     return _fields(
         _int(get(usage, "input_tokens")),
         _int(get(usage, "output_tokens")),
-        cache_read=_int(get(get(usage, "input_tokens_details"), "cached_tokens")),
+        cache_read=_int(get(input_details, "cached_tokens")),
+        cache_write=_int(get(input_details, "cache_write_tokens")),
         reasoning=_int(get(get(usage, "output_tokens_details"), "reasoning_tokens")),
     )
 
