@@ -45,6 +45,7 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	TANSO_ENV=development $(VENV)/bin/mypy
+	cd sdk/python && $(abspath $(VENV))/bin/mypy  # the SDK: strict, for Python 3.10+
 
 # Re-resolve the pins in pyproject.toml into requirements.lock.
 lock: check-python
