@@ -49,7 +49,6 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection
 from django.utils import timezone
 
 from apps.core.errors import TansoError
@@ -57,6 +56,7 @@ from apps.core.money import quantize_event_amount
 from apps.credits.coverage import CreditCharge
 from apps.events.models import RevenueSource
 from apps.events.pipeline import Batch, Item
+from apps.events.selectors import recorded_keys
 from apps.plans.pricing import POSITIONAL, cap_split, marginal_charge
 
 from . import counters, locks, state
@@ -146,20 +146,6 @@ class _Work:
     )
 
 
-def _existing_keys(environment_id: uuid.UUID, keys: list[str]) -> set[str]:
-    """The batch's keys stored before: one index look-up per key (a LATERAL ... LIMIT 1;
-    with ``= ANY(keys)`` the planner may scan every key of the environment, or the table,
-    which grows with the ledger)."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT e.idempotency_key FROM unnest(%s::text[]) AS w(key)"
-            " CROSS JOIN LATERAL (SELECT k.idempotency_key FROM events_eventkey AS k"
-            " WHERE k.environment_id = %s AND k.idempotency_key = w.key LIMIT 1) AS e",
-            [keys, environment_id],
-        )
-        return {row[0] for row in cur.fetchall()}
-
-
 class EntitlementsStep:
     name = NAME
     runs_after: tuple[str, ...] = ()
@@ -178,7 +164,7 @@ class EntitlementsStep:
         if len(live) > 1:
             # A batch may repeat keys recorded earlier: those are not stored, so they must not
             # move later events' position in their period (single events just roll back).
-            taken = _existing_keys(env_id, [item.key for item in live])
+            taken = recorded_keys(env_id, [item.key for item in live])
             live = [item for item in live if item.key not in taken]
         pairs = sorted({(item.customer_id, item.feature_id) for item in live})
         if not pairs:

@@ -53,6 +53,20 @@ if TYPE_CHECKING:
     from .usage import CustomerWindow
 
 
+def recorded_keys(environment_id: uuid.UUID, keys: list[str]) -> set[str]:
+    """Those of ``keys`` already recorded in the environment: one index look-up per key (a
+    LATERAL ... LIMIT 1; with ``= ANY(keys)`` the planner may scan every key of the
+    environment, or the table, which grows with the ledger)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT e.idempotency_key FROM unnest(%s::text[]) AS w(key)"
+            " CROSS JOIN LATERAL (SELECT k.idempotency_key FROM events_eventkey AS k"
+            " WHERE k.environment_id = %s AND k.idempotency_key = w.key LIMIT 1) AS e",
+            [keys, environment_id],
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
 def event_get(environment: Environment, event_id: Any) -> Event:
     """One event by id (404 when it is another environment's or malformed)."""
     return get_scoped_or_404(Event, environment, pk=event_id)
