@@ -24,7 +24,7 @@ from mcp import Client, StdioServerParameters
 
 from apps.billing.models import Invoice
 from apps.billing.services import billing_close_periods
-from apps.credits.models import CreditPool
+from apps.credits.models import CreditPool, CreditPrice
 from apps.plans.models import Plan
 from tests.billing.helpers import plan, subscribe, usage, utc
 from tests.conftest import Tenant
@@ -222,3 +222,86 @@ def test_procfile_asgi_process_serves_mcp(tenant: Tenant) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
+    """Each tool once on a tenant holding a plan, a subscription, a credit pool, an event
+    and a price: an answer, never an internal error (writes previewed)."""
+    the_plan = plan(tenant.test, price="10", timing=ADVANCE)
+    plan(tenant.test, "max", price="30", timing=ADVANCE)
+    sub = subscribe(tenant.test, the_plan, at=utc(2026, 1, 1))
+    make_model(tenant.test)
+    # A price already in force (the publish route only takes future ones).
+    CreditPrice.objects.create(
+        environment=tenant.test,
+        denomination="AI_CREDITS",
+        currency="USD",
+        price_per_credit=Decimal("0.01"),
+        effective_from=utc(2026, 1, 1),
+    )
+    granted = tenant.api().post(
+        "/api/v1/client/credits/grants",
+        {"customerReferenceId": "cus_1", "denomination": "AI_CREDITS", "amount": "5"},
+        format="json",
+    )
+    pool_id = granted.json()["creditPoolId"]
+    event = {
+        "eventIdempotencyKey": "e1",
+        "eventName": "llm.call",
+        "customerReferenceId": "cus_1",
+        "featureKey": "tokens",
+        "model": "no-such-model-xyz",
+        "inputTokens": 10,
+        "outputTokens": 5,
+        "traceId": "t1",
+    }
+    calls: dict[str, dict[str, Any]] = {
+        "ingestEvent": event,
+        "ingestEvents": {"events": [{**event, "eventIdempotencyKey": "e2"}]},
+        "getMarginSummary": {},
+        "listCustomersByProfitability": {"sort": "marginPct"},
+        "getCustomerProfitability": {"customerReferenceId": "cus_1"},
+        "listFeaturesByProfitability": {},
+        "listModelsByProfitability": {},
+        "listUnpricedModels": {},
+        "queryEvents": {"customerReferenceId": "cus_1"},
+        "getTrace": {"traceId": "t1"},
+        "getMyBudget": {},
+        "listPlans": {},
+        "getPlan": {"planId": "pro"},
+        "listFeatures": {},
+        "getFeature": {"featureKey": "tokens"},
+        "getCustomer": {"customerReferenceId": "cus_1"},
+        "checkEntitlement": {"customerReferenceId": "cus_1", "featureKey": "tokens"},
+        "listCustomerEntitlements": {"customerReferenceId": "cus_1"},
+        "listSubscriptions": {"customerReferenceId": "cus_1"},
+        "getSubscription": {"subscriptionId": str(sub.pk)},
+        "listCreditPools": {"customerReferenceId": "cus_1"},
+        "listCreditTransactions": {"customerReferenceId": "cus_1", "poolId": pool_id},
+        "getCreditPrices": {},
+        "listInvoices": {},
+        "createSubscription": {"customerReferenceId": "cus_2", "planId": "max"},
+        "changeSubscriptionPlan": {"subscriptionId": str(sub.pk), "newPlanId": "max"},
+        "cancelSubscription": {"subscriptionId": str(sub.pk)},
+        "grantCredits": {"amount": "1", "poolId": pool_id},
+        "purchaseCredits": {
+            "credits": "100",
+            "customerReferenceId": "cus_1",
+            "denomination": "AI_CREDITS",
+        },
+    }
+
+    async def body(client: Client) -> dict[str, Any]:
+        listed = {t.name for t in (await client.list_tools()).tools}
+        assert listed - {"markInvoicePaid"} == set(calls), listed ^ set(calls)
+        return {name: await client.call_tool(name, args) for name, args in calls.items()}
+
+    make_customer(tenant.test, "cus_2")
+    results = in_process(tenant.sk_test, body)
+    for name, result in results.items():
+        assert not result.is_error, (name, result.structured_content)
+        assert _data(result)["dashboardUrl"].startswith(settings.SITE_URL), name
+    assert Decimal(_data(results["purchaseCredits"])["price"]["total"]) == Decimal(1)
+    unpriced = _data(results["listUnpricedModels"])["items"]
+    assert [row["model"] for row in unpriced] == ["no-such-model-xyz"]
+    assert _data(results["ingestEvent"])["costAmount"] is None
