@@ -130,6 +130,9 @@ def error_payload(exc: Exception) -> tuple[dict[str, Any], int]:
     if response is None:  # pragma: no cover - the handler answers every exception
         raise exc
     body = dict(response.data or {})
+    retry_after = response.get("Retry-After")
+    if retry_after is not None:  # a header over HTTP; a tool result has none
+        body["error"] = {**body["error"], "retryAfter": int(retry_after)}
     return body, response.status_code
 
 

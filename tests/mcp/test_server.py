@@ -368,3 +368,20 @@ class TestStatelessAndIsolated:
             assert summary["events"] == 0 and summary["cost"] == "0"
             assert customer.is_error and _data(customer)["error"]["code"] == "not_found"
             assert events["items"] == []
+
+
+class TestRateLimit:
+    def test_tool_calls_count_against_the_keys_rate_limit(
+        self, tenant: Tenant, settings: Any
+    ) -> None:
+        settings.API_RATE_LIMIT_PER_SECOND = 1
+
+        async def body(client: Client) -> list[Any]:
+            return [await client.call_tool("getMyBudget", {}) for _ in range(5)]
+
+        results = in_process(tenant.sk_test, body)
+        codes = [_data(r).get("error", {}).get("code") for r in results]
+        assert None in codes and "rate_limited" in codes
+        refused = next(r for r in results if r.is_error)
+        assert _data(refused)["error"]["code"] == "rate_limited"
+        assert _data(refused)["error"]["retryAfter"] >= 1
