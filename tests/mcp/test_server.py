@@ -349,6 +349,21 @@ class TestStatelessAndIsolated:
 
         assert anyio.run(main) == ("0.3075", "0.3075")
 
+    def test_a_client_of_the_older_handshake_revision_works_too(
+        self, tenant: Tenant, asgi_server: AsgiServer
+    ) -> None:
+        _events(tenant)
+
+        async def main() -> str:
+            async with http_client(tenant.sk_test) as http:
+                from mcp.client.streamable_http import streamable_http_client
+
+                transport = streamable_http_client(f"{asgi_server.url}/mcp", http_client=http)
+                async with Client(transport, cache=None, mode="legacy") as client:
+                    return str(_data(await client.call_tool("getMarginSummary", {}))["cost"])
+
+        assert anyio.run(main) == "0.3075"
+
     def test_other_environment_and_organization_see_nothing(
         self, tenant: Tenant, asgi_server: AsgiServer
     ) -> None:
