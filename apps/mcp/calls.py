@@ -285,7 +285,8 @@ def call_view(
     view.request, view.args, view.kwargs, view.format_kwarg = request, (), kwargs, None
     view.headers = {}
     response: Response = getattr(view, method.lower())(request, **kwargs)
-    return dict(response.data)
+    # As the API renders it: decimal strings, ISO 8601 times, ids as strings.
+    return dict(json.loads(dumps(response.data)))
 
 
 class _Rollback(Exception):
