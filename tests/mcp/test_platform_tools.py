@@ -264,6 +264,7 @@ def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
         "listFeaturesByProfitability": {},
         "listModelsByProfitability": {},
         "listUnpricedModels": {},
+        "listModelPrices": {"provider": "openai", "model": "gpt-4o"},
         "queryEvents": {"customerReferenceId": "cus_1"},
         "getTrace": {"traceId": "t1"},
         "getMyBudget": {},
@@ -305,3 +306,5 @@ def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
     unpriced = _data(results["listUnpricedModels"])["items"]
     assert [row["model"] for row in unpriced] == ["no-such-model-xyz"]
     assert _data(results["ingestEvent"])["costAmount"] is None
+    rest_prices = tenant.api().get("/api/model-prices", {"provider": "openai", "model": "gpt-4o"})
+    assert _bare(_data(results["listModelPrices"])) == rest_prices.json()

@@ -15,6 +15,7 @@ from apps.analytics import api as analytics_api
 from apps.apikeys import scopes as S
 from apps.mcp.calls import ToolAnswer, call_view, tool
 from apps.mcp.registry import ToolSpec
+from apps.pricing import api as pricing_api
 
 To = Annotated[
     str | None,
@@ -263,3 +264,30 @@ def get_trace(
         f"${data['revenue']}, margin ${data['margin']}, span {data['spanMs']} ms."
     )
     return ToolAnswer(data, text, f"/dashboard/traces/{quote(traceId, safe='')}")
+
+
+@tool(ToolSpec("listModelPrices", "Model prices in force", S.MODELS_READ))
+def list_model_prices(
+    *,
+    provider: Annotated[str | None, Field(description="e.g. openai, anthropic.")] = None,
+    model: Annotated[str | None, Field(description="e.g. gpt-4o.")] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> ToolAnswer:
+    """The model price catalog in force (prices per million tokens: input, output, cache
+    read and write, and other components the source knows), as GET /api/model-prices.
+    A model missing here has no price: its events are unpriced until an override exists."""
+    page = call_view(
+        pricing_api.ModelPriceList,
+        "get",
+        query={"provider": provider, "model": model, "limit": limit, "cursor": cursor},
+    )
+    lines = [
+        f"{len(page['items'])} model prices"
+        + (" (more: pass nextCursor)" if page["hasMore"] else "")
+    ]
+    lines += [
+        f"- {row.get('provider')}/{row.get('model')}: {row.get('prices')}"
+        for row in page["items"][:20]
+    ]
+    return ToolAnswer(page, "\n".join(lines), "/dashboard/settings/model-prices/")
