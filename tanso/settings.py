@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",
+    "apps.mcp",
     "djstripe",
     "apps.stripe_sync",
     "apps.stripe_meters",

@@ -75,6 +75,13 @@ def _authenticate(raw: str, ip: str) -> ApiKey:
         raise
 
 
+def authenticate_raw_key(raw: str, ip: str) -> ApiKey:
+    """The key for ``raw`` presented from ``ip``, checked as an API request's is (a failure
+    counts against the address's limit of failed authentications): for the faces that do
+    not go through DRF (the MCP server)."""
+    return _authenticate(raw, ip)
+
+
 def raw_key_from(request: HttpRequest) -> str | None:
     header = request.headers.get("Authorization", "")
     if header:
