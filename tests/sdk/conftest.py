@@ -5,6 +5,7 @@ fake provider on loopback)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,9 +30,13 @@ SDK_DIR = Path(__file__).resolve().parents[2] / "sdk" / "python"
 def sdk_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package built as a wheel, as CI and a user's ``pip install ./sdk/python`` do."""
     out = tmp_path_factory.mktemp("sdk-dist")
+    # Built from a copy: a build writes build/ and *.egg-info beside its sources, and
+    # parallel test workers must not build in the same place.
+    source = out / "source"
+    shutil.copytree(SDK_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(SDK_DIR)],
+         "--wheel-dir", str(out), str(source)],
         check=True,
     )  # fmt: skip
     (wheel,) = out.glob("tansohq-*.whl")
