@@ -27,6 +27,12 @@ from tests.factories import UserFactory, env_of, make_key, make_org
 pytest_plugins = ["tests.stripe_peer.fixtures"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``heavy`` (tens of seconds or more each) first: pytest-xdist hands
+    tests out in this order, and a long one handed out last leaves the other workers idle."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 def _forget_process_state() -> None:
     key_services.clear_key_caches()
     key_authentication._blocked.clear()

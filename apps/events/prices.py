@@ -21,12 +21,13 @@ Never a silent zero: an unknown cost is NULL, and counted.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from apps.core.money import quantize_event_amount
-from apps.pricing.catalog import get_catalog, get_overrides
+from apps.pricing.catalog import Catalog, EnvOverrides, get_catalog, get_overrides
 from apps.pricing.costing import (
     SOURCE_CATALOG,
     SOURCE_OVERRIDE_DISCOUNT,
@@ -146,9 +147,19 @@ class BatchPricer:
     """
 
     def __init__(self, environment_id: uuid.UUID) -> None:
-        self.catalog = get_catalog()
-        self.overrides = get_overrides(environment_id)
+        self._environment_id = environment_id
         self._plans: dict[tuple[str, str], _Plan] = {}
+
+    # Loaded on the first event that names a model: a batch of events without one
+    # (usage with ``costAmount``, or unpriced) needs neither the catalog nor the
+    # overrides, and in a fresh database does not load the catalog (seconds).
+    @functools.cached_property
+    def catalog(self) -> Catalog:
+        return get_catalog()
+
+    @functools.cached_property
+    def overrides(self) -> EnvOverrides:
+        return get_overrides(self._environment_id)
 
     def _plan(self, model: str, provider: str) -> _Plan:
         plan = self._plans.get((model, provider))

@@ -24,6 +24,8 @@ def staff(tenant) -> Client:
     return client
 
 
+# About 170 pages (dj-stripe registers most of the models): handed out first.
+@pytest.mark.heavy
 def test_every_model_list_and_search_page_loads(staff, tenant):
     make_key(tenant.test, "ck", customer=make_customer(tenant.test, "cus_admin"))
     for model, model_admin in admin.site._registry.items():

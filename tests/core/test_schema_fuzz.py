@@ -2,9 +2,11 @@
 the schema served at /api/schema and sends them to a live test server.
 
 One bounded, seeded run (the CLI's phases: examples, coverage, fuzzing) over every
-operation except those that would call Stripe. It must end with no server error (5xx) and
-no schema violation: every status code documented, every response conforming to its
-schema, no request the schema forbids accepted, no request the schema allows refused.
+operation except those that would call Stripe, split into ``SHARDS`` tests that each fuzz
+every ``SHARDS``-th operation (in label order), so parallel workers share the run. Each
+must end with no server error (5xx) and no schema violation: every status code
+documented, every response conforming to its schema, no request the schema forbids
+accepted, no request the schema allows refused.
 
 Path parameters name real objects (a customer, a feature, a plan, a subscription, a pool,
 keys, ...), made before the run, so the operations behind them are exercised, not only
@@ -47,6 +49,9 @@ SEED = 20261206
 # Examples per operation and phase: enough to reach every documented bound and format,
 # few enough that the whole run takes a few minutes on two cores.
 MAX_EXAMPLES = 10
+# The operations are dealt round-robin into this many tests (every operation in exactly
+# one): pytest-xdist runs them on different workers.
+SHARDS = 4
 
 # Routes that would call Stripe (no network beyond loopback in tests): each is tested
 # against the Stripe peer in tests/stripe_sync and tests/stripe_import instead.
@@ -261,7 +266,23 @@ def _describe(recorder: Any, case_id: str, failure: Any) -> str:
     return line
 
 
-def test_the_server_does_what_its_schema_says(live_server, settings):
+def _shard(labels: list[str], shard: int) -> frozenset[str]:
+    """Every ``SHARDS``-th operation label from ``shard`` on, in sorted order: the shards
+    are disjoint and together hold every label."""
+    return frozenset(sorted(labels)[shard::SHARDS])
+
+
+def test_the_shards_deal_every_operation_once():
+    labels = [f"GET /api/{n}" for n in range(SHARDS * 3 + 1)]
+    shards = [_shard(labels, n) for n in range(SHARDS)]
+    assert sorted(label for shard in shards for label in shard) == sorted(labels)
+    assert all(shards)
+
+
+# Minutes each: handed out first (tests/conftest.py), never left to the end of the run.
+@pytest.mark.heavy
+@pytest.mark.parametrize("shard", range(SHARDS), ids=lambda n: f"shard{n + 1}of{SHARDS}")
+def test_the_server_does_what_its_schema_says(live_server, settings, shard):
     # Schemathesis sends invalid keys on purpose, many times: the per-address limit on
     # failed authentications (429, tested in tests/apikeys) would answer them instead.
     settings.API_AUTH_FAILURES_PER_MINUTE = 1_000_000
@@ -281,10 +302,18 @@ def test_the_server_does_what_its_schema_says(live_server, settings):
             "cache": {"enabled": False},
         }
     )
-    schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema", config=config)
+    # The first request builds the schema (seconds on a busy machine, with every shard's
+    # worker building its own at once): more than the 10 s requests are given by default.
+    schema = schemathesis.openapi.from_url(
+        f"{live_server.url}/api/schema", config=config, timeout=120
+    )
     schema.hook("filter_failure")(_refused_for_a_rule_beyond_the_schema)
     for method, path in STRIPE_ROUTES:
         schema = schema.exclude(method=method, path=path)
+    labels = [result.ok().label for result in schema.get_all_operations()]
+    mine = _shard(labels, shard)
+    assert mine, "an empty shard"
+    schema = schema.include(func=lambda ctx: ctx.operation.label in mine)
 
     started = time.monotonic()
     cases = 0
@@ -312,7 +341,10 @@ def test_the_server_does_what_its_schema_says(live_server, settings):
             finished = event
     elapsed = time.monotonic() - started
     counts = {name: len(found) for name, found in sorted(failures.items())}
-    print(f"schema fuzz: {cases} cases in {elapsed:.0f} s; failures {counts}; errors {len(errors)}")
+    print(
+        f"schema fuzz, shard {shard + 1} of {SHARDS} ({len(mine)} of {len(labels)} operations):"
+        f" {cases} cases in {elapsed:.0f} s; failures {counts}; errors {len(errors)}"
+    )
     for name, found in sorted(failures.items()):
         for line in sorted(set(found)):
             print(f"  [{name}] {line}")

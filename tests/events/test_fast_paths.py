@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from apps.events.models import Event
 from apps.events.prices import BatchPricer, price_event
 from apps.events.validation import _parse_full, parse_event
+from apps.pricing.models import PriceVersion
 from apps.pricing.services import override_create
 from tests.events.conftest import event_count, rollup_mismatches
 
@@ -162,6 +164,38 @@ class TestBatchPricerAgreesWithPriceEvent:
         override_create(environment=env, model="gpt-4o", discount_percent=Decimal("12.5"))
         override_create(environment=env, provider="anthropic", discount_percent=Decimal("20"))
         self._check(env)
+
+
+class TestEventsWithoutAModelNeedNoCatalog:
+    """Usage sent with ``costAmount`` and no model is priced without the catalog: in a fresh
+    database ingesting it does not load the whole catalog (seconds), and the events and
+    their costs are the same."""
+
+    def test_a_batch_without_models_leaves_the_catalog_unloaded(self, tenant):
+        assert not PriceVersion.objects.exists()
+        events = [
+            {"eventName": "call", "customerReferenceId": "cus_1", "featureKey": "f",
+             "usageUnits": "2", "costAmount": "0.25", "idempotencyKey": "no-model-1"},
+            {"eventName": "call", "customerReferenceId": "cus_1", "featureKey": "f",
+             "idempotencyKey": "no-model-2"},
+        ]  # fmt: skip
+        response = tenant.api().post(INGEST, {"events": events}, format="json")
+        assert response.status_code == 200, response.content
+        assert [e["status"] for e in response.json()["events"]] == ["accepted", "accepted"]
+        assert not PriceVersion.objects.exists()
+        stored = dict(
+            Event.objects.filter(environment=tenant.test).values_list("idempotency_key", "cost_usd")
+        )
+        assert stored == {"no-model-1": Decimal("0.25"), "no-model-2": None}
+
+    def test_the_first_event_with_a_model_loads_it(self, tenant):
+        event = {"eventName": "call", "customerReferenceId": "cus_1", "featureKey": "f",
+                 "model": "gpt-4o", "inputTokens": 1000, "outputTokens": 10}  # fmt: skip
+        response = tenant.api().post(INGEST, {"events": [event]}, format="json")
+        assert response.status_code == 200, response.content
+        assert PriceVersion.objects.exists()  # the bundled catalog, synced on first use
+        stored = Event.objects.get(environment=tenant.test)
+        assert stored.cost_source == "catalog" and stored.cost_usd > 0
 
 
 @pytest.mark.django_db
