@@ -509,3 +509,29 @@ def rules_by_feature(
         for rule_row in rules_of.get(span.plan.pk, []):
             out[rule_row.feature_id] = (rule_row, span.plan)
     return out
+
+
+def plan_change_lines(
+    old: Plan, new: Plan, *, at: dt.datetime, period_start: dt.datetime, period_end: dt.datetime
+) -> tuple[dt.datetime, list[LineDraft]]:
+    """The lines of an immediate switch inside a paid (in-advance) period, and where the
+    invoice's period starts: with the same interval, the old plan's unused part back and the
+    new plan's price for the rest (:func:`proration_lines`); with another interval a new
+    period starts (billed as such), so only the old plan's rest comes back.
+
+    The billing cycle's proration draft and the dashboard's preview of a plan change both
+    take their lines from here."""
+    if old.interval_months == new.interval_months:
+        return at, proration_lines(
+            old, new, at=at, period_start=period_start, period_end=period_end
+        )
+    start = max(day_start(at), period_start)
+    return start, [
+        unused_credit_line(
+            old,
+            at=start,
+            period_start=period_start,
+            period_end=period_end,
+            text=f"Credit from old plan (switched to {new.name})",
+        )
+    ]

@@ -59,6 +59,7 @@ urlpatterns = [
         name="plan_status",
     ),
     path("subscriptions/", platform.subscription_list, name="subscriptions"),
+    path("subscriptions/new/", platform.subscription_new, name="subscription_new"),
     path(
         "subscriptions/<uuid:subscription_id>/",
         platform.subscription_detail,
@@ -73,7 +74,30 @@ urlpatterns = [
     path("invoices/<uuid:invoice_id>/", platform.invoice_detail, name="invoice"),
     path("invoices/<uuid:invoice_id>/pay/", platform.invoice_pay, name="invoice_pay"),
     path("credits/", platform.credit_pools, name="credits"),
+    path("credits/grant/", platform.credit_grant_new, name="credit_grant"),
+    path("credits/models/", platform.credit_models, name="credit_models"),
+    path("credits/models/new/", platform.credit_model_new, name="credit_model_new"),
+    path(
+        "credits/models/<uuid:model_id>/archive/",
+        platform.credit_model_archive_view,
+        name="credit_model_archive",
+    ),
+    path("credits/allocations/new/", platform.allocation_new, name="allocation_new"),
+    path(
+        "credits/allocations/<uuid:allocation_id>/remove/",
+        platform.allocation_remove,
+        name="allocation_remove",
+    ),
     path("credits/<uuid:pool_id>/", platform.credit_pool, name="credit_pool"),
+    path("credits/<uuid:pool_id>/grant/", platform.credit_pool_grant, name="credit_pool_grant"),
+    path("credits/<uuid:pool_id>/deduct/", platform.credit_pool_deduct, name="credit_pool_deduct"),
+    # The catalog: customers (their pages are Observe's) and features.
+    path("catalog/customers/new/", platform.customer_new, name="customer_new"),
+    path(
+        "catalog/customers/<uuid:customer_id>/edit/", platform.customer_edit, name="customer_edit"
+    ),
+    path("catalog/features/", platform.feature_list, name="catalog_features"),
+    path("catalog/features/<uuid:feature_id>/edit/", platform.feature_edit, name="feature_edit"),
     # The shell.
     path("switch-environment/", shell.switch_environment, name="switch_environment"),
     path("switch-organization/", shell.switch_organization, name="switch_organization"),

@@ -333,6 +333,26 @@ def _switch(subscription: Subscription, plan: Plan, at: dt.datetime) -> None:
     subscription.current_period_end = add_months(anchor, plan.interval_months)
 
 
+def plan_change_kind(
+    current: Plan, plan: Plan, *, timing: str | None = None, change_type: str | None = None
+) -> tuple[str, str]:
+    """``(change_type, timing)`` of a move from ``current`` to ``plan``: explicit values win;
+    else dearer per month is an upgrade, applied now, and the same or cheaper a downgrade,
+    applied at the period end (the module docstring)."""
+    if change_type is None:
+        upgrade = plan.monthly_price > current.monthly_price
+        change_type = (
+            SubscriptionChange.Type.UPGRADE if upgrade else SubscriptionChange.Type.DOWNGRADE
+        )
+    if timing is None:
+        timing = (
+            SubscriptionChange.Timing.NOW
+            if change_type == SubscriptionChange.Type.UPGRADE
+            else SubscriptionChange.Timing.PERIOD_END
+        )
+    return change_type, timing
+
+
 @transaction.atomic
 def subscription_change_plan(
     *,
@@ -382,17 +402,7 @@ def subscription_change_plan(
             "A plan change is already scheduled; cancel it first.", code=errors.CHANGE_PENDING
         )
 
-    if change_type is None:
-        upgrade = plan.monthly_price > current.monthly_price
-        change_type = (
-            SubscriptionChange.Type.UPGRADE if upgrade else SubscriptionChange.Type.DOWNGRADE
-        )
-    if timing is None:
-        timing = (
-            SubscriptionChange.Timing.NOW
-            if change_type == SubscriptionChange.Type.UPGRADE
-            else SubscriptionChange.Timing.PERIOD_END
-        )
+    change_type, timing = plan_change_kind(current, plan, timing=timing, change_type=change_type)
     immediate = timing == SubscriptionChange.Timing.NOW
     change = SubscriptionChange(
         environment_id=subscription.environment_id,

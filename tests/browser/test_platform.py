@@ -68,6 +68,9 @@ def test_create_a_graduated_plan_and_activate_it(page):
     assert [tier["upTo"] for tier in rule.tiers] == ["1000", "10000", "100000", None]
 
     page.click("[data-testid=plan-activate]")
+    dialog = page.locator("[data-testid=confirm-dialog]")  # activating freezes the terms
+    expect(dialog.locator("[data-testid=confirm-consequence]")).to_contain_text("freezes")
+    dialog.locator("[data-testid=confirm-yes]").click()
     expect(page.locator("[data-testid=plan-status]")).to_have_attribute("data-status", "active")
     expect(page.locator("[data-testid=rule-form]")).to_have_count(0)  # terms frozen
     team.refresh_from_db()

@@ -45,6 +45,7 @@ def test_sign_in_create_key_once_and_revoke(page):
     assert secret not in page.content()
     key = ApiKey.objects.get(name="from-the-browser")
     page.click(f"[data-testid='revoke-{key.prefix}']")
+    page.locator("[data-testid=confirm-dialog] [data-testid=confirm-yes]").click()
     page.wait_for_url(re.compile(r"/dashboard/keys/$"))
     key.refresh_from_db()
     assert key.revoked_at is not None

@@ -65,6 +65,7 @@ def test_connect_stripe_in_the_settings_page(page, stripe_peer, settings):
     screenshot(page, "settings-stripe-import")
 
     page.click("[data-testid=stripe-disconnect]")
+    page.locator("[data-testid=confirm-dialog] [data-testid=confirm-yes]").click()
     expect(connection).to_have_attribute("data-connected", "false")
     expect(connection).to_have_attribute("data-mode", "none")
     assert not StripeConnection.objects.exists()

@@ -105,21 +105,23 @@ def test_dashboard_changes_are_audited_with_the_user(tenant, web, billed):
     assert web.post(rule, {**per_unit, "price_per_unit": "0.003"}).status_code == 302
     assert web.post(rule, {"feature": "seats", "model": "included"}).status_code == 302
     assert web.post(f"/dashboard/plans/{team.pk}/rule/seats/remove/").status_code == 302
-    assert web.post(f"/dashboard/plans/{team.pk}/activate/").status_code == 302
+    assert web.post(f"/dashboard/plans/{team.pk}/activate/", {"confirm": "yes"}).status_code == 302
     assert web.post(f"/dashboard/plans/{team.pk}/archive/").status_code == 302
 
     # The subscription: cancel at period end, revert, change plan at period end, drop it.
     sub = f"/dashboard/subscriptions/{billed['sub'].pk}/"
     assert web.post(f"{sub}cancel/", {"mode": "END_OF_PERIOD"}).status_code == 302
     assert web.post(f"{sub}revert-cancel/").status_code == 302
-    change = {"plan": str(billed["basic"].pk), "timing": "period_end"}
+    change = {"plan": str(billed["basic"].pk), "timing": "period_end", "confirm": "yes"}
     assert web.post(f"{sub}change-plan/", change).status_code == 302
     assert web.post(f"{sub}drop-change/").status_code == 302
 
     # An invoice marked paid.
     invoice = billed["invoices"][0]
     assert (
-        web.post(f"/dashboard/invoices/{invoice.pk}/pay/", {"reference": "wire-7"}).status_code
+        web.post(
+            f"/dashboard/invoices/{invoice.pk}/pay/", {"reference": "wire-7", "confirm": "yes"}
+        ).status_code
         == 302
     )
 
@@ -357,7 +359,7 @@ def test_each_organization_sees_only_its_own_entries(tenant, outsider, billed):
 def test_filters_and_bad_parameters(tenant, web, billed):
     assert web.post(f"/dashboard/plans/{billed['plan'].pk}/archive/").status_code == 302
     sub = f"/dashboard/subscriptions/{billed['sub'].pk}/"
-    assert web.post(f"{sub}cancel/", {"mode": "IMMEDIATE"}).status_code == 302
+    assert web.post(f"{sub}cancel/", {"mode": "IMMEDIATE", "confirm": "yes"}).status_code == 302
     assert [r["data-action"] for r in page_rows(web, action="plan.")] == ["plan.archived"]
     by_target = page_rows(web, target=str(billed["sub"].pk))
     assert [r["data-action"] for r in by_target] == ["subscription.cancelled"]

@@ -62,7 +62,7 @@ def test_member_creates_edits_and_deletes_overrides(tenant, catalog):
     override.refresh_from_db()
     assert override.discount_percent == Decimal(15) and override.input_mtok is None
 
-    assert member.post(f"{BASE}/{override.pk}/delete/").status_code == 302
+    assert member.post(f"{BASE}/{override.pk}/delete/", {"confirm": "yes"}).status_code == 302
     assert not ModelPriceOverride.objects.filter(pk=override.pk).exists()
 
 

@@ -72,13 +72,16 @@ def post_urls(data) -> list[tuple[str, dict]]:
         ("/dashboard/plans/new/", {"key": "x", "name": "X"}),
         (f"/dashboard/plans/{plan_id}/rule/", {"feature": "tokens", "model": "included"}),
         (f"/dashboard/plans/{plan_id}/rule/tokens/remove/", {}),
-        (f"/dashboard/plans/{plan_id}/activate/", {}),
+        (f"/dashboard/plans/{plan_id}/activate/", {"confirm": "yes"}),
         (f"/dashboard/plans/{plan_id}/archive/", {}),
-        (f"/dashboard/subscriptions/{sub_id}/cancel/", {"mode": "IMMEDIATE"}),
+        (f"/dashboard/subscriptions/{sub_id}/cancel/", {"mode": "IMMEDIATE", "confirm": "yes"}),
         (f"/dashboard/subscriptions/{sub_id}/revert-cancel/", {}),
-        (f"/dashboard/subscriptions/{sub_id}/change-plan/", {"plan": str(data["basic"].pk)}),
+        (
+            f"/dashboard/subscriptions/{sub_id}/change-plan/",
+            {"plan": str(data["basic"].pk), "confirm": "yes"},
+        ),
         (f"/dashboard/subscriptions/{sub_id}/drop-change/", {}),
-        (f"/dashboard/invoices/{data['invoice'].pk}/pay/", {}),
+        (f"/dashboard/invoices/{data['invoice'].pk}/pay/", {"confirm": "yes"}),
     ]
 
 
@@ -182,7 +185,7 @@ def test_create_a_plan_with_a_graduated_rule_and_activate_it(tenant, web):
     summary = items[0]["summary"]
     page = web.get(url).content.decode()
     assert summary in page and summary in preview.content.decode()
-    assert web.post(f"{url}activate/").status_code == 302
+    assert web.post(f"{url}activate/", {"confirm": "yes"}).status_code == 302
     team.refresh_from_db()
     assert team.status == Plan.Status.ACTIVE
     assert find_all(web.get(url).content, "span", data_status="active")
@@ -289,16 +292,17 @@ def test_subscription_actions(web, platform):
     sub.refresh_from_db()
     assert sub.cancel_at is None
     response = web.post(
-        f"{url}change-plan/", {"plan": str(platform["basic"].pk), "timing": "period_end"}
+        f"{url}change-plan/",
+        {"plan": str(platform["basic"].pk), "timing": "period_end", "confirm": "yes"},
     )
     assert response.status_code == 302
     page = web.get(url).content
     assert find_all(page, "dd", data_testid="scheduled-change")
-    web.post(f"{url}cancel/", {"mode": "IMMEDIATE"})
+    web.post(f"{url}cancel/", {"mode": "IMMEDIATE", "confirm": "yes"})
     sub.refresh_from_db()
     assert sub.status == Subscription.Status.CANCELLED
     # A second cancel is refused by the services: a message, not an error page.
-    response = web.post(f"{url}cancel/", {"mode": "IMMEDIATE"}, follow=True)
+    response = web.post(f"{url}cancel/", {"mode": "IMMEDIATE", "confirm": "yes"}, follow=True)
     assert response.status_code == 200
     listed = web.get("/dashboard/subscriptions/?status=cancelled&q=cus_").content
     assert [r["data-subscription"] for r in find_all(listed, "tr", data_subscription=None)] == [
@@ -314,7 +318,9 @@ def test_subscription_actions(web, platform):
 
 def test_mark_an_invoice_paid(web, platform):
     invoice = platform["invoice"]
-    response = web.post(f"/dashboard/invoices/{invoice.pk}/pay/", {"reference": "wire 42"})
+    response = web.post(
+        f"/dashboard/invoices/{invoice.pk}/pay/", {"reference": "wire 42", "confirm": "yes"}
+    )
     assert response.status_code == 302
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID and invoice.payment_reference == "wire 42"

@@ -119,7 +119,7 @@ def test_import_mode_shows_the_import_panel(tenant, web, peer):
 def test_disconnect_forgets_the_key(tenant, web, peer):
     connect_environment(tenant.test, peer)
     assert web.post(MODE, {"mode": "pass_through"}).status_code == 302
-    assert web.post(DISCONNECT).status_code == 302
+    assert web.post(DISCONNECT, {"confirm": "yes"}).status_code == 302
     assert section(web, "stripe-connection")["data-connected"] == "false"
     assert not StripeConnection.objects.exists()
     assert BillingSettings.objects.get(environment=tenant.test).stripe_mode == "none"
@@ -168,7 +168,7 @@ def test_another_organization_and_the_other_environment_see_nothing(tenant, outs
     assert (shown["data-connected"], shown["data-mode"]) == ("false", "none")
     assert connection.key_hint.encode() not in theirs.get(PAGE).content
     # An outsider cannot change the tenant's connection: its posts act on its own.
-    assert theirs.post(DISCONNECT).status_code == 302
+    assert theirs.post(DISCONNECT, {"confirm": "yes"}).status_code == 302
     assert StripeConnection.objects.filter(environment=tenant.test).exists()
 
     # The live environment has its own (empty) connection; a test key is refused there.

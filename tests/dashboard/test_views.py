@@ -66,7 +66,7 @@ def test_create_key_shows_it_once_then_revoke(tenant, web):
     assert plaintext not in web.get("/dashboard/keys/").content.decode()
     assert tenant.api(plaintext).get("/api/sdk-keys/me").status_code == 200
 
-    web.post(f"/dashboard/keys/{key.pk}/revoke/")
+    web.post(f"/dashboard/keys/{key.pk}/revoke/", {"confirm": "yes"})
     assert tenant.api(plaintext).get("/api/sdk-keys/me").status_code == 401
     assert AuditEntry.objects.filter(action="key.revoked", target_id=str(key.pk)).exists()
 
@@ -135,7 +135,7 @@ def test_outsider_gets_404_on_every_object_url(tenant, outsider):
 def test_last_owner_cannot_be_demoted_or_removed(tenant, web):
     membership = Membership.objects.get(organization=tenant.org, user=tenant.owner)
     web.post(f"/dashboard/members/{membership.pk}/role/", {"role": "viewer"})
-    web.post(f"/dashboard/members/{membership.pk}/remove/")
+    web.post(f"/dashboard/members/{membership.pk}/remove/", {"confirm": "yes"})
     membership.refresh_from_db()
     assert membership.role == Role.OWNER
 

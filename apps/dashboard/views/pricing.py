@@ -25,6 +25,7 @@ from apps.accounts.models import Role
 from apps.analytics.params import parse_instant
 from apps.core.errors import TansoError
 from apps.dashboard import selectors
+from apps.dashboard.confirm import Confirmation, needs_confirmation
 from apps.dashboard.decorators import tenant_view
 from apps.dashboard.forms import OverrideForm
 from apps.events.services import events_recost_request
@@ -152,6 +153,21 @@ def override_edit(request: HttpRequest, override_id: str) -> HttpResponse:
 def override_remove(request: HttpRequest, override_id: str) -> HttpResponse:
     override = override_get(request.environment, override_id)  # type: ignore[attr-defined]
     label = str(override)
+    asked = needs_confirmation(
+        request,
+        Confirmation(
+            title=f"Delete the price override for {label}?",
+            consequence=(
+                "Events from now on are priced with the catalog's price for this model again. "
+                "Events already priced keep their cost; the override cannot be restored "
+                "(create a new one instead)."
+            ),
+            label="Delete override",
+            back_url=reverse("dashboard:overrides"),
+        ),
+    )
+    if asked is not None:
+        return asked
     override_delete(override=override, actor=Actor.from_request(request))
     messages.success(request, f"Override for {label} deleted.")
     return redirect("dashboard:overrides")

@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -34,6 +35,7 @@ from apps.apikeys.services import apikey_create, apikey_revoke, apikey_rotate
 from apps.core.errors import TansoError
 from apps.core.tenancy import get_org_scoped_or_404, get_scoped_or_404
 from apps.customers.models import Customer
+from apps.dashboard.confirm import Confirmation, needs_confirmation
 from apps.dashboard.decorators import tenant_view
 from apps.dashboard.forms import ApiKeyForm, InviteForm, OrganizationForm, RoleForm
 
@@ -140,6 +142,20 @@ def member_remove(request: HttpRequest, membership_id: str) -> HttpResponse:
         request.organization,  # type: ignore[attr-defined]
         pk=membership_id,
     )
+    asked = needs_confirmation(
+        request,
+        Confirmation(
+            title=f"Remove {membership.user.email}?",
+            consequence=(
+                f"{membership.user.email} loses access to {membership.organization.name} at once: "
+                "the dashboard and everything in it. To let them back, invite them again."
+            ),
+            label="Remove member",
+            back_url=reverse("dashboard:members"),
+        ),
+    )
+    if asked is not None:
+        return asked
     try:
         membership_remove(membership=membership, actor=Actor.from_request(request))
         messages.success(request, f"{membership.user.email} was removed.")
@@ -254,6 +270,21 @@ def key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
         request.environment,  # type: ignore[attr-defined]
         pk=key_id,
     )
+    asked = needs_confirmation(
+        request,
+        Confirmation(
+            title=f"Revoke key {key.prefix}…{key.hint}?",
+            consequence=(
+                "Every request made with this key is refused from now on (401): whatever uses "
+                "it stops working until it gets another key. A revoked key cannot be restored."
+            ),
+            label="Revoke key",
+            back_url=reverse("dashboard:keys"),
+            details=[("Name", key.name or "—")],
+        ),
+    )
+    if asked is not None:
+        return asked
     apikey_revoke(key=key, actor=Actor.from_request(request))
     messages.success(request, f"Key {key.prefix}…{key.hint} revoked.")
     return redirect("dashboard:keys")

@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.accounts.audit import Actor
@@ -22,6 +23,7 @@ from apps.accounts.models import Role
 from apps.billing.models import StripeMode
 from apps.billing.services import billing_settings_get, billing_settings_update
 from apps.core.errors import TansoError
+from apps.dashboard.confirm import Confirmation, needs_confirmation
 from apps.dashboard.decorators import tenant_view
 from apps.stripe_sync.selectors import stripe_connection_get
 from apps.stripe_sync.services import stripe_connect, stripe_disconnect, webhook_event_types
@@ -114,6 +116,21 @@ def stripe_connect_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 @tenant_view(Role.ADMIN)
 def stripe_disconnect_view(request: HttpRequest) -> HttpResponse:
+    asked = needs_confirmation(
+        request,
+        Confirmation(
+            title="Disconnect Stripe?",
+            consequence=(
+                "The stored Stripe key and the webhook endpoint are deleted: nothing is synced "
+                "to or from Stripe any more and Stripe's events stop arriving. To connect again "
+                "you will need to paste a key again."
+            ),
+            label="Disconnect Stripe",
+            back_url=reverse("dashboard:stripe"),
+        ),
+    )
+    if asked is not None:
+        return asked
     stripe_disconnect(
         environment=request.environment,  # type: ignore[attr-defined]
         actor=Actor.from_request(request),
