@@ -745,7 +745,9 @@ def demo_history_load(
         return HistoryResult()
     key_id = ApiKey.objects.get(environment=environment, secret_hash=hash_key(secret_key)).pk
     with transaction.atomic():
-        billing_settings_update(environment=environment, payment_terms_days=0)
+        if state is None:
+            # Due on issue; a customer's own setting is left alone on later loads.
+            billing_settings_update(environment=environment, payment_terms_days=0)
         _ensure_catalog(environment)
     if state is None:
         state = DemoHistory.objects.create(
