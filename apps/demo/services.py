@@ -36,6 +36,7 @@ class DemoAccount:
     email: str
     password: str
     organization: Organization
+    environment: Environment  # the test environment: keys and history live there
     keys: dict[str, str]
 
 
@@ -99,5 +100,9 @@ def demo_load() -> DemoAccount:
                 plaintext=plaintext,
             )
     return DemoAccount(
-        email=DEMO_EMAIL, password=DEMO_PASSWORD, organization=organization, keys=dict(DEMO_KEYS)
+        email=DEMO_EMAIL,
+        password=DEMO_PASSWORD,
+        organization=organization,
+        environment=test,
+        keys=dict(DEMO_KEYS),
     )
