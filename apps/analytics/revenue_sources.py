@@ -105,8 +105,12 @@ def register_revenue_source(name: str, source: RevenueSource) -> None:
 
 
 def extra_revenue(environment: Environment, start: dt.datetime, end: dt.datetime) -> ExtraRevenue:
-    """Every registered source's revenue for ``[start, end)``, added up."""
+    """The ledger's recognised revenue (invoices: :mod:`.recognised`) and every registered
+    source's revenue for ``[start, end)``, added up."""
+    from .recognised import recognised_extra  # recognised imports this module
+
     total = ExtraRevenue()
+    total.add(recognised_extra(environment, start, end))
     for source in _sources.values():
         total.add(source(environment, start, end))
     return total
