@@ -115,25 +115,48 @@ def _rows_of(
     ]
 
 
-def _netted(invoice: Invoice, keys: Iterable[tuple]) -> dict[tuple, Decimal]:
+def _earlier_offsets(
+    invoices: list[Invoice],
+) -> dict[tuple[uuid.UUID, uuid.UUID], dict[dt.date, Decimal]]:
+    """The offset rows other invoices than these wrote for the same customers, per
+    (customer, feature) and day: one statement (usually empty: one invoice a period)."""
+    if not invoices:
+        return {}
+    mine = [f"{invoice.pk}{OFFSET_SUFFIX}" for invoice in invoices]
+    out: dict[tuple[uuid.UUID, uuid.UUID], dict[dt.date, Decimal]] = defaultdict(dict)
+    rows = (
+        RecognisedRevenue.objects.filter(
+            environment_id=invoices[0].environment_id,
+            customer_id__in={invoice.customer_id for invoice in invoices},
+            feature_id__isnull=False,
+            source=_SOURCE,
+            origin__endswith=OFFSET_SUFFIX,
+        )
+        .exclude(origin__in=mine)
+        .values_list("customer_id", "feature_id", "day")
+        .annotate(total=Sum("amount"))
+    )
+    for customer_id, feature_id, day, total in rows:
+        out[(customer_id, feature_id)][day] = total
+    return out
+
+
+def _netted(
+    invoice: Invoice,
+    keys: Iterable[tuple],
+    earlier: dict[tuple[uuid.UUID, uuid.UUID], dict[dt.date, Decimal]],
+) -> dict[tuple, Decimal]:
     """What earlier invoices of the customer already netted for each (feature, service
     period): minus their offset rows on the period's days."""
     out: dict[tuple, Decimal] = {}
     for feature_id, start, end in keys:
+        days = earlier.get((invoice.customer_id, feature_id))
+        if not days:
+            continue
+        first = start.astimezone(dt.UTC).date()
         last = (end - MICROSECOND if end > start else start).astimezone(dt.UTC).date()
-        total = (
-            RecognisedRevenue.objects.filter(
-                environment_id=invoice.environment_id,
-                customer_id=invoice.customer_id,
-                feature_id=feature_id,
-                source=_SOURCE,
-                origin__endswith=OFFSET_SUFFIX,
-                day__gte=start.astimezone(dt.UTC).date(),
-                day__lte=last,
-            )
-            .exclude(origin=f"{invoice.pk}{OFFSET_SUFFIX}")
-            .aggregate(total=Sum("amount"))["total"]
-        )
+        with localcontext(prec=_PREC):
+            total = sum((v for d, v in days.items() if first <= d <= last), ZERO)
         if total:
             out[(feature_id, start, end)] = -total
     return out
@@ -164,17 +187,17 @@ def revenue_recognise_invoices(*, invoice_ids: Iterable[uuid.UUID]) -> int:
             lines[row["invoice_id"]].append(dict(row))
         # The events' own revenue per (invoice, feature, service period): one statement.
         windows: list[ledger.CustomerWindow] = []
-        keys: list[tuple[uuid.UUID, uuid.UUID, dt.datetime, dt.datetime]] = []
+        # invoice -> {(feature, service_start, service_end): index of its window}
+        keys: dict[uuid.UUID, dict[tuple, int]] = defaultdict(dict)
         for invoice in counted:
             for line in lines[invoice.pk]:
-                if line["feature_id"] is None:
+                key = (line["feature_id"], line["service_start"], line["service_end"])
+                if key[0] is None or key[2] <= key[1] or key in keys[invoice.pk]:
                     continue
-                key = (invoice.pk, line["feature_id"], line["service_start"], line["service_end"])
-                if key not in keys and key[3] > key[2]:
-                    keys.append(key)
-                    windows.append(
-                        ledger.CustomerWindow(len(windows), invoice.customer_id, key[2], key[3])
-                    )
+                keys[invoice.pk][key] = len(windows)
+                windows.append(
+                    ledger.CustomerWindow(len(windows), invoice.customer_id, key[1], key[2])
+                )
         sums = (
             ledger.customer_window_sums(
                 counted[0].environment_id,
@@ -185,23 +208,26 @@ def revenue_recognise_invoices(*, invoice_ids: Iterable[uuid.UUID]) -> int:
             if windows
             else {}
         )
-        written = 0
+        earlier = _earlier_offsets(counted)
+        rows: list[RecognisedRevenue] = []
         for invoice in counted:
             event_revenue: dict[tuple, Decimal] = {}
-            for index, key in enumerate(keys):
-                if key[0] != invoice.pk:
-                    continue
+            for key, index in keys[invoice.pk].items():
                 amount = ZERO
                 for group, measures in sums.get(index, {}).items():
-                    if group.feature_id == key[1]:
+                    if group.feature_id == key[0]:
                         amount += measures.get(ledger.Measure.REVENUE_USD, ZERO)
-                event_revenue[key[1:]] = amount
-            rows = _rows_of(
-                invoice, lines[invoice.pk], event_revenue, _netted(invoice, event_revenue)
+                event_revenue[key] = amount
+            rows.extend(
+                _rows_of(
+                    invoice,
+                    lines[invoice.pk],
+                    event_revenue,
+                    _netted(invoice, event_revenue, earlier),
+                )
             )
-            RecognisedRevenue.objects.bulk_create(rows, batch_size=2000)
-            written += len(rows)
-    return written
+        RecognisedRevenue.objects.bulk_create(rows, batch_size=5000)
+    return len(rows)
 
 
 def revenue_rebuild(*, environment_id: uuid.UUID) -> int:

@@ -17,8 +17,9 @@ revenue - cost; margin % is margin / revenue x 100 (None when revenue is 0).
 Python arithmetic on sums runs in a 80-digit context: the default 28 digits
 could round a 38-digit sum silently.
 
-Revenue is the events' ``revenueAmount`` plus, where an app registered one, revenue
-the events do not carry (subscriptions imported from Stripe: :mod:`.revenue_sources`),
+Revenue is the events' ``revenueAmount`` plus revenue the events do not carry
+(invoices recognised in the ledger, subscriptions imported from Stripe:
+:mod:`apps.analytics.revenue_sources`, docs/revenue.md),
 attributed to customers, features and models for the window; every read below adds
 it, so the tables, their sorts, the customer page and the overview agree.
 
@@ -66,6 +67,7 @@ from .by_feature import (
     features_grouped,
 )
 from .by_model import ModelRow, ModelTable, model_rows, model_table, model_table_all, models_grouped
+from .margins import Band, band_of, target_margin
 from .overview import DayTotals, Overview, overview, window_totals
 from .tables import SORTS, TABLE_SORTS, ModelSlice, Tops
 from .totals import (
@@ -87,6 +89,7 @@ __all__ = [
     "TABLE_SORTS",
     "TRACE_MAX_EVENTS",
     "ZERO",
+    "Band",
     "CustomerDetail",
     "CustomerRow",
     "CustomerTable",
@@ -103,6 +106,7 @@ __all__ = [
     "Tops",
     "Totals",
     "Trace",
+    "band_of",
     "customer_detail",
     "customer_rows",
     "customer_table",
@@ -127,6 +131,7 @@ __all__ = [
     "models_grouped",
     "newest_first",
     "overview",
+    "target_margin",
     "trace_get",
     "window_extra",
     "window_hours",

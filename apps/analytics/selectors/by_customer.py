@@ -32,6 +32,7 @@ from .tables import (
 )
 from .totals import (
     EXACT_DIGITS,
+    ZERO,
     Totals,
     window_extra,
     window_hours,
@@ -157,6 +158,13 @@ class CustomerDetail:
     totals: Totals
     last_seen: dt.datetime | None
     features: list[FeatureBreakdown]
+
+    @property
+    def unattributed_revenue(self) -> Decimal:
+        """Revenue of the customer that no feature of the breakdown carries (a base fee
+        in a window without usage: docs/revenue.md); never lost, shown on its own."""
+        with localcontext(prec=EXACT_DIGITS):
+            return self.totals.revenue - sum((f.totals.revenue for f in self.features), ZERO)
 
 
 def _feature_model_breakdown(
