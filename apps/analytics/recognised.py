@@ -15,12 +15,18 @@ per customer, feature (or none) and day. Here it becomes an :class:`ExtraRevenue
   window's days are split from it by largest remainder, so the parts add up exactly.
 
 Queries: one on the recognised rows; when there are any, one ledger read of the
-customers' usage per feature and model in the window (the rollups).
+customers' usage per feature and model in the window (the rollups). A page reads the
+same window several times (totals, tables, tops), so the attributed result is kept in
+the process for :data:`CACHE_SECONDS`, keyed by the window and the recognised rows read
+(new invoices are seen at once; new events move the shares within that delay, never
+the customers' totals).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from collections import defaultdict
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
@@ -38,6 +44,10 @@ if TYPE_CHECKING:
 ZERO = Decimal(0)
 _PREC = 100
 Slice = tuple[uuid.UUID, str, str]  # feature, model, provider
+CACHE_SECONDS = 30
+CACHE_SIZE = 256
+_cache: dict[tuple, tuple[float, ExtraRevenue]] = {}
+_cache_lock = threading.Lock()
 
 
 def shares(by_units: dict[Any, Decimal], by_cost: dict[Any, Decimal]) -> dict[Any, Decimal]:
@@ -75,9 +85,31 @@ def recognised_extra(
 ) -> ExtraRevenue:
     """The window's recognised revenue, attributed to customers, slices and days."""
     parts = ledger.recognised_revenue(environment.pk, start=start, end=end)
-    result = ExtraRevenue()
     if not parts:
-        return result
+        return ExtraRevenue()
+    key = (environment.pk, start, end, tuple(parts))
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    result = _attributed(environment, start, end, parts)
+    with _cache_lock:
+        if len(_cache) >= CACHE_SIZE:
+            stale = [k for k, (until, _r) in _cache.items() if until <= now] or list(_cache)[:1]
+            for k in stale:
+                del _cache[k]
+        _cache[key] = (now + CACHE_SECONDS, result)
+    return result
+
+
+def _attributed(
+    environment: Environment,
+    start: dt.datetime,
+    end: dt.datetime,
+    parts: list[ledger.RecognisedPart],
+) -> ExtraRevenue:
+    result = ExtraRevenue()
     customers: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
     direct: dict[uuid.UUID, dict[uuid.UUID, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     shared: dict[uuid.UUID, Decimal] = defaultdict(Decimal)

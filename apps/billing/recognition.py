@@ -17,9 +17,10 @@ When invoices are issued (``signals.invoices_issued``) or one is voided
 * **No double counting**: a feature's lines of one service period are recognised
   *net* of the revenue the customer's events of that feature already carry in that
   period (``revenueAmount`` or plan-rule revenue at ingestion), less what earlier
-  invoices of the same period already netted: the offset is written as rows of origin
-  ``<invoice id>:events`` (negative, spread like the lines), so events plus
-  recognised rows give exactly the invoiced amount over the period.
+  invoices of the same period already netted (their lines less their rows). The
+  offset is spread over the period like the lines, in the invoice's own rows, so
+  events plus rows give exactly the invoiced amount over the period, and a line the
+  events carry in full leaves no row at all.
 * **Lines of no feature** (base fee, proration, cancellation credit) are stored with
   no feature; the reads attribute them to features by cost share in the window read.
 
@@ -37,7 +38,7 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 
 from apps.core.money import USD_EVENT, from_minor_units
 from apps.events import usage as ledger
@@ -49,7 +50,6 @@ ZERO = Decimal(0)
 DAY = dt.timedelta(days=1)
 MICROSECOND = dt.timedelta(microseconds=1)
 CURRENCY = "USD"
-OFFSET_SUFFIX = ":events"
 _PREC = 100
 _SOURCE = RecognisedRevenue.Source.INVOICE
 
@@ -99,7 +99,7 @@ def _rows_of(
             if not offset:
                 continue
             for day, part in split_by_day(-offset, start, end).items():
-                per_day[(f"{invoice.pk}{OFFSET_SUFFIX}", feature_id, day)] += part
+                per_day[(str(invoice.pk), feature_id, day)] += part
     return [
         RecognisedRevenue(
             environment_id=invoice.environment_id,
@@ -115,50 +115,52 @@ def _rows_of(
     ]
 
 
-def _earlier_offsets(
-    invoices: list[Invoice],
-) -> dict[tuple[uuid.UUID, uuid.UUID], dict[dt.date, Decimal]]:
-    """The offset rows other invoices than these wrote for the same customers, per
-    (customer, feature) and day: one statement (usually empty: one invoice a period)."""
+def _earlier_netting(invoices: list[Invoice]) -> dict[tuple, Decimal]:
+    """What other (earlier) invoices of these customers already netted per (customer,
+    feature, service start, service end): their lines of that feature and period less
+    their rows of the feature on the period's days. Two statements; empty when no other
+    invoice bills the same feature and period (the usual case)."""
     if not invoices:
         return {}
-    mine = [f"{invoice.pk}{OFFSET_SUFFIX}" for invoice in invoices]
-    out: dict[tuple[uuid.UUID, uuid.UUID], dict[dt.date, Decimal]] = defaultdict(dict)
-    rows = (
+    batch = [invoice.pk for invoice in invoices]
+    customers = {invoice.customer_id for invoice in invoices}
+    lines: dict[tuple, Decimal] = defaultdict(Decimal)
+    for customer_id, feature_id, start, end, minor in (
+        InvoiceLine.objects.filter(
+            invoice__customer_id__in=customers,
+            invoice__currency=CURRENCY,
+            feature_id__isnull=False,
+        )
+        .exclude(invoice__status=Invoice.Status.VOID)
+        .exclude(invoice_id__in=batch)
+        .values_list("invoice__customer_id", "feature_id", "service_start", "service_end")
+        .annotate(total=Sum("amount_minor"))
+    ):
+        lines[(customer_id, feature_id, start, end)] += from_minor_units(minor, CURRENCY)
+    if not lines:
+        return {}
+    days: dict[tuple, dict[dt.date, Decimal]] = defaultdict(dict)
+    for customer_id, feature_id, day, total in (
         RecognisedRevenue.objects.filter(
             environment_id=invoices[0].environment_id,
-            customer_id__in={invoice.customer_id for invoice in invoices},
-            feature_id__isnull=False,
+            customer_id__in={key[0] for key in lines},
+            feature_id__in={key[1] for key in lines},
             source=_SOURCE,
-            origin__endswith=OFFSET_SUFFIX,
         )
-        .exclude(origin__in=mine)
+        .exclude(origin__in=[str(pk) for pk in batch])
         .values_list("customer_id", "feature_id", "day")
         .annotate(total=Sum("amount"))
-    )
-    for customer_id, feature_id, day, total in rows:
-        out[(customer_id, feature_id)][day] = total
-    return out
-
-
-def _netted(
-    invoice: Invoice,
-    keys: Iterable[tuple],
-    earlier: dict[tuple[uuid.UUID, uuid.UUID], dict[dt.date, Decimal]],
-) -> dict[tuple, Decimal]:
-    """What earlier invoices of the customer already netted for each (feature, service
-    period): minus their offset rows on the period's days."""
+    ):
+        days[(customer_id, feature_id)][day] = total
     out: dict[tuple, Decimal] = {}
-    for feature_id, start, end in keys:
-        days = earlier.get((invoice.customer_id, feature_id))
-        if not days:
-            continue
-        first = start.astimezone(dt.UTC).date()
-        last = (end - MICROSECOND if end > start else start).astimezone(dt.UTC).date()
-        with localcontext(prec=_PREC):
-            total = sum((v for d, v in days.items() if first <= d <= last), ZERO)
-        if total:
-            out[(feature_id, start, end)] = -total
+    with localcontext(prec=_PREC):
+        for (customer_id, feature_id, start, end), billed in lines.items():
+            first = start.astimezone(dt.UTC).date()
+            last = (end - MICROSECOND if end > start else start).astimezone(dt.UTC).date()
+            rows = days.get((customer_id, feature_id), {})
+            out[(customer_id, feature_id, start, end)] = billed - sum(
+                (v for d, v in rows.items() if first <= d <= last), ZERO
+            )
     return out
 
 
@@ -171,9 +173,10 @@ def revenue_recognise_invoices(*, invoice_ids: Iterable[uuid.UUID]) -> int:
     with transaction.atomic():
         invoices = list(Invoice.objects.filter(pk__in=ids).order_by("issued_at", "sequence"))
         RecognisedRevenue.objects.filter(
-            Q(origin__in=[str(i.pk) for i in invoices])
-            | Q(origin__in=[f"{i.pk}{OFFSET_SUFFIX}" for i in invoices]),
+            environment_id=invoices[0].environment_id,
+            customer_id__in={i.customer_id for i in invoices},
             source=_SOURCE,
+            origin__in=[str(i.pk) for i in invoices],
         ).delete()
         counted = [
             i for i in invoices if i.status != Invoice.Status.VOID and i.currency == CURRENCY
@@ -208,7 +211,7 @@ def revenue_recognise_invoices(*, invoice_ids: Iterable[uuid.UUID]) -> int:
             if windows
             else {}
         )
-        earlier = _earlier_offsets(counted)
+        earlier = _earlier_netting(counted)
         rows: list[RecognisedRevenue] = []
         for invoice in counted:
             event_revenue: dict[tuple, Decimal] = {}
@@ -223,7 +226,11 @@ def revenue_recognise_invoices(*, invoice_ids: Iterable[uuid.UUID]) -> int:
                     invoice,
                     lines[invoice.pk],
                     event_revenue,
-                    _netted(invoice, event_revenue, earlier),
+                    {
+                        key: earlier[(invoice.customer_id, *key)]
+                        for key in event_revenue
+                        if (invoice.customer_id, *key) in earlier
+                    },
                 )
             )
         RecognisedRevenue.objects.bulk_create(rows, batch_size=5000)

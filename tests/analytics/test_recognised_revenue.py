@@ -139,14 +139,8 @@ def test_a_month_fee_is_recognised_day_by_day(tenant, march):
 def test_usage_lines_the_events_carry_are_not_counted_twice(tenant, march):
     # The invoice's usage lines ($10 tokens, $1 images) equal the events' plan-rule
     # revenue: their net rows add nothing over the month.
-    for feature in ("tokens", "images"):
-        net = sum(
-            row.amount
-            for row in RecognisedRevenue.objects.filter(
-                customer=march.customer, feature__key=feature
-            )
-        )
-        assert net == 0
+    # The lines the events carry in full leave no row at all: only the base fee's.
+    assert not RecognisedRevenue.objects.filter(customer=march.customer, feature__isnull=False)
     # Without double counting the month is the invoice: 60, not 71.
     assert D(api(tenant, "/api/analytics/overview", MONTH)["revenue"]) == D(60)
 
@@ -174,3 +168,39 @@ def test_the_rebuild_command(tenant, march):
     RecognisedRevenue.objects.all().delete()
     call_command("revenue_rebuild", "--environment", str(tenant.test.pk))
     assert D(api(tenant, "/api/analytics/overview", MONTH)["revenue"]) == D(60)
+
+
+def test_an_invoice_line_beyond_the_events_revenue_counts_the_difference(tenant):
+    """The event sends its own revenueAmount ($2, which wins over the plan rule's $5);
+    the invoice bills the plan's $5 for the usage: the month shows the invoice, $54."""
+    from apps.events.ingest import events_ingest
+    from tests.billing.helpers import _small_catalog
+
+    the_plan = plan(tenant.test, price="49", features={"tokens": per_unit("0.01")})
+    subscription = subscribe(tenant.test, the_plan, at=utc(2026, 3, 1))
+    _small_catalog()
+    result = events_ingest(
+        environment=tenant.test,
+        items=[
+            {
+                "eventIdempotencyKey": "own-revenue",
+                "eventName": "call",
+                "customerReferenceId": "cus_1",
+                "featureKey": "tokens",
+                "usageUnits": "500",
+                "costAmount": "1",
+                "revenueAmount": "2",
+                "occurredAt": utc(2026, 3, 5).isoformat(),
+            }
+        ],
+        api_key_id=None,
+    )
+    assert result.accepted == 1, result.errors
+    billing_close_periods(now=utc(2026, 4, 1, 0, 5))
+    assert Invoice.objects.get(subscription=subscription).total_minor == 5400
+    assert D(api(tenant, "/api/analytics/overview", MONTH)["revenue"]) == D(54)
+    detail = api(tenant, "/api/customers/cus_1", MONTH)
+    assert D(detail["revenue"]) == D(54)
+    # All of it on tokens, the only feature used: its $2, the line's $3 beyond, the fee.
+    (tokens,) = detail["features"]
+    assert D(tokens["revenue"]) == D(54) and D(detail["unattributedRevenue"]) == 0
