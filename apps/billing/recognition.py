@@ -57,6 +57,8 @@ _SOURCE = RecognisedRevenue.Source.INVOICE
 def split_by_day(amount: Decimal, start: dt.datetime, end: dt.datetime) -> dict[dt.date, Decimal]:
     """``amount`` over the UTC days of ``[start, end)`` by the time each covers, 12 places,
     adding up to ``amount`` exactly (largest remainders; ties: the earlier day)."""
+    if amount < 0:  # a credit: the parts of its size, negated (same rounding rule)
+        return {day: -part for day, part in split_by_day(-amount, start, end).items()}
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if end <= start:
         return {start.date(): amount.quantize(USD_EVENT)}
@@ -89,16 +91,19 @@ def _rows_of(
         for line in lines:
             amount = from_minor_units(line["amount_minor"], CURRENCY)
             start, end = line["service_start"], line["service_end"]
-            for day, part in split_by_day(amount, start, end).items():
-                per_day[(str(invoice.pk), line["feature_id"], day)] += part
             if line["feature_id"] is not None:
                 groups[(line["feature_id"], start, end)] += amount
-        for key in groups:
-            feature_id, start, end = key
-            offset = event_revenue.get(key, ZERO) - netted.get(key, ZERO)
-            if not offset:
                 continue
-            for day, part in split_by_day(-offset, start, end).items():
+            for day, part in split_by_day(amount, start, end).items():
+                per_day[(str(invoice.pk), None, day)] += part
+        # A feature's lines of one period, net of the events' revenue, split once (a line
+        # the events carry in full is zero on every day: no row).
+        for key, billed in groups.items():
+            feature_id, start, end = key
+            net = billed - (event_revenue.get(key, ZERO) - netted.get(key, ZERO))
+            if not net:
+                continue
+            for day, part in split_by_day(net, start, end).items():
                 per_day[(str(invoice.pk), feature_id, day)] += part
     return [
         RecognisedRevenue(

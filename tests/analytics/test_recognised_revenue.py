@@ -204,3 +204,11 @@ def test_an_invoice_line_beyond_the_events_revenue_counts_the_difference(tenant)
     # All of it on tokens, the only feature used: its $2, the line's $3 beyond, the fee.
     (tokens,) = detail["features"]
     assert D(tokens["revenue"]) == D(54) and D(detail["unattributedRevenue"]) == 0
+
+
+@pytest.mark.parametrize("amount", ["49", "-49", "0.01", "-0.07", "1000000.33"])
+def test_day_split_adds_up_exactly_either_sign(amount):
+    parts = split_by_day(D(amount), utc(2026, 3, 1, 9), utc(2026, 4, 1, 9))
+    assert sum(parts.values()) == D(amount)
+    assert len(parts) == 32  # 9:00 on the 1st to 9:00 on the 1st: 32 UTC days touched
+    assert all((p <= 0) if D(amount) < 0 else (p >= 0) for p in parts.values())
