@@ -483,15 +483,8 @@ APIKEY_STALE_SECONDS = env_int("APIKEY_STALE_SECONDS", 300)
 MODEL_PRICES_SOURCE = env_str("MODEL_PRICES_SOURCE", "")
 
 # --- Dashboard ----------------------------------------------------------------------------
-# Margin bands, in percent of revenue kept: healthy at or above HEALTHY, at risk from
-# AT_RISK up to HEALTHY, underwater below AT_RISK (or cost with no revenue at all).
-TANSO_MARGIN_HEALTHY = env_int("TANSO_MARGIN_HEALTHY", 70)
-TANSO_MARGIN_AT_RISK = env_int("TANSO_MARGIN_AT_RISK", 40)
-if not 0 <= TANSO_MARGIN_AT_RISK < TANSO_MARGIN_HEALTHY <= 100:
-    raise ImproperlyConfigured(
-        "Need 0 <= TANSO_MARGIN_AT_RISK < TANSO_MARGIN_HEALTHY <= 100, got "
-        f"{TANSO_MARGIN_AT_RISK} and {TANSO_MARGIN_HEALTHY}"
-    )
+# Margin bands are set per environment (its target margin, default 70 %: the settings
+# page and GET/PATCH /api/analytics/settings), not here.
 
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

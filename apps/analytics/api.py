@@ -9,12 +9,18 @@ same parameters, every page at once (``limit`` and ``cursor`` are ignored).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -27,6 +33,7 @@ from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import page_limit
 from apps.core.api.renderers import DecimalJSONRenderer, dumps
 from apps.core.api.schema import OPTIONAL_INSTANT_SCHEMA, PAGE_PARAMETERS
+from apps.core.errors import ValidationFailed
 from apps.events.api import EventOutputDoc
 
 from . import export
@@ -65,8 +72,10 @@ from .selectors import (
     model_table,
     newest_first,
     overview,
+    target_margin,
     trace_get,
 )
+from .services import margin_settings_update
 
 DEFAULT_SORT = "-cost"
 
@@ -184,6 +193,10 @@ class _FeatureBreakdownDoc(_TotalsDoc):
 
 
 class CustomerDetailDoc(_WindowDoc, CustomerRowDoc):
+    unattributedRevenue = _money(
+        "USD: revenue no feature below carries (e.g. a base fee in a window without usage;"
+        " docs/revenue.md); `revenue` = the features' revenue + this"
+    )
     lastSeen = serializers.DateTimeField(allow_null=True)
     features = _FeatureBreakdownDoc(many=True, help_text="by cost, models by cost within")
 
@@ -522,3 +535,62 @@ class TraceDetail(ReadView):
     )
     def get(self, request: Request, trace_id: str) -> Response:
         return Response(render_trace(trace_get(self.environment, trace_id)))
+
+
+# --- Settings: the target margin ---------------------------------------------------------
+
+
+class MarginSettingsInput(serializers.Serializer):
+    targetMarginPct = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        min_value=Decimal(0),
+        max_value=Decimal(100),
+        help_text="percent of revenue kept at or above which a row is healthy",
+    )
+
+
+_MARGIN_SETTINGS = inline_serializer(
+    "MarginSettings",
+    fields={
+        "targetMarginPct": serializers.DecimalField(
+            max_digits=5,
+            decimal_places=2,
+            help_text="percent; bands: loss < 0 <= thin < target <= healthy (default 70)",
+        )
+    },
+)
+
+
+class MarginSettingsView(ReadView):
+    required_scopes = {
+        "GET": S.USAGE_READ,
+        "HEAD": S.USAGE_READ,
+        "PATCH": S.USAGE_WRITE,
+    }
+
+    @extend_schema(
+        operation_id="analytics_settings_get",
+        summary="The environment's target margin (the line between thin and healthy)",
+        request=None,
+        responses=_responses(_MARGIN_SETTINGS),
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"targetMarginPct": target_margin(self.environment)})
+
+    @extend_schema(
+        operation_id="analytics_settings_update",
+        summary="Change the target margin",
+        request=MarginSettingsInput,
+        responses=_responses(_MARGIN_SETTINGS),
+    )
+    def patch(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
+        body = MarginSettingsInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        saved = margin_settings_update(
+            environment=self.environment,
+            target_margin_pct=body.validated_data["targetMarginPct"],
+        )
+        return Response({"targetMarginPct": saved.target_margin_pct})

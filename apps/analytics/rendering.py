@@ -96,6 +96,7 @@ def render_customer_detail(detail: CustomerDetail) -> dict[str, Any]:
         "name": f"{customer.first_name} {customer.last_name}".strip() or None,
         "email": customer.email or None,
         **render_totals(detail.totals),
+        "unattributedRevenue": detail.unattributed_revenue,
         "lastSeen": detail.last_seen,
         "features": [render_feature_breakdown(feature) for feature in detail.features],
     }

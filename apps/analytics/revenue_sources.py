@@ -1,10 +1,12 @@
 """Revenue that events do not carry, attributed to customers, features and models.
 
-Observe margins count the events' ``revenueAmount``. Other revenue (subscriptions
-imported read-only from Stripe: ``apps.stripe_import``) lives in apps *above* the
-read models (STYLE.md layers), so they register a source from their
-``AppConfig.ready`` and the analytics selectors ask every registered source for
-the window they read; analytics never imports them.
+Observe margins count the events' ``revenueAmount`` (and plan-rule revenue), and
+:func:`extra_revenue` adds the rest, for every read (docs/revenue.md): invoice
+revenue recognised day by day in the ledger (``events_recognisedrevenue``, read
+and attributed by :mod:`.recognised`), and registered sources -- revenue that lives
+in apps *above* the read models (STYLE.md layers: subscriptions imported read-only
+from Stripe, ``apps.stripe_import``) registers a source from their
+``AppConfig.ready``; analytics never imports them.
 
 A source returns an :class:`ExtraRevenue` for a window: USD amounts at 12 places,
 per customer, the part of each customer's amount attributed to a
@@ -105,8 +107,12 @@ def register_revenue_source(name: str, source: RevenueSource) -> None:
 
 
 def extra_revenue(environment: Environment, start: dt.datetime, end: dt.datetime) -> ExtraRevenue:
-    """Every registered source's revenue for ``[start, end)``, added up."""
+    """The ledger's recognised revenue (invoices: :mod:`.recognised`) and every registered
+    source's revenue for ``[start, end)``, added up."""
+    from .recognised import recognised_extra  # recognised imports this module
+
     total = ExtraRevenue()
+    total.add(recognised_extra(environment, start, end))
     for source in _sources.values():
         total.add(source(environment, start, end))
     return total

@@ -13,6 +13,7 @@ from . import api
 
 urlpatterns = [
     path("analytics/overview", api.Overview.as_view(), name="api-analytics-overview"),
+    path("analytics/settings", api.MarginSettingsView.as_view(), name="api-analytics-settings"),
     path("customers", api.CustomerList.as_view(), name="api-customers"),
     path("customers/<str:reference_id>", api.CustomerDetail.as_view(), name="api-customer"),
     path("features", api.FeatureList.as_view(), name="api-features"),

@@ -116,4 +116,5 @@ urlpatterns = [
     path("keys/<uuid:key_id>/revoke/", shell.key_revoke, name="key_revoke"),
     path("audit/", shell.audit, name="audit"),
     path("settings/", shell.organization_settings, name="settings"),
+    path("settings/target-margin/", observe.target_margin, name="target_margin"),
 ]

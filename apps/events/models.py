@@ -366,3 +366,52 @@ class RecostRun(models.Model):
 
     def __str__(self) -> str:
         return f"recost #{self.pk} ({self.status})"
+
+
+class RecognisedRevenue(models.Model):
+    """Revenue the events do not carry, recognised day by day (docs/revenue.md).
+
+    One row per environment x UTC day x customer x feature (or none) x source x origin:
+    ``amount`` USD at 12 places, the part of ``origin`` (for invoices, the invoice's id)
+    that falls on ``day``. Written by the apps that own the origin (billing, when an
+    invoice is issued or voided: :mod:`apps.billing.recognition`), rebuildable from
+    them; read by the ledger's read API beside the rollups (:mod:`apps.events.usage.revenue`).
+    ``feature`` NULL: revenue of no feature (a base fee), attributed to features at
+    read time by their share of the customer's cost in the window read.
+    """
+
+    class Source(models.TextChoices):
+        INVOICE = "invoice", "Invoice lines beyond the events' own revenue"
+
+    id = models.BigAutoField(primary_key=True)
+    environment = _env_fk()
+    day = models.DateField()
+    customer = _customer_fk()
+    feature = models.ForeignKey(
+        "features.Feature",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    origin = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=SUM_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES)
+
+    objects = EnvironmentQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # Reads: one environment's days (a window), then by customer.
+            models.Index(fields=["environment", "day", "customer"], name="recognised_env_day_idx"),
+            # Writes: replace one origin's rows.
+            models.Index(
+                fields=["environment", "customer", "source", "origin"],
+                name="recognised_origin_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.customer_id} {self.amount}"

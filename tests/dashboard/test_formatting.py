@@ -7,11 +7,10 @@ from decimal import Decimal
 
 import pytest
 from django.template import Context, Template
-from django.test import override_settings
 
 from apps.analytics.params import Window
-from apps.analytics.selectors import Totals
-from apps.dashboard.margins import Band, band, band_of
+from apps.analytics.selectors import Band, Totals, band_of
+from apps.dashboard.margins import band
 from apps.dashboard.templatetags.tanso_format import count, dec, duration, pct, usd
 from apps.dashboard.windows import window_from
 
@@ -68,20 +67,45 @@ def test_bad_windows_fall_back_to_thirty_days_and_say_why(params):
     assert choice.error
 
 
-def test_margin_bands_use_the_settings():
-    assert band_of(Decimal(70), Decimal(1)) == Band.HEALTHY
-    assert band_of(Decimal("69.99"), Decimal(1)) == Band.AT_RISK
-    assert band_of(Decimal(40), Decimal(1)) == Band.AT_RISK
-    assert band_of(Decimal("39.99"), Decimal(1)) == Band.UNDERWATER
-    assert band_of(Decimal(-150), Decimal(1)) == Band.UNDERWATER
-    # No revenue: underwater when it costs something, nothing to judge otherwise.
-    assert band_of(None, Decimal("0.01")) == Band.UNDERWATER
-    assert band_of(None, Decimal(0)) == Band.NONE
-    with override_settings(TANSO_MARGIN_HEALTHY=90, TANSO_MARGIN_AT_RISK=10):
-        assert band_of(Decimal(80), Decimal(1)) == Band.AT_RISK
-        assert band_of(Decimal(20), Decimal(1)) == Band.AT_RISK
-        assert band_of(Decimal(5), Decimal(1)) == Band.UNDERWATER
-    assert band(Totals(events=1, cost=Decimal("0.1"), revenue=Decimal(1))) == Band.HEALTHY
+def T(revenue: str, cost: str, unpriced: int = 0) -> Totals:
+    return Totals(
+        events=1 + unpriced, cost=Decimal(cost), revenue=Decimal(revenue), unpriced=unpriced
+    )
+
+
+@pytest.mark.parametrize(
+    ("totals", "target", "expected"),
+    [
+        # loss: margin below 0, whatever the target; cost with no revenue is a loss.
+        (T("1", "1.000000000001"), 70, Band.LOSS),
+        (T("0", "0.01"), 70, Band.LOSS),
+        # thin: 0 <= margin % < target.
+        (T("1", "1"), 70, Band.THIN),  # exactly 0 %
+        (T("100", "30.01"), 70, Band.THIN),  # 69.99 %
+        # healthy: at the target or above.
+        (T("100", "30"), 70, Band.HEALTHY),  # exactly 70 %
+        (T("100", "0"), 70, Band.HEALTHY),
+        # the target moves the line.
+        (T("100", "30"), 71, Band.THIN),
+        (T("100", "50"), 50, Band.HEALTHY),
+        (T("100", "50"), Decimal("50.01"), Band.THIN),
+        (T("100", "100"), 0, Band.HEALTHY),
+        # unknown: some cost unknown (the margin shown is only an upper bound) ...
+        (T("100", "1", unpriced=1), 70, Band.UNKNOWN),
+        (T("0", "0", unpriced=3), 70, Band.UNKNOWN),
+        # ... unless the known cost alone is already a loss;
+        (T("1", "2", unpriced=1), 70, Band.LOSS),
+        # or neither revenue nor cost.
+        (Totals(), 70, Band.UNKNOWN),
+    ],
+)
+def test_margin_band_boundaries(totals, target, expected):
+    assert band_of(totals, Decimal(target)) == expected
+
+
+def test_the_default_target_is_70():
+    assert band(T("100", "30")) == Band.HEALTHY
+    assert band(T("100", "30.01")) == Band.THIN
 
 
 @pytest.mark.parametrize(

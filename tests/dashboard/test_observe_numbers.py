@@ -209,22 +209,23 @@ def test_heatmap_cells_are_customer_feature_margins(tenant, web, dataset):
             (cell,) = find_all(row_html, "td", data_feature=feature["featureKey"])
             assert dec(cell["data-cost"]) == dec(feature["cost"])
             assert dec(cell["data-revenue"]) == dec(feature["revenue"])
-    # cus_c spends on chat with no revenue: underwater; cus_d earns 99%: healthy.
+    # cus_c spends on chat with no revenue: a loss; cus_d earns 99%: healthy.
     cus_c = content.split(b'data-customer="cus_c"')[1].split(b"</tr>")[0]
-    assert find_one(cus_c, "td", data_feature="chat")["data-band"] == "underwater"
+    assert find_one(cus_c, "td", data_feature="chat")["data-band"] == "loss"
     cus_d = content.split(b'data-customer="cus_d"')[1].split(b"</tr>")[0]
     assert find_one(cus_d, "td", data_feature="chat")["data-band"] == "healthy"
-    assert find_one(cus_d, "td", data_feature="search")["data-band"] == "none"
+    assert find_one(cus_d, "td", data_feature="search")["data-band"] == "unknown"
 
 
-def test_overview_top_tables_flag_the_most_underwater(tenant, web, dataset):
+def test_overview_top_tables_flag_the_largest_loss(tenant, web, dataset):
     content = web.get("/dashboard/").content
     block = content.split(b'data-testid="top-customers-margin"')[1].split(b"</article>")[0]
     rows = find_all(block, "tr", data_customer=None)
     # Lowest margin first: cus_c loses 0.7 with no revenue.
     assert rows[0]["data-customer"] == "cus_c"
-    assert rows[0]["data-band"] == "underwater"
-    assert rows[0].get("data-most-underwater") == "true"
+    assert rows[0]["data-band"] == "loss"
+    assert rows[0].get("data-largest-loss") == "true"
+    assert b"largest loss" in block
     by_cost = content.split(b'data-testid="top-customers-cost"')[1].split(b"</article>")[0]
     assert [r["data-customer"] for r in find_all(by_cost, "tr", data_customer=None)][:2] == [
         "cus_c",

@@ -17,7 +17,7 @@ from django import template
 from django.utils.html import format_html
 
 from apps.analytics.rendering import latency_ms
-from apps.analytics.selectors import Totals
+from apps.analytics.selectors import Totals, target_margin
 from apps.core.money import decimal_str
 from apps.dashboard.margins import Band, band
 
@@ -114,15 +114,17 @@ def duration(value: Any) -> str:
 
 
 @register.filter
-def margin_band(totals: Totals) -> Band:
-    return band(totals)
+def margin_band(totals: Totals, target: Any = None) -> Band:
+    """``totals|margin_band:target_margin``: loss, thin, healthy or unknown against the
+    environment's target margin (the observe pages put ``target_margin`` in context)."""
+    return band(totals, None if target in (None, "") else Decimal(str(target)))
 
 
-@register.simple_tag
-def band_badge(totals: Totals) -> str:
+@register.simple_tag(takes_context=True)
+def band_badge(context: Any, totals: Totals) -> str:
     """``{% band_badge totals %}``: the band's badge (a tag, not an include: tables draw
-    one per row)."""
-    b = band(totals)
+    one per row), against the page's ``target_margin``."""
+    b = band(totals, context.get("target_margin"))
     return format_html(
         '<span class="band band-{}" data-band="{}">{}</span>', b.value, b.value, b.label
     )
@@ -170,3 +172,47 @@ def audit_detail(detail: Any) -> list[tuple[str, str]]:
         )
         for key, value in items
     ]
+
+
+@register.simple_tag(takes_context=True)
+def environment_target_margin(context: Any) -> Decimal | None:
+    """``{% environment_target_margin as target %}``: the current environment's target
+    margin (the settings page's field), None outside an environment."""
+    request = context.get("request")
+    environment = getattr(request, "environment", None)
+    return None if environment is None else target_margin(environment)
+
+
+# --- Unknown is never zero: figures of rows with unpriced events --------------------------
+
+AT_LEAST, AT_MOST = "\u2265\u00a0", "\u2264\u00a0"
+
+
+def _all_unpriced(totals: Totals) -> bool:
+    return totals.events > 0 and totals.unpriced >= totals.events
+
+
+@register.filter
+def cost_of(totals: Totals) -> str:
+    """The row's cost: "unknown" when no event of it has a price, "≥ $x" when some have
+    none (the known cost is a lower bound), else the cost."""
+    if _all_unpriced(totals):
+        return "unknown"
+    return (AT_LEAST if totals.unpriced else "") + usd(totals.cost)
+
+
+@register.filter
+def margin_of(totals: Totals) -> str:
+    """The row's margin: an upper bound "≤ $x" when some cost is unknown."""
+    return (AT_MOST if totals.unpriced else "") + usd(totals.margin)
+
+
+@register.filter
+def margin_pct_of(totals: Totals) -> str:
+    """The row's margin %: "unknown" when no event has a price, "≤ x%" when some have
+    none (never an exact-looking 100 % for unknown cost), else the percentage."""
+    if _all_unpriced(totals):
+        return "unknown"
+    if totals.unpriced and totals.margin_pct is not None:
+        return AT_MOST + pct(totals.margin_pct)
+    return pct(totals.margin_pct)

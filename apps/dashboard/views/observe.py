@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from apps.accounts.models import Environment
+from apps.accounts.models import Environment, Role
 from apps.analytics import export
 from apps.analytics import selectors as analytics
 from apps.analytics.params import (
@@ -29,12 +32,12 @@ from apps.analytics.params import (
     next_event_cursor,
 )
 from apps.analytics.prices import model_price_in_force
+from apps.analytics.services import margin_settings_update
 from apps.apikeys.selectors import apikeys_for
 from apps.core.errors import ValidationFailed
 from apps.dashboard import selectors
 from apps.dashboard.decorators import tenant_view
 from apps.dashboard.forms import EventFilterForm
-from apps.dashboard.margins import thresholds
 from apps.dashboard.views import platform
 from apps.dashboard.windows import PRESETS, WindowChoice, window_from
 from apps.events.models import Event
@@ -63,13 +66,16 @@ def _render(
     return render(request, name, context, status=status)
 
 
-def _window_context(choice: WindowChoice, keep: dict[str, str] | None = None) -> dict[str, Any]:
-    """What the window picker needs; ``keep``: the page's other parameters, kept by its links."""
+def _window_context(
+    environment: Environment, choice: WindowChoice, keep: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What the window picker needs; ``keep``: the page's other parameters, kept by its links.
+    With it the environment's target margin, the line between thin and healthy bands."""
     return {
         "choice": choice,
         "presets": PRESETS,
         "keep": keep or {},
-        "thresholds": thresholds(),
+        "target_margin": analytics.target_margin(environment),
     }
 
 
@@ -143,7 +149,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         environment, choice.window, sorts=("-cost", "margin"), limit=TOP
     )
     context = {
-        **_window_context(choice),
+        **_window_context(environment, choice),
         "data": current,
         "kpis": _kpis(current.totals, previous),
         "customers_by_cost": top_customers.rows["-cost"],
@@ -238,9 +244,13 @@ def _table_state(request: HttpRequest) -> TableState:
     return TableState(choice=choice, query=query, page=page)
 
 
-def _table_context(state: TableState, columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+def _table_context(
+    environment: Environment, state: TableState, columns: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
     return {
-        **_window_context(state.choice, {"q": state.query.search, "sort": state.query.sort}),
+        **_window_context(
+            environment, state.choice, {"q": state.query.search, "sort": state.query.sort}
+        ),
         "state": state,
         "params": state.params,
         "columns": [Column(key, label, state.query.sort) for key, label in columns],
@@ -265,7 +275,7 @@ def customers(request: HttpRequest) -> HttpResponse:
     for row in table.rows:
         row.customer.subscription_shown = subs.get(row.customer.reference_id)  # type: ignore[attr-defined]
     context = {
-        **_table_context(state, (*COLUMNS, ("lastSeen", "Last seen"))),
+        **_table_context(environment, state, (*COLUMNS, ("lastSeen", "Last seen"))),
         "rows": table.rows,
         "has_more": table.has_more,
     }
@@ -285,7 +295,7 @@ def customer(request: HttpRequest, reference_id: str) -> HttpResponse:
         limit=RECENT_EVENTS,
     )
     context = {
-        **_window_context(choice),
+        **_window_context(environment, choice),
         "detail": detail,
         "rows": event_rows(environment, events),
         **platform.customer_platform(environment, reference_id),
@@ -300,7 +310,7 @@ def features(request: HttpRequest) -> HttpResponse:
     table = analytics.feature_table(environment, state.query, limit=PAGE_SIZE)
     total_cost = analytics.window_totals(environment, state.choice.window).cost
     context = {
-        **_table_context(state, COLUMNS),
+        **_table_context(environment, state, COLUMNS),
         "rows": [(row, _share(row.totals.cost, total_cost)) for row in table.rows],
         "has_more": table.has_more,
         "total_cost": total_cost,
@@ -316,7 +326,7 @@ def models(request: HttpRequest) -> HttpResponse:
     total_cost = analytics.window_totals(environment, state.choice.window).cost
     now = timezone.now()
     context = {
-        **_table_context(state, COLUMNS),
+        **_table_context(environment, state, COLUMNS),
         "rows": [
             (
                 row,
@@ -338,7 +348,7 @@ def heatmap(request: HttpRequest) -> HttpResponse:
     raw = request.GET.get("n") or ""
     size = int(raw) if raw.isdigit() and int(raw) in HEATMAP_SIZES else HEATMAP_DEFAULT
     context = {
-        **_window_context(choice, {"n": str(size)}),
+        **_window_context(environment, choice, {"n": str(size)}),
         "size": size,
         "sizes": HEATMAP_SIZES,
         "map": selectors.heatmap(environment, choice.window, size=size),
@@ -539,3 +549,26 @@ def first_event(request: HttpRequest) -> HttpResponse:
         "customer_ref": latest[1].customer(latest[0]) if latest else "",
     }
     return render(request, "dashboard/observe/first_event.html", context)
+
+
+# --- Target margin (a field of the settings page) ------------------------------------------
+
+
+@require_POST
+@tenant_view()
+def target_margin(request: HttpRequest) -> HttpResponse:
+    """Set the environment's target margin from the settings page (owners and admins)."""
+    environment = request.environment  # type: ignore[attr-defined]
+    if not request.membership.at_least(Role.ADMIN):  # type: ignore[attr-defined]
+        raise PermissionDenied("Only owners and admins change settings.")
+    raw = (request.POST.get("target_margin_pct") or "").strip()
+    try:
+        value = Decimal(raw)
+        if not value.is_finite():
+            raise InvalidOperation
+        margin_settings_update(environment=environment, target_margin_pct=value)
+    except (InvalidOperation, ValueError):
+        messages.error(request, "The target margin is a percentage from 0 to 100.")
+        return redirect("dashboard:settings")
+    messages.success(request, f"Target margin set to {value.quantize(Decimal('0.01'))}%.")
+    return redirect("dashboard:settings")

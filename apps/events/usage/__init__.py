@@ -33,6 +33,9 @@ Entry points:
   (billing periods: one statement per chunk of windows).
 * :func:`rows_sql`: the window's ledger rows as SQL to sum, sort and page in the
   caller's own statement (the analytics tables, which sort and cut pages in SQL).
+* :func:`recognised_revenue`: revenue the events do not carry (invoices), recognised
+  day by day over its service period (``events_recognisedrevenue``, docs/revenue.md),
+  per customer, feature (or none) and day of a window.
 * :func:`units_parts`: a customer x feature window's ``usage_units`` as statements a
   caller unions with its own (entitlement counters: one round trip).
 
@@ -50,6 +53,7 @@ from .reads import (
     usage,
     usage_totals,
 )
+from .revenue import RecognisedPart, recognised_revenue, recognised_total
 from .sql import Source, hour_ceil, hour_floor, split
 from .types import (
     AMOUNTS,
@@ -70,6 +74,7 @@ __all__ = [
     "Grain",
     "Measure",
     "Measures",
+    "RecognisedPart",
     "Source",
     "UsageFilter",
     "UsageKey",
@@ -78,6 +83,8 @@ __all__ = [
     "customer_window_sums",
     "hour_ceil",
     "hour_floor",
+    "recognised_revenue",
+    "recognised_total",
     "rows_sql",
     "split",
     "units_parts",
