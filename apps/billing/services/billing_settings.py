@@ -14,6 +14,7 @@ from apps.accounts.audit import Actor, audit_change, changes_of
 from apps.accounts.models import AuditEntry, Environment
 from apps.billing.models import BillingSettings, StripeMode
 from apps.core.errors import ValidationFailed
+from apps.core.tenancy import scoped_to_environments
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +28,7 @@ class EnvBilling:
 def _env_billing(environment_ids: Iterable[Any]) -> dict[Any, EnvBilling]:
     ids = set(environment_ids)
     kinds = dict(Environment.objects.filter(pk__in=ids).values_list("pk", "kind"))
-    rows = {row.environment_id: row for row in BillingSettings.objects.filter(environment__in=ids)}
+    rows = {row.environment_id: row for row in scoped_to_environments(BillingSettings, ids)}
     out = {}
     for env_id in ids:
         prefix = "INV" if kinds.get(env_id) == Environment.Kind.LIVE else "INV-TEST"

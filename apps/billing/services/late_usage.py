@@ -26,6 +26,7 @@ from apps.billing.models import (
     StripeMode,
     SubscriptionBilling,
 )
+from apps.core.tenancy import scoped
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.periods import day_start
 
@@ -203,8 +204,8 @@ class LateUsageResult:
 def _late_usage_candidates(now: dt.datetime) -> Any:
     """Ended subscriptions with every boundary invoiced, that ended within the window (and
     slack), not yet looked at today, outside environments where Stripe drives billing."""
-    stripe_driven = BillingSettings.objects.filter(
-        environment_id=OuterRef("environment_id"), stripe_mode=StripeMode.STRIPE_DRIVEN
+    stripe_driven = scoped(BillingSettings, OuterRef("environment_id")).filter(
+        stripe_mode=StripeMode.STRIPE_DRIVEN
     )
     return (
         Subscription.objects.filter(

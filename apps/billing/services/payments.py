@@ -13,17 +13,17 @@ from apps.accounts.models import AuditEntry
 from apps.billing import errors, signals
 from apps.billing.models import Invoice, StripeMode
 from apps.core.errors import Conflict, ValidationFailed
+from apps.core.tenancy import scoped
 
 from .billing_settings import _env_billing
 from .statuses import _restore_if_settled
 
 
 def _locked_invoice(invoice: Invoice) -> Invoice:
-    return (
-        Invoice.objects.select_for_update(of=("self",))
-        .select_related("subscription", "customer")
-        .get(pk=invoice.pk, environment_id=invoice.environment_id)
-    )
+    return scoped(
+        Invoice.objects.select_for_update(of=("self",)).select_related("subscription", "customer"),
+        invoice.environment_id,
+    ).get(pk=invoice.pk)
 
 
 @transaction.atomic

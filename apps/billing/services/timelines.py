@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Q
 
 from apps.billing.periods import Period, Timeline
+from apps.core.tenancy import scoped_to_environments
 from apps.credits.models import PlanCreditAllocation
 from apps.features.models import Feature
 from apps.plans.models import Plan, PlanFeatureRule
@@ -71,17 +72,15 @@ class _Catalog:
         missing = set(environment_ids) - self._loaded
         if not missing:
             return
-        for plan in Plan.objects.filter(environment_id__in=missing):
+        for plan in scoped_to_environments(Plan, missing):
             self.plans[plan.pk] = plan
-        for rule in PlanFeatureRule.objects.filter(environment_id__in=missing).order_by(
-            "created_at", "id"
-        ):
+        for rule in scoped_to_environments(PlanFeatureRule, missing).order_by("created_at", "id"):
             self.rules_of.setdefault(rule.plan_id, []).append(rule)
         feature_ids = {r.feature_id for rules in self.rules_of.values() for r in rules}
         for feature in Feature.objects.filter(pk__in=feature_ids - set(self.features)):
             self.features[feature.pk] = feature
-        for env_id, key in PlanCreditAllocation.objects.filter(
-            environment_id__in=missing
+        for env_id, key in scoped_to_environments(
+            PlanCreditAllocation.objects, missing
         ).values_list("environment_id", "plan_key"):
             self.allocated_plan_keys.setdefault(env_id, set()).add(key)
         self._loaded |= missing

@@ -19,6 +19,7 @@ from apps.billing.lines import (
 )
 from apps.billing.periods import Period
 from apps.billing.usage import Range, uncovered_by_credits, usage_by_day, usage_totals
+from apps.core.tenancy import scoped
 from apps.credits.models import CreditPool
 from apps.plans.models import Plan, PlanFeatureRule
 from apps.subscriptions.models import Subscription
@@ -95,9 +96,11 @@ class _UsageBook:
         customers = {customer_id for _key, customer_id, _s, _e in self.uncovered_ranges}
         soft_since = {
             (customer_id, denomination): created_at
-            for customer_id, denomination, created_at in CreditPool.objects.filter(
-                environment_id=self.environment_id, customer_id__in=customers, hard_limit=False
-            ).values_list("customer_id", "denomination", "created_at")
+            for customer_id, denomination, created_at in scoped(
+                CreditPool.objects, self.environment_id
+            )
+            .filter(customer_id__in=customers, hard_limit=False)
+            .values_list("customer_id", "denomination", "created_at")
         }
 
         def covered(customer_id: Any, start: dt.datetime, denominations: frozenset[str]) -> bool:

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, NotFound, ValidationFailed
+from apps.core.tenancy import scoped
 from apps.credits import errors
 from apps.credits.amounts import quantize_credits
 from apps.credits.models import CreditModel, PlanCreditAllocation, RolloverPolicy
@@ -119,9 +120,11 @@ def plan_allocation_set(
         "grant_expiry_months": grant_expiry_months,
         "priority": priority,
     }
-    updated = PlanCreditAllocation.objects.filter(
-        environment=environment, plan_key=plan_key, credit_model=credit_model
-    ).update(**values)
+    updated = (
+        scoped(PlanCreditAllocation, environment)
+        .filter(plan_key=plan_key, credit_model=credit_model)
+        .update(**values)
+    )
     if not updated:
         try:
             with transaction.atomic():
@@ -130,11 +133,11 @@ def plan_allocation_set(
                 )
         except IntegrityError:
             # A concurrent set created it first: ours replaces it.
-            PlanCreditAllocation.objects.filter(
-                environment=environment, plan_key=plan_key, credit_model=credit_model
+            scoped(PlanCreditAllocation, environment).filter(
+                plan_key=plan_key, credit_model=credit_model
             ).update(**values)
-    return PlanCreditAllocation.objects.select_related("credit_model").get(
-        environment=environment, plan_key=plan_key, credit_model=credit_model
+    return scoped(PlanCreditAllocation.objects.select_related("credit_model"), environment).get(
+        plan_key=plan_key, credit_model=credit_model
     )
 
 

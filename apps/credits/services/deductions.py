@@ -20,6 +20,7 @@ from django.utils import timezone
 from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, ValidationFailed
 from apps.core.money import decimal_str
+from apps.core.tenancy import scoped
 from apps.credits import errors
 from apps.credits import weights as weight_cache
 from apps.credits.amounts import ZERO, quantize_credits
@@ -93,14 +94,14 @@ def _resolve_usage_pool(
     """
     pools = CreditPool.objects.select_for_update() if lock else CreditPool.objects.all()
     if denomination:
-        pool = pools.filter(
-            environment_id=environment_id, customer_id=customer_id, denomination=denomination
-        ).first()
+        pool = (
+            scoped(pools, environment_id)
+            .filter(customer_id=customer_id, denomination=denomination)
+            .first()
+        )
         if pool is not None or not lock:
             return pool
-        model = CreditModel.objects.filter(
-            environment_id=environment_id, denomination=denomination
-        ).first()
+        model = scoped(CreditModel, environment_id).filter(denomination=denomination).first()
         if model is None:
             raise ValidationFailed(
                 f"No credit model for {denomination!r}.", code=errors.UNKNOWN_DENOMINATION
@@ -108,16 +109,14 @@ def _resolve_usage_pool(
         return _pool_ensure_locked(
             environment_id=environment_id, customer_id=customer_id, credit_model=model
         )
-    found = list(pools.filter(environment_id=environment_id, customer_id=customer_id)[:2])
+    found = list(scoped(pools, environment_id).filter(customer_id=customer_id)[:2])
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
         raise errors.DenominationRequired()
     if not lock:
         return None
-    models_ = list(
-        CreditModel.objects.filter(environment_id=environment_id, archived_at__isnull=True)[:2]
-    )
+    models_ = list(scoped(CreditModel, environment_id).filter(archived_at__isnull=True)[:2])
     if len(models_) == 1:
         return _pool_ensure_locked(
             environment_id=environment_id, customer_id=customer_id, credit_model=models_[0]

@@ -13,6 +13,7 @@ from django.utils import timezone
 from apps.accounts.models import AuditEntry
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.months import add_months
+from apps.core.tenancy import scoped
 from apps.credits.ledger import PoolBook, lock_pool
 from apps.credits.models import (
     DEFAULT_PRIORITY,
@@ -39,9 +40,8 @@ def _current_price(
     environment_id: uuid.UUID, denomination: str, at: dt.datetime
 ) -> CreditPrice | None:
     return (
-        CreditPrice.objects.filter(
-            environment_id=environment_id, denomination=denomination, effective_from__lte=at
-        )
+        scoped(CreditPrice, environment_id)
+        .filter(denomination=denomination, effective_from__lte=at)
         .order_by("-effective_from")
         .first()
     )
@@ -209,7 +209,8 @@ def credits_grant_plan_period(
     if customer.environment_id != environment.pk:
         raise NotFound("No such customer.")
     allocations = (
-        PlanCreditAllocation.objects.filter(environment=environment, plan_key=plan_key)
+        scoped(PlanCreditAllocation, environment)
+        .filter(plan_key=plan_key)
         .select_related("credit_model")
         .order_by("credit_model__denomination")
     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from apps.core.errors import NotFound, ValidationFailed
+from apps.core.tenancy import scoped
 from apps.credits.models import CreditModel, CreditPool
 
 if TYPE_CHECKING:
@@ -36,10 +37,8 @@ def _pool_ensure_locked(
         ],
         ignore_conflicts=True,
     )
-    return CreditPool.objects.select_for_update().get(
-        environment_id=environment_id,
-        customer_id=customer_id,
-        denomination=credit_model.denomination,
+    return scoped(CreditPool.objects.select_for_update(), environment_id).get(
+        customer_id=customer_id, denomination=credit_model.denomination
     )
 
 
@@ -54,9 +53,11 @@ def credit_pool_ensure(
     if customer.environment_id != environment.pk or credit_model.environment_id != environment.pk:
         raise NotFound("No such customer or credit model.")
     if credit_model.archived_at is not None:
-        existing = CreditPool.objects.filter(
-            environment=environment, customer=customer, denomination=credit_model.denomination
-        ).first()
+        existing = (
+            scoped(CreditPool, environment)
+            .filter(customer=customer, denomination=credit_model.denomination)
+            .first()
+        )
         if existing is None:
             raise ValidationFailed(fields={"denomination": ["This credit model is archived."]})
         return existing

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
+from apps.core.tenancy import scoped
 from apps.credits import errors
 from apps.credits import weights as weight_cache
 from apps.credits.models import CreditModel, CreditPrice, CreditWeight
@@ -95,9 +96,7 @@ def credit_weights_publish(
                 fields={f"entries.{index}": ["The same feature and model twice in one batch."]}
             )
         wanted[key] = value
-    existing = list(
-        CreditWeight.objects.filter(environment=environment, effective_from=effective_from)
-    )
+    existing = list(scoped(CreditWeight, environment).filter(effective_from=effective_from))
     if existing:
         have = {(w.feature_id, w.model): w.credits_per_unit for w in existing}
         if have == wanted:
@@ -177,9 +176,7 @@ def credit_prices_publish(
         raise ValidationFailed(fields={"entries": ["At least one entry."]})
     if len(entries) > PUBLISH_MAX_ENTRIES:
         raise ValidationFailed(fields={"entries": [f"At most {PUBLISH_MAX_ENTRIES} entries."]})
-    known = set(
-        CreditModel.objects.filter(environment=environment).values_list("denomination", flat=True)
-    )
+    known = set(scoped(CreditModel, environment).values_list("denomination", flat=True))
     wanted: dict[str, tuple[str, Decimal]] = {}
     for index, entry in enumerate(entries):
         if entry.denomination not in known:
@@ -196,9 +193,7 @@ def credit_prices_publish(
                 fields={f"entries.{index}.pricePerCredit": ["Must be greater than 0."]}
             )
         wanted[entry.denomination] = (entry.currency.upper(), price)
-    existing = list(
-        CreditPrice.objects.filter(environment=environment, effective_from=effective_from)
-    )
+    existing = list(scoped(CreditPrice, environment).filter(effective_from=effective_from))
     if existing:
         have = {p.denomination: (p.currency, p.price_per_credit) for p in existing}
         if have == wanted:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, NotFound
+from apps.core.tenancy import scoped
 from apps.credits import errors
 from apps.credits.amounts import ZERO
 from apps.credits.ledger import PoolBook, lock_pool
@@ -83,7 +84,7 @@ def credits_reverse(
     if (transaction_id is None) == (event_ref is None):
         raise ValueError("give exactly one of transaction_id and event_ref")
     with transaction.atomic():
-        lookup = CreditTransaction.objects.filter(environment_id=environment.pk)
+        lookup = scoped(CreditTransaction, environment.pk)
         if transaction_id is not None:
             try:
                 original = lookup.get(pk=transaction_id)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import TansoError, ValidationFailed
+from apps.core.tenancy import scoped
 from apps.credits import errors
 from apps.credits.amounts import ZERO, quantize_credits
 from apps.credits.ledger import LockedBooks, PoolBook, flush_books, lock_books, read_books
@@ -138,9 +139,7 @@ def _create_missing_pools(
         return
     models_ = {
         m.denomination: m
-        for m in CreditModel.objects.filter(
-            environment_id=env_id, denomination__in={d for _, d in missing}
-        )
+        for m in scoped(CreditModel, env_id).filter(denomination__in={d for _, d in missing})
     }
     created = []
     for customer_id, denomination in missing:
