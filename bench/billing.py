@@ -187,10 +187,11 @@ def bench_billing(rows: list[Row], subscriptions: int = 10_000, events: int = 1_
 
     from apps.billing import services
     from apps.billing.models import Invoice, InvoiceLine
+    from apps.billing.services import cycles
 
     environment = seed(subscriptions, events)
     batch_rss: list[float] = []
-    original = services._close_batch
+    original = cycles._close_batch
 
     def measured(*args, **kwargs):  # type: ignore[no-untyped-def]
         result = original(*args, **kwargs)
@@ -207,13 +208,13 @@ def bench_billing(rows: list[Row], subscriptions: int = 10_000, events: int = 1_
     baseline = _rss_mb()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    services._close_batch = measured  # type: ignore[assignment]
+    cycles._close_batch = measured  # type: ignore[assignment]
     try:
         started = time.perf_counter()
         result = services.billing_close_periods(now=CLOSE_AT)
         elapsed = time.perf_counter() - started
     finally:
-        services._close_batch = original  # type: ignore[assignment]
+        cycles._close_batch = original  # type: ignore[assignment]
         done.set()
         sampler.join()
     peak_sampled = max([*samples, *batch_rss, baseline])

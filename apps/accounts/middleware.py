@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from apps.core.tenancy import scoped_to_org
+
 from .models import Environment, Membership
 
 SESSION_ORG = "org_id"
@@ -37,7 +39,7 @@ class TenantMiddleware:
         wanted = request.session.get(SESSION_ORG)
         membership = None
         if wanted:
-            membership = memberships.filter(organization_id=wanted).first()
+            membership = scoped_to_org(memberships, wanted).first()
         if membership is None:
             membership = memberships.order_by("created_at").first()
         if membership is None:
@@ -45,9 +47,9 @@ class TenantMiddleware:
         kind = request.session.get(SESSION_ENV, Environment.Kind.TEST)
         if kind not in Environment.Kind.values:
             kind = Environment.Kind.TEST
-        environment = Environment.objects.select_related("organization").get(
-            organization=membership.organization, kind=kind
-        )
+        environment = scoped_to_org(
+            Environment.objects.select_related("organization"), membership.organization
+        ).get(kind=kind)
         request.membership = membership  # type: ignore[attr-defined]
         request.organization = membership.organization  # type: ignore[attr-defined]
         request.environment = environment  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.core.errors import Conflict, Forbidden, ValidationFailed
+from apps.core.tenancy import scoped_to_org
 
 from .audit import Actor, audit_record
 from .models import AuditEntry, Environment, Invitation, Membership, Organization, Role, User
@@ -92,7 +93,7 @@ def invitation_create(
     email = email.strip().lower()
     if role not in Role.values or role == Role.OWNER:
         raise ValidationFailed(fields={"role": ["Invite as admin, member or viewer."]})
-    if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
+    if scoped_to_org(Membership, organization).filter(user__email__iexact=email).exists():
         raise Conflict(f"{email} is already a member.", code="already_member")
     token = secrets.token_urlsafe(32)
     try:
@@ -179,8 +180,8 @@ def _lock_owners(organization: Organization) -> int:
     """Lock the organization's owner rows and count them (guards "last owner")."""
     return len(
         list(
-            Membership.objects.select_for_update()
-            .filter(organization=organization, role=Role.OWNER)
+            scoped_to_org(Membership.objects.select_for_update(), organization)
+            .filter(role=Role.OWNER)
             .values_list("pk", flat=True)
         )
     )

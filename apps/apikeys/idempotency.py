@@ -33,6 +33,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.errors import Conflict, ValidationFailed
+from apps.core.tenancy import scoped
 
 from .models import ApiKey, IdempotencyRecord
 
@@ -93,9 +94,11 @@ def idempotency_begin(request: HttpRequest, api_key: ApiKey, idem_key: str) -> i
     record_id = _claim(api_key, idem_key, this_hash)
     if record_id is not None:
         return record_id
-    existing = IdempotencyRecord.objects.filter(
-        environment_id=api_key.environment_id, api_key=api_key, key=idem_key
-    ).first()
+    existing = (
+        scoped(IdempotencyRecord, api_key.environment_id)
+        .filter(api_key=api_key, key=idem_key)
+        .first()
+    )
     now = timezone.now()
     stale = existing is not None and (
         existing.created_at < now - settings.IDEMPOTENCY_TTL

@@ -22,6 +22,7 @@ from decimal import Context, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from apps.core.money import USD_EVENT
+from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.features.models import Feature
 
@@ -95,11 +96,8 @@ def revenue_attribution(
     statement each), the cost in the window, then customers and features.
     """
     lines = list(
-        InvoiceLine.objects.filter(
-            environment_id=environment.pk,
-            service_start__gte=start,
-            service_start__lt=end,
-        )
+        scoped(InvoiceLine, environment.pk)
+        .filter(service_start__gte=start, service_start__lt=end)
         .exclude(invoice__status=Invoice.Status.VOID)
         .values_list(
             "invoice__customer_id",

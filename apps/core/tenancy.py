@@ -1,13 +1,24 @@
 """The tenancy choke-point.
 
-Every tenant-owned row carries its environment (and so its organization).
-Reads go through :func:`scoped` or :func:`get_scoped_or_404`, which take the
-environment first; there is no other sanctioned way to fetch tenant data.
-A lookup of another tenant's object is a 404, never a 403, so ids do not leak.
+Every tenant-owned row carries its environment (and so its organization), or, for
+organization-owned rows (memberships, environments), its organization. Every read,
+update or delete of tenant rows names its tenant through this module and no other way:
+:func:`scoped` (or ``Model.objects.for_env``) and :func:`get_scoped_or_404` take the
+environment first; :func:`scoped_to_environments` serves system jobs over many tenants
+in one batch; :func:`scoped_to_org` and :func:`get_org_scoped_or_404` serve
+organization-owned rows. A lookup of another tenant's object is a 404, never a 403, so
+ids do not leak. Raw SQL on a tenant table binds the environment as a parameter
+(``environment_id = %s``).
+
+``tests/core/test_tenancy_idiom.py`` enforces this on the syntax tree of ``apps/``: a
+``filter``/``exclude``/``get``/``Q`` that names ``environment...`` or
+``organization...`` by hand, or raw SQL reading a tenant table without the parameter,
+fails it, unless its allow-list names the site and why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -19,6 +30,8 @@ if TYPE_CHECKING:
     from apps.accounts.models import Environment, Organization
 
 M = TypeVar("M", bound=models.Model)
+# What a tenant query starts from: a model, one of its managers, or a queryset of it.
+Rows = type[M] | models.Manager[M] | models.QuerySet[M]
 
 
 class EnvironmentQuerySet(models.QuerySet[M]):
@@ -59,26 +72,49 @@ class OrganizationQuerySet(models.QuerySet[M]):
         return self.filter(organization_id=organization.pk)
 
 
-def scoped(model: type[M] | models.QuerySet[M], environment: Environment) -> models.QuerySet[M]:
-    """All rows of ``model`` (or a queryset of it) that belong to ``environment``."""
-    queryset = model if isinstance(model, models.QuerySet) else model._default_manager.all()
-    if environment is None or environment.pk is None:
-        raise ValueError("a tenant query needs an environment")
-    return queryset.filter(environment_id=environment.pk)
+def _pk_of(tenant: Any, label: str) -> Any:
+    """The primary key of ``tenant``: an instance of the model labelled ``label`` or its id."""
+    if isinstance(tenant, models.Model):
+        if tenant._meta.label != label:
+            raise TypeError(f"a tenant query takes a {label} or its id, not {tenant._meta.label}")
+        tenant = tenant.pk
+    if tenant is None:
+        raise ValueError(f"a tenant query needs a {label}")
+    return tenant
 
 
-def scoped_to_org(
-    model: type[M] | models.QuerySet[M], organization: Organization
-) -> models.QuerySet[M]:
-    queryset = model if isinstance(model, models.QuerySet) else model._default_manager.all()
-    if organization is None or organization.pk is None:
-        raise ValueError("an organization query needs an organization")
-    return queryset.filter(organization_id=organization.pk)
+def _queryset(model: Rows[M]) -> models.QuerySet[M]:
+    if isinstance(model, models.QuerySet):
+        return model
+    if isinstance(model, models.Manager):
+        return model.all()
+    return model._default_manager.all()
 
 
-def get_scoped_or_404(
-    model: type[M] | models.QuerySet[M], environment: Environment, **lookup: Any
-) -> M:
+def scoped(model: Rows[M], environment: Environment | Any) -> models.QuerySet[M]:
+    """All rows of ``model`` (a model, a manager or a queryset of it) that belong to
+    ``environment`` (an ``Environment`` or its id)."""
+    return _queryset(model).filter(environment_id=_pk_of(environment, "accounts.Environment"))
+
+
+def scoped_to_environments(model: Rows[M], environment_ids: Iterable[Any]) -> models.QuerySet[M]:
+    """The rows of ``model`` that belong to any of ``environment_ids``: for system jobs that
+    work on many tenants' rows in one batch (the billing cycle), where each row's own
+    environment then travels with it."""
+    if isinstance(environment_ids, models.QuerySet):  # a subquery of environment ids
+        return _queryset(model).filter(environment_id__in=environment_ids)
+    ids = list(environment_ids)
+    if any(pk is None for pk in ids):
+        raise ValueError("a tenant query needs environments")
+    return _queryset(model).filter(environment_id__in=ids)
+
+
+def scoped_to_org(model: Rows[M], organization: Organization | Any) -> models.QuerySet[M]:
+    """All rows of ``model`` that belong to ``organization`` (an ``Organization`` or its id)."""
+    return _queryset(model).filter(organization_id=_pk_of(organization, "accounts.Organization"))
+
+
+def get_scoped_or_404(model: Rows[M], environment: Environment | Any, **lookup: Any) -> M:
     try:
         return scoped(model, environment).get(**lookup)
     except (models.ObjectDoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:
@@ -86,9 +122,7 @@ def get_scoped_or_404(
         raise NotFound() from exc
 
 
-def get_org_scoped_or_404(
-    model: type[M] | models.QuerySet[M], organization: Organization, **lookup: Any
-) -> M:
+def get_org_scoped_or_404(model: Rows[M], organization: Organization | Any, **lookup: Any) -> M:
     try:
         return scoped_to_org(model, organization).get(**lookup)
     except (models.ObjectDoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:

@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce
 from apps.core.db import numbered, prepared_cursor
 from apps.core.errors import NotFound
 from apps.core.months import add_months
+from apps.core.tenancy import scoped
 
 from .amounts import ZERO
 from .models import (
@@ -125,7 +126,7 @@ def new_instance(cls: Any, /, **values: Any) -> Any:
 def lock_pool(environment_id: uuid.UUID, pool_id: uuid.UUID | str) -> CreditPool:
     """The pool, row-locked for the rest of the transaction; 404 outside the environment."""
     try:
-        return CreditPool.objects.select_for_update().get(environment_id=environment_id, pk=pool_id)
+        return scoped(CreditPool.objects.select_for_update(), environment_id).get(pk=pool_id)
     except (CreditPool.DoesNotExist, ValueError, TypeError, DjangoValidationError):
         raise NotFound("No such credit pool.") from None
 

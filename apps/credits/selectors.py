@@ -109,11 +109,11 @@ def feature_by_id(environment: Environment, feature_id: object) -> Feature:
 
 
 def pool_grants(pool: CreditPool) -> QuerySet[CreditGrant]:
-    return CreditGrant.objects.filter(environment_id=pool.environment_id, pool=pool)
+    return scoped(CreditGrant, pool.environment_id).filter(pool=pool)
 
 
 def pool_transactions(pool: CreditPool) -> QuerySet[CreditTransaction]:
-    return CreditTransaction.objects.filter(environment_id=pool.environment_id, pool=pool)
+    return scoped(CreditTransaction, pool.environment_id).filter(pool=pool)
 
 
 @dataclass(frozen=True)
@@ -281,8 +281,8 @@ def credit_usage_by_customer(
         return {}
     window_start = now - dt.timedelta(days=BURN_WINDOW_DAYS)
     used = dict(
-        CreditTransaction.objects.filter(
-            environment_id=environment.pk,
+        scoped(CreditTransaction, environment.pk)
+        .filter(
             pool__in=pools,
             created_at__gte=window_start,
             transaction_type__in=[TransactionType.DEDUCTION, TransactionType.REVERSAL],

@@ -33,6 +33,7 @@ from decimal import Decimal
 import redis
 
 from apps.core.redis import env_key, get_redis
+from apps.core.tenancy import scoped
 
 from .models import CreditWeight, WeightMatch
 
@@ -95,7 +96,7 @@ class EnvWeights:
 
 
 def _load(environment_id: uuid.UUID, feature_id: uuid.UUID | None = None) -> EnvWeights:
-    rows = CreditWeight.objects.filter(environment_id=environment_id)
+    rows = scoped(CreditWeight, environment_id)
     if feature_id is not None:
         rows = rows.filter(feature_id=feature_id)
     return EnvWeights(

@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
+from apps.core.tenancy import scoped
 
 from . import errors
 from .models import Customer
@@ -146,16 +147,18 @@ def customer_create(
         changes["metadata"] = metadata
     if stripe_customer_id:
         changes["stripe_customer_id"] = stripe_customer_id
-    claimed = Customer.objects.filter(
-        environment_id=environment.pk, reference_id=reference_id, source=Customer.Source.EVENT
-    ).update(**changes)
+    claimed = (
+        scoped(Customer, environment.pk)
+        .filter(reference_id=reference_id, source=Customer.Source.EVENT)
+        .update(**changes)
+    )
     if not claimed:
         raise Conflict(
             f"A customer with reference '{reference_id}' already exists.",
             code=errors.CUSTOMER_EXISTS,
             fields={"customerReferenceId": ["Already exists."]},
         )
-    return Customer.objects.get(environment_id=environment.pk, reference_id=reference_id)
+    return scoped(Customer, environment.pk).get(reference_id=reference_id)
 
 
 @transaction.atomic
@@ -221,9 +224,9 @@ def customers_ensure(
                 ],
             )
         found.update(
-            Customer.objects.filter(
-                environment_id=environment.pk, reference_id__in=wanted
-            ).values_list("reference_id", "id")
+            scoped(Customer, environment.pk)
+            .filter(reference_id__in=wanted)
+            .values_list("reference_id", "id")
         )
         if len(found) == len(refs):
             return found

@@ -19,6 +19,7 @@ from apps.accounts.services import organization_create
 from apps.apikeys import scopes as S
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import apikey_create, hash_key
+from apps.core.tenancy import scoped_to_org
 from apps.customers.models import Customer
 
 DEMO_EMAIL = "demo@tanso.local"
@@ -62,8 +63,8 @@ def demo_load() -> DemoAccount:
             name=DEMO_ORG, owner=user, mode=Organization.Mode.PLATFORM, actor=Actor(user=user)
         )
     )
-    test = Environment.objects.select_related("organization").get(
-        organization=organization, kind=Environment.Kind.TEST
+    test = scoped_to_org(Environment.objects.select_related("organization"), organization).get(
+        kind=Environment.Kind.TEST
     )
     customer, _ = Customer.objects.get_or_create(
         environment=test,

@@ -64,6 +64,7 @@ from apps.core.errors import (
     is_outage,
 )
 from apps.core.redis import env_key
+from apps.core.tenancy import scoped
 from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
 
@@ -705,11 +706,8 @@ def _credit_quote(
     credits = decision.credits
     assert credits is not None
     price = (
-        CreditPrice.objects.filter(
-            environment_id=environment_of(request).pk,
-            denomination=credits.denomination,
-            effective_from__lte=timezone.now(),
-        )
+        scoped(CreditPrice, environment_of(request).pk)
+        .filter(denomination=credits.denomination, effective_from__lte=timezone.now())
         .order_by("-effective_from")
         .values_list("price_per_credit", "currency")
         .first()

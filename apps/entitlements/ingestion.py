@@ -53,6 +53,7 @@ from django.utils import timezone
 
 from apps.core.errors import TansoError
 from apps.core.money import quantize_event_amount
+from apps.core.tenancy import scoped
 from apps.credits.coverage import CreditCharge
 from apps.events.models import RevenueSource
 from apps.events.pipeline import Batch, Item
@@ -306,8 +307,8 @@ class EntitlementsStep:
             return
         found = {
             r.pk: r
-            for r in Reservation.objects.select_for_update().filter(
-                environment_id=batch.environment.pk, pk__in=wanted
+            for r in scoped(Reservation.objects.select_for_update(), batch.environment.pk).filter(
+                pk__in=wanted
             )
         }
         now = timezone.now()

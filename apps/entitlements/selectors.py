@@ -36,6 +36,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.core.money import decimal_str
+from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.features.models import Feature
 
@@ -131,7 +132,8 @@ def _cached_id(kind: str, environment_id: uuid.UUID, name: str) -> uuid.UUID | N
     model: Any = Customer if kind == "c" else Feature
     field = "reference_id" if kind == "c" else "key"
     found = (
-        model.objects.filter(environment_id=environment_id, **{field: name})
+        scoped(model.objects, environment_id)
+        .filter(**{field: name})
         .values_list("id", flat=True)
         .first()
     )
@@ -189,8 +191,8 @@ def credit_view(
         .values("total")
     )
     held = (
-        Reservation.objects.filter(
-            environment_id=environment_id,
+        scoped(Reservation, environment_id)
+        .filter(
             customer_id=customer_id,
             denomination=denomination,
             status=Reservation.Status.HELD,
@@ -201,9 +203,8 @@ def credit_view(
         .values("total")
     )
     row = (
-        CreditPool.objects.filter(
-            environment_id=environment_id, customer_id=customer_id, denomination=denomination
-        )
+        scoped(CreditPool, environment_id)
+        .filter(customer_id=customer_id, denomination=denomination)
         .annotate(
             live=Coalesce(Subquery(live), ZERO),
             holds=Coalesce(Subquery(held), ZERO),
@@ -213,7 +214,8 @@ def credit_view(
     )
     if row is None:
         hard = (
-            CreditModel.objects.filter(environment_id=environment_id, denomination=denomination)
+            scoped(CreditModel, environment_id)
+            .filter(denomination=denomination)
             .values_list("hard_limit", flat=True)
             .first()
         )
@@ -231,13 +233,16 @@ def credit_view(
 def held_units(
     environment_id: uuid.UUID, customer_id: uuid.UUID, feature_id: uuid.UUID, now: dt.datetime
 ) -> Decimal:
-    total = Reservation.objects.filter(
-        environment_id=environment_id,
-        customer_id=customer_id,
-        feature_id=feature_id,
-        status=Reservation.Status.HELD,
-        expires_at__gt=now,
-    ).aggregate(total=Sum("units"))["total"]
+    total = (
+        scoped(Reservation, environment_id)
+        .filter(
+            customer_id=customer_id,
+            feature_id=feature_id,
+            status=Reservation.Status.HELD,
+            expires_at__gt=now,
+        )
+        .aggregate(total=Sum("units"))["total"]
+    )
     return total or ZERO
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Environment
 from apps.core.errors import Conflict, NotFound
+from apps.core.tenancy import scoped
 
 from . import counters, locks
 from .models import Reservation
@@ -128,10 +129,9 @@ def reservation_release(
     needed: a release only lowers holds, which nothing decides against later.
     """
     now = now or timezone.now()
-    found = (
-        Reservation.objects.select_related("customer", "feature")
-        .select_for_update(of=("self",))
-        .filter(environment_id=environment.pk)
+    found = scoped(
+        Reservation.objects.select_related("customer", "feature").select_for_update(of=("self",)),
+        environment.pk,
     )
     if customer_id is not None:
         found = found.filter(customer_id=customer_id)

@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, ValidationFailed
+from apps.core.tenancy import scoped
 
 from .models import Feature
 
@@ -126,16 +127,18 @@ def feature_create(
     }
     if metadata is not None:
         changes["metadata"] = metadata
-    claimed = Feature.objects.filter(
-        environment_id=environment.pk, key=key, source=Feature.Source.EVENT
-    ).update(**changes)
+    claimed = (
+        scoped(Feature, environment.pk)
+        .filter(key=key, source=Feature.Source.EVENT)
+        .update(**changes)
+    )
     if not claimed:
         raise Conflict(
             f"A feature with key '{key}' already exists.",
             code=FEATURE_EXISTS,
             fields={"key": ["Already exists."]},
         )
-    return Feature.objects.get(environment_id=environment.pk, key=key)
+    return scoped(Feature, environment.pk).get(key=key)
 
 
 @transaction.atomic
@@ -195,9 +198,7 @@ def features_ensure(*, environment: Environment, keys: Iterable[str]) -> dict[st
                 ],
             )
         found.update(
-            Feature.objects.filter(environment_id=environment.pk, key__in=wanted).values_list(
-                "key", "id"
-            )
+            scoped(Feature, environment.pk).filter(key__in=wanted).values_list("key", "id")
         )
         if len(found) == len(wanted_keys):
             return found

@@ -15,6 +15,7 @@ from apps.apikeys import scopes as S
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import IssuedKey, apikey_create
 from apps.core.errors import Conflict
+from apps.core.tenancy import scoped, scoped_to_org
 from apps.customers.models import Customer
 
 
@@ -26,8 +27,8 @@ class SignupResult:
 
 
 def environment_of(organization: Organization, kind: str) -> Environment:
-    return Environment.objects.select_related("organization").get(
-        organization=organization, kind=kind
+    return scoped_to_org(Environment.objects.select_related("organization"), organization).get(
+        kind=kind
     )
 
 
@@ -150,9 +151,7 @@ def bootstrap_account(
         else membership.organization
     )
     keys: dict[str, dict[str, str]] = {}
-    for environment in Environment.objects.filter(organization=organization).select_related(
-        "organization"
-    ):
+    for environment in scoped_to_org(Environment, organization).select_related("organization"):
         customer, _ = Customer.objects.get_or_create(
             environment=environment,
             reference_id="cus_demo",
@@ -168,9 +167,11 @@ def bootstrap_account(
             (ApiKey.Kind.CUSTOMER, [S.CUSTOMER_READ], customer),
         ]
         for kind, scopes, pinned in wanted:
-            existing = ApiKey.objects.filter(
-                environment=environment, kind=kind, name="Bootstrap", revoked_at__isnull=True
-            ).first()
+            existing = (
+                scoped(ApiKey, environment)
+                .filter(kind=kind, name="Bootstrap", revoked_at__isnull=True)
+                .first()
+            )
             label = f"{kind}_{environment.kind}"
             if existing is not None:
                 keys[label] = {"id": str(existing.pk), "prefix": existing.prefix, "key": ""}

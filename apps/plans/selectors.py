@@ -67,7 +67,8 @@ def plan_rules(plan: Plan) -> list[PlanFeatureRule]:
     if cached is not None:
         return cached
     return list(
-        PlanFeatureRule.objects.filter(environment_id=plan.environment_id, plan_id=plan.pk)
+        scoped(PlanFeatureRule, plan.environment_id)
+        .filter(plan_id=plan.pk)
         .select_related("feature")
         .order_by("feature__key")
     )

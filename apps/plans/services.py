@@ -26,6 +26,7 @@ from apps.accounts.audit import audit_change, changes_of
 from apps.accounts.models import AuditEntry
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 from apps.core.money import is_currency
+from apps.core.tenancy import scoped
 
 from . import errors, pricing
 from .models import Plan, PlanFeatureRule, tiers_to_json
@@ -151,7 +152,7 @@ def _plan_field_errors(values: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _locked(plan: Plan) -> Plan:
-    return Plan.objects.select_for_update().get(pk=plan.pk, environment_id=plan.environment_id)
+    return scoped(Plan.objects.select_for_update(), plan.environment_id).get(pk=plan.pk)
 
 
 @transaction.atomic

@@ -33,6 +33,7 @@ from genai_prices.data_snapshot import DataSnapshot
 
 from apps.core.errors import ValidationFailed
 from apps.core.redis import env_key, get_redis, global_key
+from apps.core.tenancy import scoped
 
 logger = logging.getLogger(__name__)
 
@@ -380,7 +381,7 @@ def _load_overrides(environment_id: uuid.UUID) -> EnvOverrides:
     rates: dict[tuple[str, str], RateOverride] = {}
     model_discounts: dict[tuple[str, str], Decimal] = {}
     provider_discounts: dict[str, Decimal] = {}
-    for row in ModelPriceOverride.objects.filter(environment_id=environment_id):
+    for row in scoped(ModelPriceOverride, environment_id):
         if row.discount_percent is not None:
             if row.model:
                 model_discounts[(row.provider, row.model)] = row.discount_percent

@@ -43,6 +43,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.money import decimal_str
+from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.events.selectors import latest_customer_by_meta
 
@@ -197,7 +198,7 @@ def _match(
     have no mapping yet; those that match nothing are created (source ``stripe``)."""
     ids = [obj["id"] for obj in objs]
     found: dict[str, tuple[Any, str]] = {}
-    customers = Customer.objects.filter(environment_id=environment.pk)
+    customers = scoped(Customer, environment.pk)
     for customer_id, stripe_id in customers.filter(stripe_customer_id__in=ids).values_list(
         "id", "stripe_customer_id"
     ):
@@ -283,9 +284,9 @@ def _record_customers(
     objs = [obj for obj in objs if obj.get("id") and not obj.get("deleted")]
     with transaction.atomic():
         mapped = dict(
-            ImportedCustomer.objects.filter(
-                environment_id=environment.pk, stripe_id__in=[o["id"] for o in objs]
-            ).values_list("stripe_id", "customer_id")
+            scoped(ImportedCustomer, environment.pk)
+            .filter(stripe_id__in=[o["id"] for o in objs])
+            .values_list("stripe_id", "customer_id")
         )
         matches = _match(environment, [o for o in objs if o["id"] not in mapped], events)
         now = timezone.now()
@@ -408,9 +409,7 @@ def _record_prices(
 def _stored_terms(environment: Environment, price_ids: set[str]) -> dict[str, dict[str, Any]]:
     """Imported prices as Stripe-shaped dicts (for items whose price came without tiers)."""
     out = {}
-    for price in ImportedPrice.objects.filter(
-        environment_id=environment.pk, stripe_id__in=price_ids
-    ):
+    for price in scoped(ImportedPrice, environment.pk).filter(stripe_id__in=price_ids):
         out[price.stripe_id] = {
             "id": price.stripe_id,
             "object": "price",
@@ -660,9 +659,9 @@ def _run(job: ImportJob, client: stripe.StripeClient) -> ImportJob:
 
     def owners(stripe_ids: set[str]) -> dict[str, Any]:
         known = dict(
-            ImportedCustomer.objects.filter(
-                environment_id=environment.pk, stripe_id__in=stripe_ids
-            ).values_list("stripe_id", "customer_id")
+            scoped(ImportedCustomer, environment.pk)
+            .filter(stripe_id__in=stripe_ids)
+            .values_list("stripe_id", "customer_id")
         )
         for stripe_id in stripe_ids - set(known):
             try:

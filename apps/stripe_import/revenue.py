@@ -45,6 +45,7 @@ from apps.billing.attribution import attribution_shares
 from apps.billing.usage import usage_sums
 from apps.core.money import USD_EVENT
 from apps.core.months import add_months
+from apps.core.tenancy import scoped
 
 from .models import ImportedSubscription
 
@@ -161,12 +162,8 @@ def _earning(
 ) -> list[dict[str, Any]]:
     return [
         dict(row)
-        for row in ImportedSubscription.objects.filter(
-            environment_id=environment.pk,
-            currency=CURRENCY,
-            revenue_from__isnull=False,
-            revenue_from__lt=end,
-        )
+        for row in scoped(ImportedSubscription, environment.pk)
+        .filter(currency=CURRENCY, revenue_from__isnull=False, revenue_from__lt=end)
         .exclude(revenue_until__lte=start)
         .values(
             "customer_id",

@@ -17,6 +17,7 @@ from django.utils import timezone
 from apps.billing.models import StripeMode
 from apps.billing.services import billing_settings_get
 from apps.core.errors import Conflict
+from apps.core.tenancy import scoped
 from apps.stripe_sync.models import StripeConnection
 
 from . import errors
@@ -53,7 +54,7 @@ def stripe_import_check(environment: Environment) -> None:
             "in the billing settings first.",
             code=errors.STRIPE_MODE_NOT_IMPORT,
         )
-    if not StripeConnection.objects.filter(environment_id=environment.pk).exists():
+    if not scoped(StripeConnection, environment.pk).exists():
         raise Conflict(
             "Stripe is not connected in this environment: connect a key first.",
             code=errors.STRIPE_NOT_CONNECTED,
@@ -72,8 +73,8 @@ def stripe_import_start(*, environment: Environment, actor: Actor) -> ImportJob:
     stripe_import_check(environment)
     now = timezone.now()
     active = (
-        ImportJob.objects.select_for_update()
-        .filter(environment_id=environment.pk, status__in=ImportJob.ACTIVE)
+        scoped(ImportJob.objects.select_for_update(), environment.pk)
+        .filter(status__in=ImportJob.ACTIVE)
         .first()
     )
     if active is not None:
@@ -87,9 +88,7 @@ def stripe_import_start(*, environment: Environment, actor: Actor) -> ImportJob:
             )
     except IntegrityError:
         # Another start won the race for the one active job.
-        other = ImportJob.objects.filter(
-            environment_id=environment.pk, status__in=ImportJob.ACTIVE
-        ).first()
+        other = scoped(ImportJob, environment.pk).filter(status__in=ImportJob.ACTIVE).first()
         if other is None:
             raise
         raise _running(other) from None

@@ -25,6 +25,7 @@ from apps.accounts.models import Role
 from apps.billing.models import StripeMode
 from apps.billing.services import billing_settings_get
 from apps.core.errors import TansoError
+from apps.core.tenancy import scoped
 from apps.dashboard.decorators import tenant_view
 from apps.stripe_sync.models import StripeConnection
 
@@ -41,13 +42,13 @@ def panel_context(request: HttpRequest, job: ImportJob | None = None) -> dict[st
     environment = request.environment  # type: ignore[attr-defined]
     if job is None:
         job = import_job_latest(environment)
-    subscriptions = ImportedSubscription.objects.filter(environment_id=environment.pk)
+    subscriptions = scoped(ImportedSubscription, environment.pk)
     membership = getattr(request, "membership", None)
     return {
         "job": job,
         "percent": job_percent(job) if job is not None else 0,
         "mode_is_import": billing_settings_get(environment).stripe_mode == StripeMode.IMPORT,
-        "connected": StripeConnection.objects.filter(environment_id=environment.pk).exists(),
+        "connected": scoped(StripeConnection, environment.pk).exists(),
         "imported": subscriptions.count(),
         "earning": subscriptions.filter(revenue_from__isnull=False, currency="USD").count(),
         "can_start": membership is not None and membership.at_least(Role.ADMIN),

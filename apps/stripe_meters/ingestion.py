@@ -33,6 +33,7 @@ from django.utils import timezone
 from apps.billing.models import BillingSettings, StripeMode
 from apps.core.money import decimal_str
 from apps.core.redis import get_redis
+from apps.core.tenancy import scoped
 from apps.credits import coverage
 from apps.credits.coverage import CreditCharge
 from apps.events.pipeline import Batch, Item
@@ -56,9 +57,11 @@ def is_stripe_driven(environment_id: uuid.UUID) -> bool:
     cached = _modes.get(environment_id)
     if cached is not None and now - cached[1] < MODE_RECHECK:
         return cached[0]
-    driven = BillingSettings.objects.filter(
-        environment_id=environment_id, stripe_mode=StripeMode.STRIPE_DRIVEN
-    ).exists()
+    driven = (
+        scoped(BillingSettings, environment_id)
+        .filter(stripe_mode=StripeMode.STRIPE_DRIVEN)
+        .exists()
+    )
     with _modes_lock:
         _modes[environment_id] = (driven, now)
     return driven

@@ -38,6 +38,7 @@ from apps.billing.lines import LineDraft
 from apps.billing.models import Invoice, InvoiceLine
 from apps.billing.services import invoice_create_mirrored, invoice_update_mirrored
 from apps.core.money import from_minor_units
+from apps.core.tenancy import scoped
 from apps.stripe_sync.webhooks import WebhookContext, webhook_handler
 from apps.subscriptions.models import Subscription
 
@@ -115,13 +116,11 @@ def _lines(
 ) -> list[LineDraft]:
     currency = str(invoice.get("currency") or "usd").upper()
     base_prices = set(
-        StripePlan.objects.filter(environment_id=environment_id).values_list(
-            "stripe_base_price_id", flat=True
-        )
+        scoped(StripePlan, environment_id).values_list("stripe_base_price_id", flat=True)
     )
     rule_prices = {
         row.stripe_price_id: row
-        for row in StripeRulePrice.objects.filter(environment_id=environment_id)
+        for row in scoped(StripeRulePrice, environment_id)
         .exclude(stripe_price_id="")
         .select_related("feature")
     }
@@ -216,9 +215,8 @@ def _our_subscription(
     before the row is written) by the ``tanso_subscription_id`` Stripe copies from the
     subscription's metadata into the invoice."""
     link = (
-        StripeSubscription.objects.filter(
-            environment_id=environment.pk, stripe_subscription_id=stripe_subscription_id
-        )
+        scoped(StripeSubscription, environment.pk)
+        .filter(stripe_subscription_id=stripe_subscription_id)
         .select_related("subscription")
         .first()
     )
@@ -230,7 +228,7 @@ def _our_subscription(
         subscription_id = uuid.UUID(str(ours))
     except ValueError:
         return None
-    return Subscription.objects.filter(environment_id=environment.pk, pk=subscription_id).first()
+    return scoped(Subscription, environment.pk).filter(pk=subscription_id).first()
 
 
 def stripe_invoice_mirror(
@@ -253,9 +251,9 @@ def stripe_invoice_mirror(
     now = timezone.now()
     at = _at(event_created) or now
     status = _status_for(event_type, invoice)
-    mirror = StripeInvoice.objects.filter(
-        environment_id=environment.pk, stripe_invoice_id=stripe_invoice_id
-    ).first()
+    mirror = (
+        scoped(StripeInvoice, environment.pk).filter(stripe_invoice_id=stripe_invoice_id).first()
+    )
     paid_at = _at((invoice.get("status_transitions") or {}).get("paid_at"))
     if mirror is None:
         # Two Stripe invoices of one subscription can be delivered at once (their
@@ -264,8 +262,8 @@ def stripe_invoice_mirror(
         # decides its type after the first committed: an adjustment (one period invoice
         # per period), where deciding both at once broke that unique constraint.
         subscription = (
-            Subscription.objects.select_for_update(of=("self",))
-            .filter(pk=subscription.pk, environment_id=environment.pk)
+            scoped(Subscription.objects.select_for_update(of=("self",)), environment.pk)
+            .filter(pk=subscription.pk)
             .get()
         )
         created = _at(invoice.get("created")) or now

@@ -51,6 +51,7 @@ from django.utils import timezone
 from apps.accounts.audit import Actor
 from apps.billing.models import BillingSettings, StripeMode
 from apps.core.money import currency_exponent, decimal_str
+from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.customers.services import customer_update
 from apps.features.models import Feature
@@ -97,9 +98,11 @@ class NotStripeDriven(Exception):
 
 
 def is_stripe_driven(environment_id: Any) -> bool:
-    return BillingSettings.objects.filter(
-        environment_id=environment_id, stripe_mode=StripeMode.STRIPE_DRIVEN
-    ).exists()
+    return (
+        scoped(BillingSettings, environment_id)
+        .filter(stripe_mode=StripeMode.STRIPE_DRIVEN)
+        .exists()
+    )
 
 
 def _require_stripe_driven(environment_id: Any) -> None:
@@ -504,20 +507,23 @@ def stripe_environment_provision(*, environment: Environment | Any) -> Provision
     env_id: Any = getattr(environment, "pk", environment)
     _require_stripe_driven(env_id)
     result = ProvisionResult()
-    waiting = MeterEvent.objects.filter(
-        environment_id=env_id, status=MeterEvent.Status.BLOCKED
-    ).values("customer_id")
-    for customer in Customer.objects.filter(environment_id=env_id, pk__in=waiting).exclude(
-        pk__in=StripeCustomer.objects.filter(environment_id=env_id).values("customer_id")
+    waiting = (
+        scoped(MeterEvent, env_id).filter(status=MeterEvent.Status.BLOCKED).values("customer_id")
+    )
+    for customer in (
+        scoped(Customer, env_id)
+        .filter(pk__in=waiting)
+        .exclude(pk__in=scoped(StripeCustomer, env_id).values("customer_id"))
     ):
         stripe_customer_provision(customer=customer)
         result.customers += 1
-    for plan in Plan.objects.filter(environment_id=env_id, status=Plan.Status.ACTIVE):
+    for plan in scoped(Plan, env_id).filter(status=Plan.Status.ACTIVE):
         stripe_plan_provision(plan=plan)
         result.plans += 1
-    linked = StripeSubscription.objects.filter(environment_id=env_id)
+    linked = scoped(StripeSubscription, env_id)
     for subscription in (
-        Subscription.objects.filter(environment_id=env_id, status__in=Subscription.LIVE_STATUSES)
+        scoped(Subscription, env_id)
+        .filter(status__in=Subscription.LIVE_STATUSES)
         .exclude(pk__in=linked.values("subscription_id"))
         .select_related("customer", "plan")
     ):
@@ -537,7 +543,8 @@ def stripe_environment_provision(*, environment: Environment | Any) -> Provision
 def _unblock(environment_id: Any, which: Q) -> int:
     """Blocked meter events waiting for a mapping just made go back to pending."""
     return (
-        MeterEvent.objects.filter(environment_id=environment_id, status=MeterEvent.Status.BLOCKED)
+        scoped(MeterEvent, environment_id)
+        .filter(status=MeterEvent.Status.BLOCKED)
         .filter(which)
         .update(status=MeterEvent.Status.PENDING, next_attempt_at=timezone.now(), last_error="")
     )
@@ -586,25 +593,21 @@ def meter_events_send(
         now_ = now or timezone.now()
         with transaction.atomic():
             rows = list(
-                MeterEvent.objects.select_for_update(skip_locked=True)
-                .filter(
-                    environment_id=environment_id,
-                    status=MeterEvent.Status.PENDING,
-                    next_attempt_at__lte=now_,
-                )
+                scoped(MeterEvent.objects.select_for_update(skip_locked=True), environment_id)
+                .filter(status=MeterEvent.Status.PENDING, next_attempt_at__lte=now_)
                 .order_by("next_attempt_at", "id")[:batch_size]
             )
             if not rows:
                 break
             customers = dict(
-                StripeCustomer.objects.filter(
-                    environment_id=environment_id, customer_id__in={r.customer_id for r in rows}
-                ).values_list("customer_id", "stripe_customer_id")
+                scoped(StripeCustomer, environment_id)
+                .filter(customer_id__in={r.customer_id for r in rows})
+                .values_list("customer_id", "stripe_customer_id")
             )
             meters = dict(
-                StripeMeter.objects.filter(
-                    environment_id=environment_id, feature_id__in={r.feature_id for r in rows}
-                ).values_list("feature_id", "event_name")
+                scoped(StripeMeter, environment_id)
+                .filter(feature_id__in={r.feature_id for r in rows})
+                .values_list("feature_id", "event_name")
             )
             client = client or stripe_client(environment_id)
             for row in rows:

@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.billing.models import BillingSettings, StripeMode
+from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.plans.models import Plan
 from apps.stripe_sync.services import stripe_sync_record
@@ -169,10 +170,8 @@ def _stripe_driven_ids() -> list[Any]:
 @shared_task
 def sweep_meter_events() -> int:
     """Enqueue a sender for each Stripe-driven environment with meter events due."""
-    due = MeterEvent.objects.filter(
-        environment_id=OuterRef("environment_id"),
-        status=MeterEvent.Status.PENDING,
-        next_attempt_at__lte=timezone.now(),
+    due = scoped(MeterEvent, OuterRef("environment_id")).filter(
+        status=MeterEvent.Status.PENDING, next_attempt_at__lte=timezone.now()
     )
     env_ids = list(
         BillingSettings.objects.filter(stripe_mode=StripeMode.STRIPE_DRIVEN)

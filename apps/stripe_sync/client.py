@@ -21,6 +21,7 @@ from django.conf import settings
 
 from apps.core import crypto
 from apps.core.errors import Conflict
+from apps.core.tenancy import scoped
 
 from . import errors
 
@@ -48,7 +49,7 @@ def api_key_of(environment: Environment | Any) -> str:
     from .models import StripeConnection
 
     env_id: Any = getattr(environment, "pk", environment)
-    row = StripeConnection.objects.filter(environment_id=env_id).only("key_encrypted").first()
+    row = scoped(StripeConnection, env_id).only("key_encrypted").first()
     if row is None:
         raise Conflict(
             "Stripe is not connected in this environment.", code=errors.STRIPE_NOT_CONNECTED

@@ -30,6 +30,7 @@ from apps.billing.models import BillingSettings, Invoice, StripeMode
 from apps.billing.services import invoice_mark_paid
 from apps.billing.signals import invoice_settled, invoices_issued
 from apps.core.errors import Conflict
+from apps.core.tenancy import scoped, scoped_to_environments
 
 from .models import StripeConnection, StripeInvoiceSync
 from .services import stripe_sync_record
@@ -49,17 +50,12 @@ def push_issued_invoices(sender: Any, invoice_ids: list[Any], **kwargs: Any) -> 
     pass_through = BillingSettings.objects.filter(stripe_mode=StripeMode.PASS_THROUGH).values(
         "environment_id"
     )
-    connected = StripeConnection.objects.filter(environment_id__in=pass_through).values(
-        "environment_id"
-    )
+    connected = scoped_to_environments(StripeConnection, pass_through).values("environment_id")
     ids = [
         str(pk)
-        for pk in Invoice.objects.filter(
-            pk__in=invoice_ids,
-            environment_id__in=connected,
-            status__in=Invoice.OPEN_STATUSES,
-            total_minor__gt=0,
-        ).values_list("pk", flat=True)
+        for pk in scoped_to_environments(Invoice, connected)
+        .filter(pk__in=invoice_ids, status__in=Invoice.OPEN_STATUSES, total_minor__gt=0)
+        .values_list("pk", flat=True)
     ]
     if ids:
         from .tasks import push_invoice
@@ -93,7 +89,8 @@ def _locked_sync(ctx: WebhookContext) -> StripeInvoiceSync | None:
     if obj.get("object") != "invoice" or not obj.get("id"):
         return None
     found = (
-        StripeInvoiceSync.objects.filter(environment=ctx.environment, stripe_invoice_id=obj["id"])
+        scoped(StripeInvoiceSync, ctx.environment)
+        .filter(stripe_invoice_id=obj["id"])
         .values_list("invoice_id", flat=True)
         .first()
     )

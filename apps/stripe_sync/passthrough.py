@@ -36,11 +36,12 @@ from typing import Any, cast
 
 import stripe
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from apps.billing.models import BillingSettings, Invoice, StripeMode
 from apps.core.errors import Conflict
+from apps.core.tenancy import scoped, scoped_to_environments
 from apps.customers.models import Customer
 
 from . import errors
@@ -90,7 +91,7 @@ def _push_lock(invoice_id: Any) -> Iterator[bool]:
 
 
 def _mode(environment_id: Any) -> str:
-    row = BillingSettings.objects.filter(environment_id=environment_id).only("stripe_mode").first()
+    row = scoped(BillingSettings, environment_id).only("stripe_mode").first()
     return row.stripe_mode if row else StripeMode.NONE
 
 
@@ -310,11 +311,11 @@ def _push(invoice: Invoice, sync: StripeInvoiceSync) -> PushResult:
 def invoices_to_push(*, environment_ids: Any = None, limit: int = 500) -> list[Any]:
     """Open invoices with something to pay, in connected pass-through environments, not
     yet pushed (none, or a failed or pending sync row)."""
-    envs = BillingSettings.objects.filter(stripe_mode=StripeMode.PASS_THROUGH).filter(
-        Exists(StripeConnection.objects.filter(environment_id=OuterRef("environment_id")))
-    )
+    envs: QuerySet[BillingSettings] = BillingSettings.objects.filter(
+        stripe_mode=StripeMode.PASS_THROUGH
+    ).filter(Exists(scoped(StripeConnection, OuterRef("environment_id"))))
     if environment_ids is not None:
-        envs = envs.filter(environment_id__in=list(environment_ids))
+        envs = scoped_to_environments(envs, list(environment_ids))
     done = StripeInvoiceSync.objects.filter(invoice_id=OuterRef("pk")).filter(
         Q(
             state__in=[
@@ -328,11 +329,8 @@ def invoices_to_push(*, environment_ids: Any = None, limit: int = 500) -> list[A
         | Q(push_attempts__gte=MAX_SWEEP_ATTEMPTS)
     )
     return list(
-        Invoice.objects.filter(
-            environment_id__in=envs.values("environment_id"),
-            status__in=Invoice.OPEN_STATUSES,
-            total_minor__gt=0,
-        )
+        scoped_to_environments(Invoice, envs.values("environment_id"))
+        .filter(status__in=Invoice.OPEN_STATUSES, total_minor__gt=0)
         .filter(~Exists(done))
         .order_by("issued_at")
         .values_list("pk", flat=True)[:limit]
@@ -399,7 +397,7 @@ def stripe_invoice_push_request(*, environment: Any, invoice: Invoice) -> Stripe
         raise Conflict(
             "This environment is not in pass-through mode.", code=errors.NOT_PASS_THROUGH
         )
-    if not StripeConnection.objects.filter(environment_id=environment.pk).exists():
+    if not scoped(StripeConnection, environment.pk).exists():
         raise Conflict(
             "Stripe is not connected in this environment.", code=errors.STRIPE_NOT_CONNECTED
         )

@@ -25,6 +25,7 @@ from apps.billing.models import StripeMode
 from apps.billing.services import billing_settings_update
 from apps.core import crypto
 from apps.core.errors import Conflict, TansoError, ValidationFailed
+from apps.core.tenancy import scoped
 
 from . import errors
 from .client import client_for_key, write_options
@@ -159,11 +160,7 @@ def stripe_connect(
     key_type, livemode = _check_key_format(environment, api_key)
     client = client_for_key(api_key)
     account_id = _validate_with_stripe(client)
-    previous = (
-        StripeConnection.objects.filter(environment=environment)
-        .select_related("webhook_endpoint")
-        .first()
-    )
+    previous = scoped(StripeConnection, environment).select_related("webhook_endpoint").first()
     endpoint_uuid = uuid.uuid4()
     created = _create_stripe_endpoint(client, environment, endpoint_uuid)
     if created is not None:
@@ -191,9 +188,7 @@ def stripe_connect(
                 djstripe_validation_method="verify_signature",
                 metadata={"tanso_environment": str(environment.pk)},
             )
-            row = (
-                StripeConnection.objects.select_for_update().filter(environment=environment).first()
-            )
+            row = scoped(StripeConnection.objects.select_for_update(), environment).first()
             old_endpoint_id = row.webhook_endpoint_id if row else None
             if row is None:
                 row = StripeConnection(environment=environment)
@@ -233,12 +228,12 @@ def stripe_disconnect(*, environment: Environment, actor: Actor) -> None:
     """Forget the key and the webhook endpoint (webhooks to it are then 404) and reset the
     mode to none. Idempotent."""
     with transaction.atomic():
-        row = (
-            StripeConnection.objects.select_for_update(of=("self",))
-            .select_related("webhook_endpoint")
-            .filter(environment=environment)
-            .first()
-        )
+        row = scoped(
+            StripeConnection.objects.select_for_update(of=("self",)).select_related(
+                "webhook_endpoint"
+            ),
+            environment,
+        ).first()
         stripe_endpoint: tuple[str, str] | None = None
         if row is not None:
             endpoint = row.webhook_endpoint
@@ -270,11 +265,7 @@ def stripe_sync_record(
     (``{"invoicesPushed": 1}``), and the error (``""`` clears it). No connection: nothing."""
     now = timezone.now()
     with transaction.atomic():
-        row = (
-            StripeConnection.objects.select_for_update()
-            .filter(environment_id=environment_id)
-            .first()
-        )
+        row = scoped(StripeConnection.objects.select_for_update(), environment_id).first()
         if row is None:
             return
         fields = ["last_sync_at", "updated_at"]

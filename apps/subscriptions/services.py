@@ -30,6 +30,7 @@ from apps.accounts.audit import audit_change, changes_of
 from apps.accounts.models import AuditEntry, Organization
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 from apps.core.months import add_months
+from apps.core.tenancy import scoped
 from apps.customers.models import Customer
 from apps.plans.models import Plan
 
@@ -54,11 +55,10 @@ def _constraint_of(exc: IntegrityError) -> str | None:
 
 
 def _locked(subscription: Subscription) -> Subscription:
-    return (
-        Subscription.objects.select_for_update(of=("self",))
-        .select_related("plan", "customer")
-        .get(pk=subscription.pk, environment_id=subscription.environment_id)
-    )
+    return scoped(
+        Subscription.objects.select_for_update(of=("self",)).select_related("plan", "customer"),
+        subscription.environment_id,
+    ).get(pk=subscription.pk)
 
 
 def _locked_current(subscription: Subscription, now: dt.datetime) -> Subscription:
@@ -73,11 +73,8 @@ def _locked_current(subscription: Subscription, now: dt.datetime) -> Subscriptio
 
 def _pending_change(subscription: Subscription) -> SubscriptionChange | None:
     return (
-        SubscriptionChange.objects.filter(
-            environment_id=subscription.environment_id,
-            subscription_id=subscription.pk,
-            status=SubscriptionChange.Status.PENDING,
-        )
+        scoped(SubscriptionChange, subscription.environment_id)
+        .filter(subscription_id=subscription.pk, status=SubscriptionChange.Status.PENDING)
         .select_related("to_plan")
         .first()
     )
@@ -144,11 +141,8 @@ def subscription_create(
     )
     if not allow_many:
         existing = (
-            Subscription.objects.filter(
-                environment_id=environment.pk,
-                customer_id=customer.pk,
-                status__in=Subscription.LIVE_STATUSES,
-            )
+            scoped(Subscription, environment.pk)
+            .filter(customer_id=customer.pk, status__in=Subscription.LIVE_STATUSES)
             .values_list("pk", flat=True)
             .first()
         )

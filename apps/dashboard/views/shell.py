@@ -33,7 +33,7 @@ from apps.apikeys.models import ApiKey
 from apps.apikeys.selectors import apikey_get, apikeys_for
 from apps.apikeys.services import apikey_create, apikey_revoke, apikey_rotate
 from apps.core.errors import TansoError
-from apps.core.tenancy import get_org_scoped_or_404, get_scoped_or_404
+from apps.core.tenancy import get_org_scoped_or_404, get_scoped_or_404, scoped_to_org
 from apps.customers.models import Customer
 from apps.dashboard.confirm import Confirmation, needs_confirmation
 from apps.dashboard.decorators import tenant_view
@@ -63,7 +63,7 @@ def switch_organization(request: HttpRequest) -> HttpResponse:
         # A malformed id is no organization of the user's (not a 500).
         return redirect("dashboard:home")
     user = cast("User", request.user)  # tenant_view: signed in
-    membership = Membership.objects.filter(user=user, organization_id=organization_id).first()
+    membership = scoped_to_org(Membership, organization_id).filter(user=user).first()
     if membership is not None:
         request.session[SESSION_ORG] = str(membership.organization_id)
         request.session[SESSION_ENV] = Environment.Kind.TEST

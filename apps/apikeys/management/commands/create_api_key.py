@@ -12,6 +12,7 @@ from apps.accounts.models import Environment, Organization
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import apikey_create
 from apps.core.errors import TansoError
+from apps.core.tenancy import scoped_to_org
 from apps.customers.models import Customer
 
 
@@ -34,9 +35,9 @@ class Command(BaseCommand):
         )
         if orgs.count() != 1:
             raise CommandError(f"no single organization named {options['org']!r}")
-        environment = Environment.objects.select_related("organization").get(
-            organization=orgs.get(), kind=options["env"]
-        )
+        environment = scoped_to_org(
+            Environment.objects.select_related("organization"), orgs.get()
+        ).get(kind=options["env"])
         customer = None
         if options["customer"]:
             customer = (
