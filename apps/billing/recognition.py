@@ -41,6 +41,7 @@ from django.db import transaction
 from django.db.models import Sum
 
 from apps.core.money import USD_EVENT, from_minor_units
+from apps.core.tenancy import scoped
 from apps.events import usage as ledger
 from apps.events.models import RecognisedRevenue
 
@@ -146,8 +147,8 @@ def _earlier_netting(invoices: list[Invoice]) -> dict[tuple, Decimal]:
         return {}
     days: dict[tuple, dict[dt.date, Decimal]] = defaultdict(dict)
     for customer_id, feature_id, day, total in (
-        RecognisedRevenue.objects.filter(
-            environment_id=invoices[0].environment_id,
+        scoped(RecognisedRevenue, invoices[0].environment_id)
+        .filter(
             customer_id__in={key[0] for key in lines},
             feature_id__in={key[1] for key in lines},
             source=_SOURCE,
@@ -177,8 +178,7 @@ def revenue_recognise_invoices(*, invoice_ids: Iterable[uuid.UUID]) -> int:
         return 0
     with transaction.atomic():
         invoices = list(Invoice.objects.filter(pk__in=ids).order_by("issued_at", "sequence"))
-        RecognisedRevenue.objects.filter(
-            environment_id=invoices[0].environment_id,
+        scoped(RecognisedRevenue, invoices[0].environment_id).filter(
             customer_id__in={i.customer_id for i in invoices},
             source=_SOURCE,
             origin__in=[str(i.pk) for i in invoices],
@@ -245,9 +245,9 @@ def revenue_recognise_invoices(*, invoice_ids: Iterable[uuid.UUID]) -> int:
 def revenue_rebuild(*, environment_id: uuid.UUID) -> int:
     """Rewrite every invoice row of the environment from its invoices (issue order)."""
     with transaction.atomic():
-        RecognisedRevenue.objects.filter(environment_id=environment_id, source=_SOURCE).delete()
+        scoped(RecognisedRevenue, environment_id).filter(source=_SOURCE).delete()
         ids = list(
-            Invoice.objects.filter(environment_id=environment_id)
+            scoped(Invoice, environment_id)
             .exclude(status=Invoice.Status.VOID)
             .order_by("issued_at", "sequence")
             .values_list("pk", flat=True)

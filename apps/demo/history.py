@@ -54,6 +54,7 @@ from apps.billing.models import Invoice
 from apps.billing.services import billing_settings_update, invoice_mark_paid
 from apps.billing.tasks import run_billing_cycle
 from apps.core.months import add_months
+from apps.core.tenancy import scoped
 from apps.credits.models import CreditModel, GrantType, PlanCreditAllocation, RolloverPolicy
 from apps.credits.services import (
     credit_grant,
@@ -560,7 +561,7 @@ def _event(
 
 def _ensure_catalog(environment: Environment) -> None:
     """Features, customers, plans and the credit model (each created once)."""
-    have = set(Feature.objects.filter(environment=environment).values_list("key", "source"))
+    have = set(scoped(Feature, environment).values_list("key", "source"))
     for feature in FEATURES:
         if (feature.key, Feature.Source.MANUAL) not in have:
             feature_create(
@@ -571,9 +572,7 @@ def _ensure_catalog(environment: Environment) -> None:
                 unit_label=feature.unit_label,
                 actor=ACTOR,
             )
-    known = dict(
-        Customer.objects.filter(environment=environment).values_list("reference_id", "source")
-    )
+    known = dict(scoped(Customer, environment).values_list("reference_id", "source"))
     for spec in CUSTOMERS:
         details: dict[str, Any] = {
             "email": spec.email,
@@ -586,14 +585,14 @@ def _ensure_catalog(environment: Environment) -> None:
             customer_create(environment=environment, reference_id=spec.ref, actor=ACTOR, **details)
         elif (
             spec.ref == "cus_demo"
-            and not Customer.objects.filter(
-                environment=environment, reference_id=spec.ref, metadata__has_key="company"
-            ).exists()
+            and not scoped(Customer, environment)
+            .filter(reference_id=spec.ref, metadata__has_key="company")
+            .exists()
         ):
             # cus_demo predates the history (the ck_test key is pinned to it).
-            customer = Customer.objects.get(environment=environment, reference_id=spec.ref)
+            customer = scoped(Customer, environment).get(reference_id=spec.ref)
             customer_update(customer=customer, actor=ACTOR, metadata={"company": spec.company})
-    if not CreditModel.objects.filter(environment=environment, denomination=CREDITS).exists():
+    if not scoped(CreditModel, environment).filter(denomination=CREDITS).exists():
         credit_model_create(
             environment=environment,
             name="Agent credits",
@@ -603,10 +602,10 @@ def _ensure_catalog(environment: Environment) -> None:
             rollover_policy=RolloverPolicy.FULL,
             actor=ACTOR,
         )
-    credit_model = CreditModel.objects.get(environment=environment, denomination=CREDITS)
-    features = {f.key: f for f in Feature.objects.filter(environment=environment)}
+    credit_model = scoped(CreditModel, environment).get(denomination=CREDITS)
+    features = {f.key: f for f in scoped(Feature, environment)}
     for key, terms in PLANS.items():
-        plan = Plan.objects.filter(environment=environment, key=key).first()
+        plan = scoped(Plan, environment).filter(key=key).first()
         if plan is None:
             plan = plan_create(
                 environment=environment,
@@ -620,9 +619,11 @@ def _ensure_catalog(environment: Environment) -> None:
             )
         if plan.status == Plan.Status.DRAFT:
             plan_activate(plan=plan, actor=ACTOR)
-    if not PlanCreditAllocation.objects.filter(
-        environment=environment, plan_key="scale", credit_model=credit_model
-    ).exists():
+    if (
+        not scoped(PlanCreditAllocation, environment)
+        .filter(plan_key="scale", credit_model=credit_model)
+        .exists()
+    ):
         plan_allocation_set(
             environment=environment,
             plan_key="scale",
@@ -654,13 +655,13 @@ def _boundaries(starts_on: dt.date, until: dt.date) -> set[dt.date]:
 
 
 def _subscribe(environment: Environment, spec: DemoCustomer, day: dt.date) -> None:
-    customer = Customer.objects.get(environment=environment, reference_id=spec.ref)
-    if Subscription.objects.filter(environment=environment, customer=customer).exists():
+    customer = scoped(Customer, environment).get(reference_id=spec.ref)
+    if scoped(Subscription, environment).filter(customer=customer).exists():
         return
     subscription_create(
         environment=environment,
         customer=customer,
-        plan=Plan.objects.get(environment=environment, key=spec.plan),
+        plan=scoped(Plan, environment).get(key=spec.plan),
         grace_period_days=GRACE_DAYS,
         metadata={"source": "demo"},
         now=_midnight(day) + dt.timedelta(minutes=1),
@@ -672,11 +673,14 @@ def _pay_due(environment: Environment, through: dt.datetime) -> int:
     """Mark paid every open invoice whose customer pays it by ``through``."""
     delays = {spec.ref: spec.pays_after for spec in CUSTOMERS}
     paid = 0
-    open_ = Invoice.objects.filter(
-        environment=environment,
-        status__in=[Invoice.Status.PENDING, Invoice.Status.DUE, Invoice.Status.PAST_DUE],
-        issued_at__lt=through,
-    ).select_related("customer")
+    open_ = (
+        scoped(Invoice, environment)
+        .filter(
+            status__in=[Invoice.Status.PENDING, Invoice.Status.DUE, Invoice.Status.PAST_DUE],
+            issued_at__lt=through,
+        )
+        .select_related("customer")
+    )
     for invoice in open_.order_by("issued_at", "sequence"):
         delay = delays.get(invoice.customer.reference_id)
         if delay is None:
@@ -692,11 +696,11 @@ def _pay_due(environment: Environment, through: dt.datetime) -> int:
 
 
 def _buy_packs(environment: Environment, index: int, day: dt.date) -> None:
-    model = CreditModel.objects.get(environment=environment, denomination=CREDITS)
+    model = scoped(CreditModel, environment).get(denomination=CREDITS)
     for spec in CUSTOMERS:
         if index not in spec.packs:
             continue
-        customer = Customer.objects.get(environment=environment, reference_id=spec.ref)
+        customer = scoped(Customer, environment).get(reference_id=spec.ref)
         pool = credit_pool_ensure(environment=environment, customer=customer, credit_model=model)
         credit_grant(
             pool=pool,
@@ -740,10 +744,10 @@ def demo_history_load(
     """
     now = now or timezone.now()
     today = now.astimezone(dt.UTC).date()
-    state = DemoHistory.objects.filter(environment=environment).first()
+    state = scoped(DemoHistory, environment).first()
     if state is not None and state.version == VERSION and state.loaded_through >= today:
         return HistoryResult()
-    key_id = ApiKey.objects.get(environment=environment, secret_hash=hash_key(secret_key)).pk
+    key_id = scoped(ApiKey, environment).get(secret_hash=hash_key(secret_key)).pk
     with transaction.atomic():
         if state is None:
             # Due on issue; a customer's own setting is left alone on later loads.

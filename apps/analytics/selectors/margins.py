@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from apps.analytics.models import DEFAULT_TARGET_MARGIN, MarginSettings
+from apps.core.tenancy import scoped
 
 from .totals import Totals
 
@@ -46,8 +47,6 @@ def band_of(totals: Totals, target: Decimal) -> Band:
 def target_margin(environment: Environment) -> Decimal:
     """The environment's target margin in percent (70 without a settings row)."""
     value = (
-        MarginSettings.objects.filter(environment_id=environment.pk)
-        .values_list("target_margin_pct", flat=True)
-        .first()
+        scoped(MarginSettings, environment.pk).values_list("target_margin_pct", flat=True).first()
     )
     return DEFAULT_TARGET_MARGIN if value is None else value
