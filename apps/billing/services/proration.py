@@ -10,11 +10,10 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from apps.billing.lines import proration_lines, unused_credit_line
+from apps.billing.lines import plan_change_lines
 from apps.billing.models import Invoice
 from apps.core.money import to_minor_units
 from apps.subscriptions.models import Subscription, SubscriptionChange
-from apps.subscriptions.periods import day_start
 
 from .issuing import InvoiceDraft, _insert
 from .timelines import IN_ADVANCE
@@ -39,27 +38,13 @@ def _unprorated_changes(now: dt.datetime) -> Any:
 
 def _proration_draft(change: SubscriptionChange, subscription: Subscription) -> InvoiceDraft:
     old, new = change.from_plan, change.to_plan
-    if old.interval_months == new.interval_months:
-        lines = proration_lines(
-            old,
-            new,
-            at=change.effective_at,
-            period_start=change.period_start,
-            period_end=change.period_end,
-        )
-        period_start = change.effective_at
-    else:
-        # Another interval starts a new period (billed as such): give back the old one's rest.
-        period_start = max(day_start(change.effective_at), change.period_start)
-        lines = [
-            unused_credit_line(
-                old,
-                at=period_start,
-                period_start=change.period_start,
-                period_end=change.period_end,
-                text=f"Credit from old plan (switched to {new.name})",
-            )
-        ]
+    period_start, lines = plan_change_lines(
+        old,
+        new,
+        at=change.effective_at,
+        period_start=change.period_start,
+        period_end=change.period_end,
+    )
     total = sum(to_minor_units(line.amount_exact, old.currency) for line in lines)
     return InvoiceDraft(
         subscription=subscription,
