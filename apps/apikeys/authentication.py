@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -17,6 +18,9 @@ from apps.core.redis import global_key
 
 from .models import ApiKey
 from .services import authenticate_key, known_recently
+
+if TYPE_CHECKING:
+    from apps.accounts.models import Environment
 
 
 class TooManyFailedAuthentications(RateLimited, Unauthorized):
@@ -111,6 +115,11 @@ def request_key(request: Request) -> ApiKey:
     key = request.auth
     assert isinstance(key, ApiKey), "request.auth is not an API key"
     return key
+
+
+def environment_of(request: Request) -> Environment:
+    """The calling key's environment: the tenant every lookup of an API view is scoped to."""
+    return request_key(request).environment
 
 
 def request_key_or_none(request: Request) -> ApiKey | None:

@@ -30,13 +30,14 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
+from apps.core.api.fields import MetadataField, StrictCharField
 from apps.core.api.pagination import page_limit, paginate_newest_first
 from apps.core.api.query import query_bool
 from apps.core.api.schema import OPTIONAL_INSTANT_SCHEMA, PAGE_PARAMETERS, decimal, many, page
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
-from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_get
 from apps.features.selectors import feature_get
