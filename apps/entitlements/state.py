@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING
 import redis
 from django.db.models import Min, OuterRef, Subquery
 
+from apps.core.memo import LocalCache
 from apps.core.redis import env_key, get_redis
 from apps.plans.models import PlanFeatureRule
 from apps.plans.pricing import Rule
@@ -289,8 +289,8 @@ class EnvState:
         return self.platform_since is not None and now - self.platform_since >= YOUNG_PLATFORM
 
 
-_envs: dict[object, EnvState] = {}
-_lock = threading.Lock()
+# Environment id -> its state; customers fresh while the Redis token matches.
+_envs: LocalCache[object, EnvState] = LocalCache("entitlements.state", max_entries=10_000)
 
 
 def _first_subscription(environment_id: uuid.UUID) -> dt.datetime | None:
@@ -307,8 +307,7 @@ def env_state(environment_id: uuid.UUID) -> EnvState:
         return state
     first = _first_subscription(environment_id)
     state = EnvState(platform=first is not None, platform_since=first, checked_at=now)
-    with _lock:
-        _envs[environment_id] = state
+    _envs.set(environment_id, state)
     return state
 
 
@@ -361,17 +360,10 @@ def peek(environment_id: uuid.UUID, customer_id: uuid.UUID) -> CustomerState | N
 def state_changed(environment_id: uuid.UUID) -> None:
     """Forget this process's copy and give the environment a new token (after a commit that
     changed plans, rules or subscriptions)."""
-    with _lock:
-        _envs.pop(environment_id, None)
+    _envs.pop(environment_id)
     try:
         get_redis().set(state_key(environment_id), uuid.uuid4().hex)
     except redis.RedisError:
         # Other processes keep their copy until Redis answers again and they see a new
         # token; while it is down they read from PostgreSQL anyway.
         logger.warning("entitlements: cannot renew the state token of %s", environment_id)
-
-
-def clear_local_cache() -> None:
-    """Forget every cached state in this process (tests)."""
-    with _lock:
-        _envs.clear()
