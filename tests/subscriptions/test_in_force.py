@@ -9,9 +9,11 @@ import uuid
 
 import pytest
 
+from apps.billing.periods import Timeline
 from apps.customers.models import Customer
+from apps.plans.models import Plan
 from apps.subscriptions.in_force import Terms, in_force_at
-from apps.subscriptions.models import Subscription
+from apps.subscriptions.models import Subscription, SubscriptionChange
 from apps.subscriptions.selectors import plan_in_force
 from apps.subscriptions.services import (
     subscription_advance_periods,
@@ -144,6 +146,14 @@ def test_agrees_with_what_the_period_job_then_stores(tenant, scenario):
         stored.current_period_start,
         stored.current_period_end,
     )
+    # The billing cycle's reconstruction from the recorded history says the same.
+    changes = list(SubscriptionChange.objects.filter(subscription_id=sub.pk))
+    plans = {plan.pk: plan for plan in Plan.objects.filter(environment_id=tenant.test.pk)}
+    timeline = Timeline(stored, changes, plans)
+    billed = timeline.period_containing(at)
+    assert billed is not None
+    assert (billed.start, billed.end) == (state.period_start, state.period_end)
+    assert timeline.plan_at(at).pk == state.plan_id
 
 
 @pytest.mark.django_db
