@@ -17,9 +17,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Environment, Membership, Organization, Role, User
-from apps.apikeys import authentication as key_authentication
-from apps.apikeys import services as key_services
-from apps.core import ratelimit
+from apps.core import memo, ratelimit
 from apps.core.redis import get_redis
 from tests.factories import UserFactory, env_of, make_key, make_org
 
@@ -34,8 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _forget_process_state() -> None:
-    key_services.clear_key_caches()
-    key_authentication._blocked.clear()
+    memo.clear_all()
     ratelimit.reset_local()
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -11,12 +11,16 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from apps.core.errors import RateLimited, Unauthorized
+from apps.core.memo import LocalCache
 from apps.core.middleware import client_ip
 from apps.core.ratelimit import LimiterUnavailable, local_sliding_hit, sliding_hit
 from apps.core.redis import global_key
 
 from .models import ApiKey
 from .services import authenticate_key, known_recently
+
+if TYPE_CHECKING:
+    from apps.accounts.models import Environment
 
 
 class TooManyFailedAuthentications(RateLimited, Unauthorized):
@@ -25,10 +29,9 @@ class TooManyFailedAuthentications(RateLimited, Unauthorized):
 
 
 _FAILURE_WINDOW = 60  # seconds; settings.API_AUTH_FAILURES_PER_MINUTE failures per IP
-# client IP -> monotonic time until which this process refuses its unknown keys
-# without a query: the IP went over the limit (counted across processes in Redis).
-_blocked: dict[str, float] = {}
-_blocked_lock = threading.Lock()
+# Client IPs this process refuses unknown keys from without a query, until the entry
+# expires: the IP went over the limit (counted across processes in Redis).
+_blocked: LocalCache[str, bool] = LocalCache("apikeys.blocked_ips", max_entries=10_000)
 
 
 def _too_many(retry_after: int) -> TooManyFailedAuthentications:
@@ -52,20 +55,17 @@ def _count_failure(ip: str) -> int | None:
     except LimiterUnavailable:
         wait = local_sliding_hit(key, limit, _FAILURE_WINDOW)
     if wait is not None:
-        with _blocked_lock:
-            if len(_blocked) > 10_000:
-                _blocked.clear()
-            _blocked[ip] = time.monotonic() + wait
+        _blocked.set(ip, True, ttl=wait)
     return wait
 
 
 def _authenticate(raw: str, ip: str) -> ApiKey:
-    blocked_until = _blocked.get(ip, 0.0)
+    blocked = _blocked.entry(ip)
     now = time.monotonic()
     # A key this process saw valid recently is still checked: a client sharing the
     # address (a NAT, a proxy) with the one sending bad keys keeps working.
-    if blocked_until > now and not known_recently(raw):
-        raise _too_many(int(blocked_until - now) + 1)
+    if blocked is not None and blocked[1] > now and not known_recently(raw):
+        raise _too_many(int(blocked[1] - now) + 1)
     try:
         return authenticate_key(raw)
     except Unauthorized:
@@ -118,6 +118,11 @@ def request_key(request: Request) -> ApiKey:
     key = request.auth
     assert isinstance(key, ApiKey), "request.auth is not an API key"
     return key
+
+
+def environment_of(request: Request) -> Environment:
+    """The calling key's environment: the tenant every lookup of an API view is scoped to."""
+    return request_key(request).environment
 
 
 def request_key_or_none(request: Request) -> ApiKey | None:

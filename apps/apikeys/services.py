@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,6 +18,7 @@ from django.utils import timezone
 from apps.accounts.audit import Actor, audit_record
 from apps.accounts.models import AuditEntry, Environment
 from apps.core.errors import Conflict, Unauthorized, ValidationFailed
+from apps.core.memo import LocalCache
 from apps.core.redis import env_key, get_redis
 from apps.customers.models import Customer
 
@@ -181,52 +181,40 @@ def apikey_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
 
 # --- Checking a key on each request ------------------------------------------------
 
-_cache: dict[str, tuple[float, ApiKey]] = {}
-# Digests no key has, until when (monotonic): a repeated invalid key costs no query.
-# Safe because a new key's secret is random (a chosen one is forgotten here when
-# created); bounded like ``_cache`` so a flood of random keys cannot grow it.
-_missing: dict[str, float] = {}
-# Digests that matched a key in the last _KNOWN_SECONDS, until when (monotonic): while
-# an address is refused for sending bad keys, these are still looked up (a client
-# sharing the address keeps working); anything else is refused without a query.
-_known: dict[str, float] = {}
+# Verified keys by digest, for APIKEY_CACHE_SECONDS (set per entry: settings may change).
+_keys: LocalCache[str, ApiKey] = LocalCache("apikeys.keys", max_entries=10_000)
+# Digests no key has: a repeated invalid key costs no query. Safe because a new key's
+# secret is random (a chosen one is forgotten here when created); bounded so a flood of
+# random keys cannot grow it.
+_missing: LocalCache[str, bool] = LocalCache("apikeys.missing", max_entries=10_000)
+# Digests that matched a key in the last _KNOWN_SECONDS: while an address is refused for
+# sending bad keys, these are still looked up (a client sharing the address keeps
+# working); anything else is refused without a query.
 _KNOWN_SECONDS = 600
-_cache_lock = threading.Lock()
+_known: LocalCache[str, bool] = LocalCache("apikeys.known", ttl=_KNOWN_SECONDS, max_entries=10_000)
 _TOUCH_INTERVAL = 60  # seconds between last_used_at writes per key
 
 
 def forget_cached_key(secret_hash: str) -> None:
-    with _cache_lock:
-        _cache.pop(secret_hash, None)
+    _keys.pop(secret_hash)
 
 
 def _forget_missing(secret_hash: str) -> None:
-    with _cache_lock:
-        _missing.pop(secret_hash, None)
-
-
-def clear_key_caches() -> None:
-    """Forget every cached key and missing digest of this process (tests)."""
-    with _cache_lock:
-        _cache.clear()
-        _missing.clear()
-        _known.clear()
+    _missing.pop(secret_hash)
 
 
 def known_recently(raw: str) -> bool:
     """Whether ``raw`` matched a key in this process in the last ten minutes."""
-    return _known.get(hash_key(raw), 0.0) > time.monotonic()
+    return _known.get(hash_key(raw)) is not None
 
 
 def _load(secret_hash: str) -> ApiKey | None:
     now = time.monotonic()
     ttl = settings.APIKEY_CACHE_SECONDS
-    hit = None
-    if ttl > 0:
-        hit = _cache.get(secret_hash)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-    if _missing.get(secret_hash, 0.0) > now:
+    hit = _keys.entry(secret_hash) if ttl > 0 else None
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    if _missing.get(secret_hash) is not None:
         return None
     try:
         key = (
@@ -239,23 +227,16 @@ def _load(secret_hash: str) -> ApiKey | None:
         # APIKEY_STALE_SECONDS ago is still trusted (revocations need PostgreSQL too, so
         # none can be missed but one made in the last APIKEY_CACHE_SECONDS before the
         # outage); any other key cannot be verified, and the caller says so.
-        if hit is not None and now - hit[0] < settings.APIKEY_STALE_SECONDS:
-            return hit[1]
+        if hit is not None and now - hit[1] < settings.APIKEY_STALE_SECONDS:
+            return hit[0]
         raise
     negative_ttl = settings.APIKEY_NEGATIVE_CACHE_SECONDS
-    with _cache_lock:
-        if key is not None:
-            if len(_known) > 10_000:
-                _known.clear()
-            _known[secret_hash] = now + _KNOWN_SECONDS
-        if key is not None and ttl > 0:
-            if len(_cache) > 10_000:
-                _cache.clear()
-            _cache[secret_hash] = (now + ttl, key)
-        elif key is None and negative_ttl > 0:
-            if len(_missing) > 10_000:
-                _missing.clear()
-            _missing[secret_hash] = now + negative_ttl
+    if key is not None:
+        _known.set(secret_hash, True)
+        if ttl > 0:
+            _keys.set(secret_hash, key, ttl=ttl)
+    elif negative_ttl > 0:
+        _missing.set(secret_hash, True, ttl=negative_ttl)
     return key
 
 
@@ -296,8 +277,10 @@ def apikey_used(key: ApiKey) -> None:
     key.last_used_at = now
 
 
-# key pk -> monotonic time before which this process does not ask Redis again.
-_touch_checked: dict[object, float] = {}
+# Keys (by pk) this process asked Redis about in the last minute: not asked again.
+_touch_checked: LocalCache[object, bool] = LocalCache(
+    "apikeys.touch_checked", ttl=_TOUCH_INTERVAL, max_entries=10_000
+)
 
 
 def _touch(key: ApiKey) -> None:
@@ -306,16 +289,13 @@ def _touch(key: ApiKey) -> None:
     Each process asks Redis at most once a minute per key, not on every request
     (a round trip, ~0.2 ms of a single-event request's CPU).
     """
-    now = time.monotonic()
-    if _touch_checked.get(key.pk, 0.0) > now:
+    if _touch_checked.get(key.pk) is not None:
         return
     try:
         first = get_redis().set(touch_redis_key(key), 1, nx=True, ex=_TOUCH_INTERVAL)
     except redis.RedisError:
         return
-    if len(_touch_checked) > 10_000:
-        _touch_checked.clear()
-    _touch_checked[key.pk] = now + _TOUCH_INTERVAL
+    _touch_checked.set(key.pk, True)
     if first:
         apikey_used(key)
 

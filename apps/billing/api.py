@@ -18,8 +18,10 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
+from apps.core.api.fields import StrictCharField
 from apps.core.api.pagination import decode_cursor, encode_cursor, page_limit
 from apps.core.api.schema import (
     INSTANT_SCHEMA,
@@ -30,7 +32,6 @@ from apps.core.api.schema import (
     page,
 )
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
-from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 
 from .attribution import revenue_attribution, summarize

@@ -25,9 +25,10 @@ from decimal import Context, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from apps.core.money import decimal_str
+from apps.core.money_format import format_number, format_price
 from apps.plans import pricing
 from apps.plans.models import PlanFeatureRule
-from apps.plans.rendering import describe_rule, money, number
+from apps.plans.rendering import describe_rule
 from apps.subscriptions.periods import day_start
 
 from .models import EXACT_PLACES, InvoiceLine
@@ -166,7 +167,7 @@ def base_in_arrears(period: Period) -> list[LineDraft]:
 
 def _percent(part: dt.timedelta, whole: dt.timedelta) -> str:
     share = prorate(Decimal(100), part, whole)
-    return f"{number(share.quantize(Decimal('0.01')))}%"
+    return f"{format_number(share.quantize(Decimal('0.01')))}%"
 
 
 # -- usage --------------------------------------------------------------------------------
@@ -316,7 +317,8 @@ def usage_lines(
         LineDraft(
             kind=InvoiceLine.Kind.USAGE,
             description=(
-                f"{_label(feature)}: {number(figures.within)} {unit} ({span_text(start, end)})"
+                f"{_label(feature)}: {format_number(figures.within)} {unit} "
+                f"({span_text(start, end)})"
                 f" — {summary}"
             )[:255],
             service_end=end,
@@ -339,10 +341,10 @@ def usage_lines(
     if figures.beyond > 0:
         price = rule.overage_unit_price
         text = (
-            f"{_label(feature)}: {number(figures.beyond)} {unit} beyond the cap of "
-            f"{number(rule.max_usage or ZERO)}"
+            f"{_label(feature)}: {format_number(figures.beyond)} {unit} beyond the cap of "
+            f"{format_number(rule.max_usage or ZERO)}"
         )
-        text += f" at {money(price, currency)}" if price is not None else " (not billed)"
+        text += f" at {format_price(price, currency)}" if price is not None else " (not billed)"
         lines.append(
             LineDraft(
                 kind=InvoiceLine.Kind.OVERAGE,
@@ -361,8 +363,9 @@ def usage_lines(
         if figures.uncovered > 0:
             uncovered = min(figures.uncovered, figures.units)
             text += (
-                f" ({number(figures.covered)} of {number(figures.units)} {unit}); "
-                f"{number(uncovered)} {unit} not covered by credits, charged at the plan's price"
+                f" ({format_number(figures.covered)} of {format_number(figures.units)} {unit}); "
+                f"{format_number(uncovered)} {unit} not covered by credits, "
+                "charged at the plan's price"
             )
             details |= {
                 "coveredUnits": decimal_str(figures.covered),
@@ -405,13 +408,13 @@ def late_usage_line(
     unit = _unit(feature)
     text = (
         f"Adjustment for late usage: {_label(feature)}, {span_text(start, end)}: "
-        f"{'+' if extra >= 0 else ''}{number(extra)} {unit} "
-        f"(billed {number(billed.units)}, now {number(current.units)})"
+        f"{'+' if extra >= 0 else ''}{format_number(extra)} {unit} "
+        f"(billed {format_number(billed.units)}, now {format_number(current.units)})"
     )
     if credit_backed:
         text += f", paid with {rule_row.credit_denomination} credits"
         if extra_uncovered != 0:
-            text += f" except {number(extra_uncovered)} {unit} not covered by credits"
+            text += f" except {format_number(extra_uncovered)} {unit} not covered by credits"
     details = {
         "billedUnits": decimal_str(billed.units),
         "currentUnits": decimal_str(current.units),

@@ -10,19 +10,18 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.safestring import SafeString
 
 from apps.accounts.models import Role
 from apps.core.money import from_minor_units
+from apps.core.money_format import money_html
 from apps.dashboard.decorators import tenant_view
-from apps.plans.rendering import money
 
 from .selectors import invoice_get
 
 
-def _amount(minor: int, currency: str) -> str:
-    value = from_minor_units(minor, currency)
-    text = money(abs(value), currency)
-    return f"\u2212{text}" if value < 0 else text  # a minus sign
+def _amount(minor: int, currency: str) -> SafeString:
+    return money_html(from_minor_units(minor, currency), currency)
 
 
 @tenant_view(Role.VIEWER)

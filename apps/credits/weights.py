@@ -32,6 +32,7 @@ from decimal import Decimal
 
 import redis
 
+from apps.core.memo import LocalCache
 from apps.core.redis import env_key, get_redis
 from apps.core.tenancy import scoped
 
@@ -113,7 +114,8 @@ class _Entry:
     stamp: bytes | None
 
 
-_entries: dict[object, _Entry] = {}
+# Environment id -> its weights; fresh while the Redis stamp matches (``_usable``).
+_entries: LocalCache[object, _Entry] = LocalCache("credits.weights", max_entries=10_000)
 _lock = threading.Lock()
 
 
@@ -154,7 +156,7 @@ def env_weights(environment_id: uuid.UUID) -> tuple[EnvWeights, dt.datetime]:
         entry = _Entry(
             value, loaded, loaded, wall + MIN_LEAD, stamp if isinstance(stamp, bytes) else None
         )
-        _entries[environment_id] = entry
+        _entries.set(environment_id, entry)
         return entry.value, entry.complete_until
 
 
@@ -171,13 +173,8 @@ def weight_for(
 
 def weights_changed(environment_id: object) -> None:
     """Call after publishing or withdrawing (and again on commit): drop ours, tell the others."""
-    _entries.pop(environment_id, None)
+    _entries.pop(environment_id)
     try:
         get_redis().set(stamp_key(environment_id), uuid.uuid4().hex)
     except redis.RedisError:
         logger.warning("credits: cannot bump the weights stamp of %s", environment_id)
-
-
-def clear_local_cache() -> None:
-    """Forget every cached weight in this process (tests)."""
-    _entries.clear()

@@ -7,13 +7,11 @@ the path; find it with ``GET /customers?customerReferenceId=...`` instead).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
-    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status
@@ -21,86 +19,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
-from apps.accounts.models import Environment
 from apps.apikeys import scopes as S
-from apps.apikeys.authentication import request_key
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
+from apps.core.api.fields import MetadataField, StrictCharField, optional_text
 from apps.core.api.pagination import paginate_newest_first
-from apps.core.api.renderers import dumps
 from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import InvalidQuery, ValidationFailed
 
 from .models import Customer
 from .selectors import customer_get, customers_search
 from .services import REFERENCE_MAX_LENGTH, customer_create, customer_update
-
-METADATA_MAX_BYTES = 16 * 1024
-
-
-# -- fields shared with the features API ------------------------------------------------
-
-
-class StrictCharMixin:
-    """Refuse numbers and booleans instead of quietly turning them into strings."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")  # type: ignore[attr-defined]
-        return super().to_internal_value(data)  # type: ignore[misc]
-
-
-class StrictCharField(StrictCharMixin, serializers.CharField):
-    pass
-
-
-class StrictEmailField(StrictCharMixin, serializers.EmailField):
-    pass
-
-
-def _plain_json(value: Any) -> Any:
-    """Our JSON parser reads numbers as Decimal; jsonb stores numbers exactly anyway,
-    so hand it ints and floats (the shortest float repr round-trips ``0.05`` as ``0.05``)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain_json(item) for item in value]
-    return value
-
-
-@extend_schema_field(
-    {"type": "object", "additionalProperties": True, "nullable": True},
-)
-class MetadataField(serializers.JSONField):
-    """A JSON object of at most 16 KB (``null`` means an empty object)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_null", True)
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        value = _plain_json(data)
-        if len(dumps(value)) > METADATA_MAX_BYTES:
-            raise serializers.ValidationError(f"At most {METADATA_MAX_BYTES} bytes of JSON.")
-        return value
-
-
-def optional_text(max_length: int, *, email: bool = False) -> serializers.CharField:
-    """An optional string; ``null`` is accepted and means empty."""
-    field = StrictEmailField if email else StrictCharField
-    return field(max_length=max_length, required=False, allow_blank=True, allow_null=True)
-
-
-def environment_of(request: Request) -> Environment:
-    """The calling key's environment: the tenant every lookup is scoped to."""
-    return request_key(request).environment
-
 
 # -- rendering --------------------------------------------------------------------------
 

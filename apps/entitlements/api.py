@@ -47,7 +47,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.apikeys import scopes as S
-from apps.apikeys.authentication import request_key
+from apps.apikeys.authentication import environment_of, request_key
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.models import ApiKey
 from apps.apikeys.permissions import ensure_customer_access
@@ -65,7 +65,6 @@ from apps.core.errors import (
 )
 from apps.core.redis import env_key
 from apps.core.tenancy import scoped
-from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
 
 from . import counters

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -35,6 +34,7 @@ from django.db.models import OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.core.memo import LocalCache
 from apps.core.money import decimal_str
 from apps.core.tenancy import scoped
 from apps.customers.models import Customer
@@ -122,13 +122,16 @@ class Decision:
 
 # -- ids -------------------------------------------------------------------------------------
 
-_ids: dict[tuple[str, object, str], tuple[uuid.UUID, float]] = {}
+# (kind "c" or "f", environment id, reference id or feature key) -> id
+_ids: LocalCache[tuple[str, object, str], uuid.UUID] = LocalCache(
+    "entitlements.ids", ttl=ID_TTL, max_entries=MAX_IDS
+)
 
 
 def _cached_id(kind: str, environment_id: uuid.UUID, name: str) -> uuid.UUID | None:
     hit = _ids.get((kind, environment_id, name))
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
+    if hit is not None:
+        return hit
     model: Any = Customer if kind == "c" else Feature
     field = "reference_id" if kind == "c" else "key"
     found = (
@@ -139,14 +142,8 @@ def _cached_id(kind: str, environment_id: uuid.UUID, name: str) -> uuid.UUID | N
     )
     if found is not None:
         # Only hits are remembered: a customer created by the next event is seen at once.
-        if len(_ids) >= MAX_IDS:
-            _ids.clear()
-        _ids[(kind, environment_id, name)] = (found, time.monotonic() + ID_TTL)
+        _ids.set((kind, environment_id, name), found)
     return found
-
-
-def clear_local_cache() -> None:
-    _ids.clear()
 
 
 # -- usage -----------------------------------------------------------------------------------

@@ -16,11 +16,9 @@ each process keeps them, per environment, tagged with the environment's
   PostgreSQL on every request (correct, slower).
 
 Periods move with time, not with writes: the cache keeps each subscription's
-anchoring and the instant's period and usage-cap window are computed on each
-use (:meth:`CustomerState.applicable`), mirroring
-``apps.subscriptions.selectors.active_subscription_rules`` (a period job that
-has not run yet is rolled forward in memory, a due plan change or cancellation
-applied).
+:class:`~apps.subscriptions.in_force.Terms`, and the plan, status and period in
+force at the instant come from :func:`~apps.subscriptions.in_force.in_force_at`
+on each use (:meth:`CustomerState.applicable`), the usage-cap window from them.
 
 *Platform environments.* An environment that has never had a subscription
 ("Observe only") skips all of this: :func:`is_platform` answers from a
@@ -33,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -41,13 +38,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import redis
-from django.db.models import Min, OuterRef, Subquery
+from django.db.models import Min
 
+from apps.core.memo import LocalCache
 from apps.core.redis import env_key, get_redis
+from apps.core.tenancy import scoped
 from apps.plans.models import PlanFeatureRule
 from apps.plans.pricing import Rule
-from apps.subscriptions.models import Subscription, SubscriptionChange
-from apps.subscriptions.periods import cap_window, period_at
+from apps.subscriptions.in_force import InForce, Terms, in_force_at
+from apps.subscriptions.models import Subscription
+from apps.subscriptions.periods import cap_window
+from apps.subscriptions.selectors import subscription_terms
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
@@ -92,21 +93,6 @@ class RuleState:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class SubState:
-    id: uuid.UUID
-    status: str
-    started_at: dt.datetime
-    billing_anchor: dt.datetime
-    interval_months: int
-    current_period_start: dt.datetime
-    current_period_end: dt.datetime
-    cancel_at: dt.datetime | None
-    plan_id: uuid.UUID
-    pending_plan_id: uuid.UUID | None
-    pending_at: dt.datetime | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Applied:
     """The rule that applies to one feature of one customer at ``at``."""
 
@@ -130,7 +116,7 @@ class Applied:
 @dataclasses.dataclass(slots=True)
 class CustomerState:
     customer_id: uuid.UUID
-    subscriptions: tuple[SubState, ...]
+    subscriptions: tuple[Terms, ...]
     rules: dict[uuid.UUID, dict[str, RuleState]]  # plan id -> feature key -> rule
     intervals: dict[uuid.UUID, int]  # plan id -> interval in months
 
@@ -138,20 +124,9 @@ class CustomerState:
     def subscribed(self) -> bool:
         return bool(self.subscriptions)
 
-    def _in_force(self, at: dt.datetime) -> list[tuple[SubState, uuid.UUID, str]]:
-        out = []
-        for sub in self.subscriptions:
-            if at < sub.started_at or (sub.cancel_at is not None and sub.cancel_at <= at):
-                continue
-            plan_id = sub.plan_id
-            pending_at = sub.pending_at
-            if sub.pending_plan_id is not None and pending_at is not None and pending_at <= at:
-                plan_id = sub.pending_plan_id
-            status = sub.status
-            if status == Subscription.Status.TRIALING and at >= sub.current_period_end:
-                status = Subscription.Status.ACTIVE
-            out.append((sub, plan_id, status))
-        return out
+    def _in_force(self, at: dt.datetime) -> list[InForce]:
+        found = (in_force_at(terms, at, self.intervals) for terms in self.subscriptions)
+        return [state for state in found if state is not None]
 
     def has_subscription_at(self, at: dt.datetime) -> bool:
         return bool(self._in_force(at))
@@ -159,54 +134,34 @@ class CustomerState:
     def status_at(self, at: dt.datetime) -> str | None:
         """The status of the first subscription in force at ``at`` (None without one)."""
         live = self._in_force(at)
-        return live[0][2] if live else None
+        return live[0].status if live else None
 
     def applicable(self, feature_key: str, at: dt.datetime) -> Applied | None:
         """The first subscription in force at ``at`` (by start) whose plan has a rule for
         the feature, with the period and cap window containing ``at``."""
-        for sub, plan_id, status in self._in_force(at):
-            rule = self.rules.get(plan_id, {}).get(feature_key)
+        for state in self._in_force(at):
+            rule = self.rules.get(state.plan_id, {}).get(feature_key)
             if rule is None:
                 continue
-            start, end = _period(sub, self.intervals.get(plan_id), at)
+            start, end = state.period_start, state.period_end
             window_start, window_end = cap_window(
                 rule.reset_interval,
                 at=at,
                 period_start=start,
                 period_end=end,
-                started_at=sub.started_at,
+                started_at=state.started_at,
             )
-            return Applied(sub.id, status, rule, start, end, window_start, window_end)
+            return Applied(
+                state.subscription_id, state.status, rule, start, end, window_start, window_end
+            )
         return None
 
     def features_at(self, at: dt.datetime) -> list[str]:
         """Feature keys of the plans in force at ``at`` (sorted, without repeats)."""
         keys: set[str] = set()
-        for _sub, plan_id, _status in self._in_force(at):
-            keys.update(self.rules.get(plan_id, {}))
+        for state in self._in_force(at):
+            keys.update(self.rules.get(state.plan_id, {}))
         return sorted(keys)
-
-
-def _period(
-    sub: SubState, plan_interval: int | None, at: dt.datetime
-) -> tuple[dt.datetime, dt.datetime]:
-    """The billing period containing ``at`` (as active_subscription_rules computes it)."""
-    if sub.current_period_start <= at < sub.current_period_end:
-        return sub.current_period_start, sub.current_period_end
-    if at < sub.billing_anchor:
-        # Before the anchor: the trial (the anchor is the trial's end).
-        return sub.started_at, sub.billing_anchor
-    anchor, months = sub.billing_anchor, sub.interval_months
-    if (
-        at >= sub.current_period_end
-        and sub.pending_at is not None
-        and sub.pending_at <= at
-        and plan_interval is not None
-        and plan_interval != months
-    ):
-        # A due plan change with another interval re-anchors at its effective instant.
-        anchor, months = sub.pending_at, plan_interval
-    return period_at(anchor, months, at)
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -216,41 +171,18 @@ def load_customers(
     environment_id: uuid.UUID, customer_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, CustomerState]:
     """Read the customers' live subscriptions and their plans' rules. Two queries."""
-    ids = list(set(customer_ids))
-    pending = SubscriptionChange.objects.filter(
-        subscription_id=OuterRef("pk"), status=SubscriptionChange.Status.PENDING
-    )
-    rows = list(
-        Subscription.objects.filter(
-            environment_id=environment_id, customer_id__in=ids, status__in=LIVE
-        )
-        .annotate(
-            pending_plan=Subquery(pending.values("to_plan_id")[:1]),
-            pending_at=Subquery(pending.values("effective_at")[:1]),
-        )
-        .order_by("started_at", "id")
-        .values_list(
-            "customer_id",
-            "id",
-            "status",
-            "started_at",
-            "billing_anchor",
-            "interval_months",
-            "current_period_start",
-            "current_period_end",
-            "cancel_at",
-            "plan_id",
-            "pending_plan",
-            "pending_at",
-        )
-    )
-    plan_ids = {row[9] for row in rows} | {row[10] for row in rows if row[10] is not None}
+    subs = subscription_terms(environment_id, customer_ids)
+    plan_ids = {t.plan_id for found in subs.values() for t in found} | {
+        t.pending_plan_id for found in subs.values() for t in found if t.pending_plan_id
+    }
     rules: dict[uuid.UUID, dict[str, RuleState]] = {plan_id: {} for plan_id in plan_ids}
     intervals: dict[uuid.UUID, int] = {}
     if plan_ids:
-        for rule in PlanFeatureRule.objects.filter(
-            environment_id=environment_id, plan_id__in=plan_ids
-        ).select_related("feature", "plan"):
+        for rule in (
+            scoped(PlanFeatureRule, environment_id)
+            .filter(plan_id__in=plan_ids)
+            .select_related("feature", "plan")
+        ):
             intervals[rule.plan_id] = rule.plan.interval_months
             rules[rule.plan_id][rule.feature.key] = RuleState(
                 rule_id=rule.pk,
@@ -265,9 +197,6 @@ def load_customers(
                 credit_denomination=rule.credit_denomination,
                 credits_per_unit=rule.credits_per_unit,
             )
-    subs: dict[uuid.UUID, list[SubState]] = {customer_id: [] for customer_id in ids}
-    for row in rows:
-        subs[row[0]].append(SubState(*row[1:]))
     return {
         customer_id: CustomerState(customer_id, tuple(found), rules, intervals)
         for customer_id, found in subs.items()
@@ -289,14 +218,12 @@ class EnvState:
         return self.platform_since is not None and now - self.platform_since >= YOUNG_PLATFORM
 
 
-_envs: dict[object, EnvState] = {}
-_lock = threading.Lock()
+# Environment id -> its state; customers fresh while the Redis token matches.
+_envs: LocalCache[object, EnvState] = LocalCache("entitlements.state", max_entries=10_000)
 
 
 def _first_subscription(environment_id: uuid.UUID) -> dt.datetime | None:
-    return Subscription.objects.filter(environment_id=environment_id).aggregate(
-        first=Min("created_at")
-    )["first"]
+    return scoped(Subscription, environment_id).aggregate(first=Min("created_at"))["first"]
 
 
 def env_state(environment_id: uuid.UUID) -> EnvState:
@@ -307,8 +234,7 @@ def env_state(environment_id: uuid.UUID) -> EnvState:
         return state
     first = _first_subscription(environment_id)
     state = EnvState(platform=first is not None, platform_since=first, checked_at=now)
-    with _lock:
-        _envs[environment_id] = state
+    _envs.set(environment_id, state)
     return state
 
 
@@ -361,17 +287,10 @@ def peek(environment_id: uuid.UUID, customer_id: uuid.UUID) -> CustomerState | N
 def state_changed(environment_id: uuid.UUID) -> None:
     """Forget this process's copy and give the environment a new token (after a commit that
     changed plans, rules or subscriptions)."""
-    with _lock:
-        _envs.pop(environment_id, None)
+    _envs.pop(environment_id)
     try:
         get_redis().set(state_key(environment_id), uuid.uuid4().hex)
     except redis.RedisError:
         # Other processes keep their copy until Redis answers again and they see a new
         # token; while it is down they read from PostgreSQL anyway.
         logger.warning("entitlements: cannot renew the state token of %s", environment_id)
-
-
-def clear_local_cache() -> None:
-    """Forget every cached state in this process (tests)."""
-    with _lock:
-        _envs.clear()

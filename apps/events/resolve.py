@@ -10,12 +10,12 @@ feature deleted meanwhile can be named by events for at most that long.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 
+from apps.core.memo import LocalCache
 from apps.customers.services import customers_ensure
 from apps.features.services import features_ensure
 
@@ -25,30 +25,24 @@ if TYPE_CHECKING:
 TTL_SECONDS = 60.0
 MAX_ENTRIES = 100_000
 
-_cache: dict[tuple[str, uuid.UUID, str], tuple[uuid.UUID, float]] = {}
-
-
-def clear_cache() -> None:
-    _cache.clear()
+# (kind "c" or "f", environment id, reference id or feature key) -> id
+_cache: LocalCache[tuple[str, uuid.UUID, str], uuid.UUID] = LocalCache(
+    "events.resolved_ids", ttl=TTL_SECONDS, max_entries=MAX_ENTRIES
+)
 
 
 def _remember(entries: dict[tuple[str, uuid.UUID, str], uuid.UUID]) -> None:
-    if len(_cache) + len(entries) > MAX_ENTRIES:
-        _cache.clear()
-    expires = time.monotonic() + TTL_SECONDS
-    for cache_key, value in entries.items():
-        _cache[cache_key] = (value, expires)
+    _cache.set_many(entries)
 
 
 def _resolve(kind: str, environment: Environment, names: set[str]) -> dict[str, uuid.UUID]:
-    now = time.monotonic()
     found: dict[str, uuid.UUID] = {}
     missing: list[str] = []
     env_id = environment.pk
     for name in names:
         hit = _cache.get((kind, env_id, name))
-        if hit is not None and hit[1] > now:
-            found[name] = hit[0]
+        if hit is not None:
+            found[name] = hit
         else:
             missing.append(name)
     if missing:
@@ -70,16 +64,15 @@ def cached_ids(
     When it answers, ingestion has nothing to create, so storing the events is
     one statement that needs no transaction around it.
     """
-    now = time.monotonic()
     env_id = environment.pk
     out: list[dict[str, uuid.UUID]] = []
     for kind, names in (("c", customer_refs), ("f", feature_keys)):
         found: dict[str, uuid.UUID] = {}
         for name in names:
             hit = _cache.get((kind, env_id, name))
-            if hit is None or hit[1] <= now:
+            if hit is None:
                 return None
-            found[name] = hit[0]
+            found[name] = hit
         out.append(found)
     return out[0], out[1]
 

@@ -16,13 +16,14 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
+
+# The strict field types are shared by the catalog's two APIs.
+from apps.core.api.fields import MetadataField, StrictCharField
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import InvalidQuery
-
-# The strict field types are shared by the catalog's two APIs.
-from apps.customers.api import MetadataField, StrictCharField, environment_of
 
 from .models import Feature
 from .selectors import feature_get, features_search

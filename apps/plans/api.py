@@ -18,12 +18,13 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
+from apps.core.api.fields import MetadataField, StrictCharField
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, decimal, decimal_pattern, documented, many, page
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.money import parse_decimal
-from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.features.models import Feature
 from apps.features.selectors import feature_get, features_for
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from apps.core.money import currency_exponent, decimal_str
+from apps.core.money_format import format_number, format_price
 
 from .models import Plan, PlanFeatureRule
 from .pricing import PricingModel, Rule, Tier
@@ -23,7 +23,6 @@ PRICING_TYPE = {
     PricingModel.VOLUME: "volume",
     PricingModel.PACKAGE: "package",
 }
-CURRENCY_SYMBOL = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 WINDOW_TEXT: dict[str, str] = {
     PlanFeatureRule.ResetInterval.BILLING_PERIOD: "per billing period",
     PlanFeatureRule.ResetInterval.DAY: "per day",
@@ -34,21 +33,6 @@ WINDOW_TEXT: dict[str, str] = {
 
 
 # -- readable text ------------------------------------------------------------------------
-
-
-def number(value: Decimal | int) -> str:
-    """``1000`` -> ``"1,000"``, ``Decimal("0.0020")`` -> ``"0.002"``."""
-    return format(Decimal(decimal_str(Decimal(value))), ",f")
-
-
-def money(amount: Decimal, currency: str) -> str:
-    """An amount for people: at least the currency's minor digits (``$19.50``, ``¥1,000``),
-    more when the amount has them (a unit price of ``$0.0025`` stays exact)."""
-    whole, _, fraction = number(amount).partition(".")
-    fraction = fraction.ljust(currency_exponent(currency), "0")
-    text = f"{whole}.{fraction}" if fraction else whole
-    symbol = CURRENCY_SYMBOL.get(currency)
-    return f"{symbol}{text}" if symbol else f"{text} {currency}"
 
 
 def _singular(label: str) -> str:
@@ -68,11 +52,11 @@ def _plural(label: str) -> str:
 
 
 def _units(amount: Decimal | int, label: str) -> str:
-    return f"{number(amount)} {_singular(label) if amount == 1 else _plural(label)}"
+    return f"{format_number(amount)} {_singular(label) if amount == 1 else _plural(label)}"
 
 
 def _per_unit(price: Decimal, label: str, currency: str) -> str:
-    return f"{money(price, currency)} per {_singular(label)}"
+    return f"{format_price(price, currency)} per {_singular(label)}"
 
 
 def _tier_price(tier: Tier, label: str, currency: str, *, lead: str = "at ") -> str:
@@ -82,7 +66,7 @@ def _tier_price(tier: Tier, label: str, currency: str, *, lead: str = "at ") -> 
     if tier.unit_price or not tier.flat_fee:
         parts.append(lead + _per_unit(tier.unit_price, label, currency))
     if tier.flat_fee:
-        parts.append(f"{money(tier.flat_fee, currency)} flat")
+        parts.append(f"{format_price(tier.flat_fee, currency)} flat")
     return " + ".join(parts)
 
 
@@ -97,7 +81,7 @@ def _graduated_text(tiers: tuple[Tier, ...], label: str, currency: str) -> str:
             parts.append(f"then {price}" if price != "free" else "then free")
             break
         span = tier.up_to - lower
-        head = f"first {_units(span, label)}" if index == 0 else f"next {number(span)}"
+        head = f"first {_units(span, label)}" if index == 0 else f"next {format_number(span)}"
         parts.append(f"{head} {_tier_price(tier, label, currency)}")
         lower = tier.up_to
     return ", ".join(parts)
@@ -109,10 +93,12 @@ def _volume_text(tiers: tuple[Tier, ...], label: str, currency: str) -> str:
     for tier in tiers:
         price = _tier_price(tier, label, currency, lead="")
         if tier.up_to is None:
-            head = f"above {number(lower)}" if lower else "any amount"
+            head = f"above {format_number(lower)}" if lower else "any amount"
         else:
             head = (
-                f"up to {_units(tier.up_to, label)}" if not lower else f"up to {number(tier.up_to)}"
+                f"up to {_units(tier.up_to, label)}"
+                if not lower
+                else f"up to {format_number(tier.up_to)}"
             )
             lower = tier.up_to
         parts.append(f"{head}: {price}")
@@ -131,7 +117,7 @@ def describe_rule(rule: Rule, *, unit_label: str, currency: str, reset_interval:
     elif model == PricingModel.PACKAGE:
         size = rule.package_size or 1
         block = _singular(label) if size == 1 else _units(size, label)
-        core = f"{money(rule.unit_price or Decimal(0), currency)} per {block}"
+        core = f"{format_price(rule.unit_price or Decimal(0), currency)} per {block}"
     elif model == PricingModel.GRADUATED:
         core = _graduated_text(rule.tiers, label, currency)
     else:
@@ -155,7 +141,7 @@ def describe_rule(rule: Rule, *, unit_label: str, currency: str, reset_interval:
 
 def describe_plan_price(plan: Plan) -> str:
     period = "month" if plan.interval_months == Plan.Interval.MONTHLY else "year"
-    return f"{money(plan.price_amount, plan.currency)} per {period}"
+    return f"{format_price(plan.price_amount, plan.currency)} per {period}"
 
 
 # -- JSON ---------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from genai_prices import types as gp
 from genai_prices.data_snapshot import DataSnapshot
 
 from apps.core.errors import ValidationFailed
+from apps.core.memo import LocalCache
 from apps.core.redis import env_key, get_redis, global_key
 from apps.core.tenancy import scoped
 
@@ -435,19 +436,13 @@ class _Cached[T]:
     stamp: bytes | None
 
 
-class _Caches:
-    def __init__(self) -> None:
-        self.lock = threading.RLock()  # re-entrant: a lazy first sync runs under it
-        self.catalog: _Cached[Catalog] | None = None
-        self.overrides: dict[object, _Cached[EnvOverrides]] = {}
-
-    def clear(self) -> None:
-        with self.lock:
-            self.catalog = None
-            self.overrides.clear()
-
-
-_caches = _Caches()
+_catalog_lock = threading.RLock()  # re-entrant: a lazy first sync runs under it
+# The one catalog (key None), and each environment's overrides; fresh while their Redis
+# stamps match (``_fresh``).
+_catalog: LocalCache[None, _Cached[Catalog]] = LocalCache("pricing.catalog", max_entries=1)
+_overrides: LocalCache[object, _Cached[EnvOverrides]] = LocalCache(
+    "pricing.overrides", max_entries=10_000
+)
 
 
 def _fresh[T](entry: _Cached[T] | None, key: str, max_age: float, now: float) -> bool:
@@ -465,25 +460,25 @@ def _fresh[T](entry: _Cached[T] | None, key: str, max_age: float, now: float) ->
 
 def get_catalog() -> Catalog:
     now = time.monotonic()
-    entry = _caches.catalog
+    entry = _catalog.get(None)
     if entry is not None and _fresh(entry, CATALOG_STAMP_KEY, CATALOG_MAX_AGE, now):
         return entry.value
-    with _caches.lock:
-        entry = _caches.catalog
+    with _catalog_lock:
+        entry = _catalog.get(None)
         if entry is not None and entry.loaded_at >= now:
             return entry.value  # another thread reloaded while we waited
         stamp = _read_stamp(CATALOG_STAMP_KEY)
         catalog = _load_catalog()
         loaded = time.monotonic()
-        _caches.catalog = _Cached(
-            catalog, loaded, loaded, stamp if isinstance(stamp, bytes) else None
+        _catalog.set(
+            None, _Cached(catalog, loaded, loaded, stamp if isinstance(stamp, bytes) else None)
         )
         return catalog
 
 
 def get_overrides(environment_id: uuid.UUID) -> EnvOverrides:
     now = time.monotonic()
-    entry = _caches.overrides.get(environment_id)
+    entry = _overrides.get(environment_id)
     if entry is not None and now - entry.checked_at < CHECK_SECONDS:
         return entry.value  # the common case, kept free of any work
     key = overrides_stamp_key(environment_id)
@@ -492,24 +487,19 @@ def get_overrides(environment_id: uuid.UUID) -> EnvOverrides:
     stamp = _read_stamp(key)
     value = _load_overrides(environment_id)
     loaded = time.monotonic()
-    _caches.overrides[environment_id] = _Cached(
-        value, loaded, loaded, stamp if isinstance(stamp, bytes) else None
+    _overrides.set(
+        environment_id, _Cached(value, loaded, loaded, stamp if isinstance(stamp, bytes) else None)
     )
     return value
 
 
 def catalog_changed() -> None:
     """Call after the catalog changed (and again on commit): drop our copy, tell the others."""
-    with _caches.lock:
-        _caches.catalog = None
+    with _catalog_lock:
+        _catalog.pop(None)
     _bump(CATALOG_STAMP_KEY)
 
 
 def overrides_changed(environment_id: object) -> None:
-    _caches.overrides.pop(environment_id, None)
+    _overrides.pop(environment_id)
     _bump(overrides_stamp_key(environment_id))
-
-
-def clear_local_caches() -> None:
-    """Forget everything cached in this process (tests, and after a restore)."""
-    _caches.clear()

@@ -15,11 +15,11 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import decode_cursor, page_limit, paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, limit_parameter
 from apps.core.errors import InvalidQuery, NotFound
-from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
 
 from .rendering import render_job, render_subscription

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from apps.analytics.revenue_sources import ExtraRevenue
 from apps.billing.attribution import attribution_shares
 from apps.billing.usage import usage_sums
+from apps.core.memo import LocalCache
 from apps.core.money import USD_EVENT
 from apps.core.months import add_months
 from apps.core.tenancy import scoped
@@ -60,8 +59,9 @@ DAY = dt.timedelta(days=1)
 CURRENCY = "USD"
 CACHE_SECONDS = 30
 CACHE_SIZE = 256
-_cache: dict[tuple, tuple[float, ExtraRevenue]] = {}
-_cache_lock = threading.Lock()
+_cache: LocalCache[tuple, ExtraRevenue] = LocalCache(
+    "stripe_import.revenue", ttl=CACHE_SECONDS, max_entries=CACHE_SIZE
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -189,18 +189,11 @@ def imported_revenue(
     if not rows:
         return ExtraRevenue()
     key = (environment.pk, start, end, tuple(tuple(row.values()) for row in rows))
-    now = time.monotonic()
-    with _cache_lock:
-        cached = _cache.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
     result = _attributed(environment, start, end, rows)
-    with _cache_lock:
-        if len(_cache) >= CACHE_SIZE:
-            stale = [k for k, (until, _r) in _cache.items() if until <= now] or list(_cache)[:1]
-            for k in stale:
-                del _cache[k]
-        _cache[key] = (now + CACHE_SECONDS, result)
+    _cache.set(key, result)
     return result
 
 

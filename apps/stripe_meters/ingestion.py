@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -31,6 +29,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.billing.models import BillingSettings, StripeMode
+from apps.core.memo import LocalCache
 from apps.core.money import decimal_str
 from apps.core.redis import get_redis
 from apps.core.tenancy import scoped
@@ -47,29 +46,27 @@ NAME = "stripe_meters"
 MODE_RECHECK = 5.0  # seconds a process trusts its cached Stripe mode of an environment
 KICK_WINDOW = 1.0  # seconds: at most one sender task per environment per window
 
-_modes: dict[uuid.UUID, tuple[bool, float]] = {}
-_modes_lock = threading.Lock()
+_modes: LocalCache[uuid.UUID, bool] = LocalCache(
+    "stripe_meters.modes", ttl=MODE_RECHECK, max_entries=10_000
+)
 
 
 def is_stripe_driven(environment_id: uuid.UUID) -> bool:
     """Whether Stripe drives billing in the environment (cached per process)."""
-    now = time.monotonic()
     cached = _modes.get(environment_id)
-    if cached is not None and now - cached[1] < MODE_RECHECK:
-        return cached[0]
+    if cached is not None:
+        return cached
     driven = (
         scoped(BillingSettings, environment_id)
         .filter(stripe_mode=StripeMode.STRIPE_DRIVEN)
         .exists()
     )
-    with _modes_lock:
-        _modes[environment_id] = (driven, now)
+    _modes.set(environment_id, driven)
     return driven
 
 
 def forget_mode(environment_id: uuid.UUID) -> None:
-    with _modes_lock:
-        _modes.pop(environment_id, None)
+    _modes.pop(environment_id)
 
 
 def uncovered_units(item: Item) -> Decimal:

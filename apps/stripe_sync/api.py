@@ -15,11 +15,12 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.billing.selectors import invoice_get
 from apps.billing.services import billing_settings_get
+from apps.core.api.fields import StrictCharField
 from apps.core.errors import ValidationFailed
-from apps.customers.api import StrictCharField, environment_of
 
 from .models import StripeConnection, StripeInvoiceSync
 from .passthrough import stripe_invoice_push_request

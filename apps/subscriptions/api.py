@@ -17,12 +17,13 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access, pinned_customer_reference
+from apps.core.api.fields import MetadataField, StrictCharField
 from apps.core.api.pagination import decode_cursor, page_limit, paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, documented, page
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
-from apps.customers.api import MetadataField, StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 from apps.customers.services import REFERENCE_MAX_LENGTH
 from apps.plans.models import Plan

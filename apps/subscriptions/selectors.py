@@ -10,20 +10,21 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
 from apps.core.errors import NotFound
 from apps.core.tenancy import scoped
-from apps.plans.models import PlanFeatureRule
+from apps.plans.models import Plan, PlanFeatureRule
 from apps.plans.pricing import Rule
 
+from .in_force import InForce, Terms, in_force_at
 from .models import Subscription, SubscriptionChange
-from .periods import cap_window, period_at
+from .periods import cap_window
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
@@ -80,9 +81,8 @@ def subscriptions_search(
 def subscription_changes(subscription: Subscription) -> QuerySet[SubscriptionChange]:
     """The plan changes of one subscription, newest first."""
     return (
-        SubscriptionChange.objects.filter(
-            environment_id=subscription.environment_id, subscription_id=subscription.pk
-        )
+        scoped(SubscriptionChange, subscription.environment_id)
+        .filter(subscription_id=subscription.pk)
         .select_related("from_plan", "to_plan")
         .order_by("-requested_at", "-id")
     )
@@ -115,17 +115,62 @@ class ActiveRule:
     window_end: dt.datetime | None  # None: the cap never resets
 
 
-def _period_now(
-    row: Mapping[str, Any], plan_interval: int, at: dt.datetime
-) -> tuple[dt.datetime, dt.datetime]:
-    """The billing period containing ``at``, even when the period job has not run yet."""
-    if at < row["current_period_end"]:
-        return row["current_period_start"], row["current_period_end"]
-    anchor, months = row["billing_anchor"], row["interval_months"]
-    if row["pending_at"] is not None and row["pending_at"] <= at and plan_interval != months:
-        # A due plan change with another interval re-anchors at its effective instant.
-        anchor, months = row["pending_at"], plan_interval
-    return period_at(anchor, months, at)
+def subscription_terms(
+    environment_id: uuid.UUID, customer_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, list[Terms]]:
+    """Each customer's live subscriptions as :class:`Terms` (with their pending plan
+    change), oldest first; every customer asked about has a list. One query."""
+    ids = list(set(customer_ids))
+    pending = SubscriptionChange.objects.filter(
+        subscription_id=OuterRef("pk"), status=SubscriptionChange.Status.PENDING
+    )
+    rows = (
+        scoped(Subscription, environment_id)
+        .filter(
+            customer_id__in=ids,
+            status__in=Subscription.LIVE_STATUSES,
+        )
+        .annotate(
+            pending_plan=Subquery(pending.values("to_plan_id")[:1]),
+            pending_at=Subquery(pending.values("effective_at")[:1]),
+        )
+        .order_by("started_at", "id")
+        .values_list(
+            "customer_id",
+            "id",
+            "status",
+            "started_at",
+            "billing_anchor",
+            "interval_months",
+            "current_period_start",
+            "current_period_end",
+            "cancel_at",
+            "plan_id",
+            "pending_plan",
+            "pending_at",
+        )
+    )
+    out: dict[uuid.UUID, list[Terms]] = {customer_id: [] for customer_id in ids}
+    for row in rows:
+        out[row[0]].append(Terms(*row[1:]))
+    return out
+
+
+def plan_in_force(
+    environment: Environment, customer: Customer, at: dt.datetime | None = None
+) -> list[InForce]:
+    """The customer's subscriptions in force at ``at`` (default now), oldest first, each
+    with the plan, status and billing period it has then (:mod:`.in_force`). Two queries."""
+    at = at or timezone.now()
+    terms = subscription_terms(environment.pk, [customer.pk])[customer.pk]
+    pending = {t.pending_plan_id for t in terms if t.pending_plan_id is not None}
+    intervals = dict(
+        scoped(Plan, environment).filter(pk__in=pending).values_list("id", "interval_months")
+        if pending
+        else {}
+    )
+    found = (in_force_at(t, at, intervals) for t in terms)
+    return [state for state in found if state is not None]
 
 
 def active_subscription_rules(
@@ -138,76 +183,50 @@ def active_subscription_rules(
     """Each rule of each subscription of ``customer`` in force at ``at`` (default now).
 
     Two queries: the customer's live subscriptions (with their pending plan
-    change), then the rules of the plans in force with their features and plans.
-    Correct between runs of the period job: a period that ended is rolled
-    forward in memory, a cancellation or plan change that fell due is applied.
+    change), then the rules of their plans (current and pending) with their
+    features and plans. Correct between runs of the period job (:mod:`.in_force`).
     Ordered by subscription start, then feature key. ``feature_keys`` narrows
     the rules (e.g. the one feature an entitlement check asks about).
     """
     at = at or timezone.now()
-    pending = SubscriptionChange.objects.filter(
-        subscription_id=OuterRef("pk"), status=SubscriptionChange.Status.PENDING
-    )
-    rows = list(
-        subscriptions_for(environment)
-        .filter(customer_id=customer.pk, status__in=Subscription.LIVE_STATUSES)
-        .filter(Q(cancel_at__isnull=True) | Q(cancel_at__gt=at))
-        .annotate(
-            pending_plan=Subquery(pending.values("to_plan_id")[:1]),
-            pending_at=Subquery(pending.values("effective_at")[:1]),
-        )
-        .order_by("started_at", "id")
-        .values(
-            "id",
-            "plan_id",
-            "status",
-            "started_at",
-            "billing_anchor",
-            "interval_months",
-            "current_period_start",
-            "current_period_end",
-            "pending_plan",
-            "pending_at",
-        )
-    )
-    if not rows:
+    terms = subscription_terms(environment.pk, [customer.pk])[customer.pk]
+    if not terms:
         return []
-    plan_of = {}
-    for row in rows:
-        due = row["pending_plan"] is not None and row["pending_at"] <= at
-        plan_of[row["id"]] = row["pending_plan"] if due else row["plan_id"]
-    rules = PlanFeatureRule.objects.filter(
-        environment_id=environment.pk, plan_id__in=set(plan_of.values())
-    ).select_related("feature", "plan")
+    plan_ids = {t.plan_id for t in terms} | {
+        t.pending_plan_id for t in terms if t.pending_plan_id is not None
+    }
+    rules = (
+        scoped(PlanFeatureRule, environment)
+        .filter(plan_id__in=plan_ids)
+        .select_related("feature", "plan")
+    )
     if feature_keys is not None:
         rules = rules.filter(feature__key__in=list(feature_keys))
     by_plan: dict[uuid.UUID, list[PlanFeatureRule]] = {}
+    intervals: dict[uuid.UUID, int] = {}
     for rule in sorted(rules, key=lambda r: r.feature.key):
         by_plan.setdefault(rule.plan_id, []).append(rule)
+        intervals[rule.plan_id] = rule.plan.interval_months
 
     out = []
-    for row in rows:
-        plan_rules = by_plan.get(plan_of[row["id"]], [])
-        if not plan_rules:
+    for sub in terms:
+        state = in_force_at(sub, at, intervals)
+        if state is None:
             continue
-        plan = plan_rules[0].plan
-        period_start, period_end = _period_now(row, plan.interval_months, at)
-        status = row["status"]
-        if status == Subscription.Status.TRIALING and at >= row["current_period_end"]:
-            status = Subscription.Status.ACTIVE
-        for rule in plan_rules:
+        for rule in by_plan.get(state.plan_id, []):
+            plan = rule.plan
             window_start, window_end = cap_window(
                 rule.reset_interval,
                 at=at,
-                period_start=period_start,
-                period_end=period_end,
-                started_at=row["started_at"],
+                period_start=state.period_start,
+                period_end=state.period_end,
+                started_at=state.started_at,
             )
             out.append(
                 ActiveRule(
-                    subscription_id=row["id"],
-                    subscription_status=status,
-                    subscription_started_at=row["started_at"],
+                    subscription_id=state.subscription_id,
+                    subscription_status=state.status,
+                    subscription_started_at=state.started_at,
                     plan_id=plan.pk,
                     plan_key=plan.key,
                     currency=plan.currency,
@@ -219,8 +238,8 @@ def active_subscription_rules(
                     reset_interval=rule.reset_interval,
                     credit_denomination=rule.credit_denomination,
                     credits_per_unit=rule.credits_per_unit,
-                    period_start=period_start,
-                    period_end=period_end,
+                    period_start=state.period_start,
+                    period_end=state.period_end,
                     window_start=window_start,
                     window_end=window_end,
                 )

@@ -6,16 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from apps.credits import weights
-from apps.events import resolve
-from apps.pricing import catalog as pricing_catalog
+from apps.core import memo
 
 
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
-    pricing_catalog.clear_local_caches()
-    resolve.clear_cache()
-    weights.clear_local_cache()
+    memo.clear_all()
     yield
-    pricing_catalog.clear_local_caches()
-    resolve.clear_cache()
+    memo.clear_all()

@@ -10,6 +10,8 @@ from apps.accounts.middleware import SESSION_ENV
 from apps.accounts.models import Role
 from apps.billing.models import Invoice
 from apps.billing.services import billing_close_periods
+from apps.core.money import from_minor_units
+from apps.core.money_format import money_html
 from apps.plans.models import Plan
 from tests.billing.helpers import plan, subscribe, usage, utc
 from tests.conftest import web_as
@@ -58,3 +60,19 @@ class TestInvoicePage:
 
     def test_unknown_invoice_is_404(self, web, invoice):
         assert web.get("/invoices/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_dashboard_and_the_printed_invoice_show_the_same_amounts(web, invoice):
+    """One money format for invoices (issue 17): "$49.60" in both places, never "49.60 USD"
+    in one of them, each amount titled with its exact value."""
+    total = money_html(from_minor_units(invoice.total_minor, invoice.currency), invoice.currency)
+    assert "$49.60" in total
+    printed = web.get(f"/invoices/{invoice.pk}").content.decode()
+    dashboard = web.get(f"/dashboard/invoices/{invoice.pk}/").content.decode()
+    for page in (printed, dashboard):
+        assert total in page
+        assert "49.60 USD" not in page
+    for line in invoice.lines.all():
+        shown = money_html(from_minor_units(line.amount_minor, invoice.currency), "USD")
+        assert shown in printed and shown in dashboard

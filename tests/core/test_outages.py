@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,8 +53,10 @@ def _post(client: Any, path: str, body: dict[str, Any], key: str) -> Any:
 
 def _expire_cached_keys(seconds_ago: float) -> None:
     """Age every cached key: its APIKEY_CACHE_SECONDS ran out ``seconds_ago``."""
-    for digest, (_expires, key) in list(key_services._cache.items()):
-        key_services._cache[digest] = (time.monotonic() - seconds_ago, key)
+    for digest in key_services._keys:
+        held = key_services._keys.entry(digest)
+        assert held is not None
+        key_services._keys.set(digest, held[0], ttl=-seconds_ago)
 
 
 @pytest.fixture

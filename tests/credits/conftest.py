@@ -13,7 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.audit import Actor
-from apps.credits import weights
+from apps.core import memo
 from apps.credits.models import (
     CreditConsumption,
     CreditGrant,
@@ -32,9 +32,9 @@ SYSTEM = Actor.system()
 
 @pytest.fixture(autouse=True)
 def _fresh_weight_cache() -> Iterator[None]:
-    weights.clear_local_cache()
+    memo.clear_all()
     yield
-    weights.clear_local_cache()
+    memo.clear_all()
 
 
 def make_model(environment: Any, denomination: str = "AI_CREDITS", **kwargs: Any) -> CreditModel:

@@ -11,7 +11,7 @@ from django.template import Context, Template
 from apps.analytics.params import Window
 from apps.analytics.selectors import Band, Totals, band_of
 from apps.dashboard.margins import band
-from apps.dashboard.templatetags.tanso_format import count, dec, duration, pct, usd
+from apps.dashboard.templatetags.tanso_format import count, dec, duration, pct, usd, usd_text
 from apps.dashboard.windows import window_from
 
 NOW = dt.datetime(2026, 3, 15, 13, 30, tzinfo=dt.UTC)
@@ -115,19 +115,21 @@ def test_the_default_target_is_70():
         (Decimal("1.005"), "$1.00"),  # half-even at the cent
         (Decimal("0.0035"), "$0.0035"),
         (Decimal("0.1"), "$0.10"),
-        (Decimal("-0.7"), "\u2212$0.70"),
-        (Decimal("0.000000001"), "<$0.00000001"),
+        (Decimal("-0.7"), "\u2212\u2060$0.70"),
+        (Decimal("0.000000001"), "$0.000000001"),
         (Decimal(0), "$0.00"),
         (None, "—"),
     ],
 )
 def test_usd(value, shown):
-    assert usd(value) == shown
+    assert usd_text(value) == shown
+    if value is not None:  # on a page: the same text, the exact value on hover
+        assert usd(value) == f'<span class="money" title="{dec(value)} USD">{shown}</span>'
 
 
 def test_signed_changes_and_percents():
-    assert usd(Decimal("2.5"), "signed") == "+$2.50"
-    assert usd(Decimal("-2.5"), "signed") == "\u2212$2.50"
+    assert usd_text(Decimal("2.5"), "signed") == "+\u2060$2.50"
+    assert usd_text(Decimal("-2.5"), "signed") == "\u2212\u2060$2.50"
     assert pct(Decimal("25.00")) == "25.0%"
     assert pct(Decimal("-141.81")) == "\u2212141.8%"
     assert pct(Decimal("3.25"), "signed,points") == "+3.2 pts"

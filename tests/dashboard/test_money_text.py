@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from apps.core.money_format import format_price as money
 from apps.plans.models import Plan
 from apps.plans.pricing import PricingModel, Rule, Tier
-from apps.plans.rendering import describe_plan_price, describe_rule, money
+from apps.plans.rendering import describe_plan_price, describe_rule
 from tests.plans.helpers import make_plan
 
 from .html import find_all
@@ -26,8 +27,8 @@ from .html import find_all
         ("0.0025", "USD", "$0.0025"),  # a unit price: exact
         ("0.002", "GBP", "£0.002"),
         ("1000", "JPY", "¥1,000"),  # no minor unit
-        ("2.5", "KWD", "2.500 KWD"),  # three
-        ("7.1", "CHF", "7.10 CHF"),
+        ("2.5", "KWD", "2.500\u00a0KWD"),  # three
+        ("7.1", "CHF", "7.10\u00a0CHF"),
     ],
 )
 def test_money_keeps_the_minor_digits(amount, currency, shown):

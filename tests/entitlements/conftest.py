@@ -14,13 +14,12 @@ from django.test import override_settings
 from django.utils import timezone
 
 from apps.accounts.audit import Actor
+from apps.core import memo
 from apps.core.redis import get_redis
-from apps.credits import weights
 from apps.credits.models import CreditModel
 from apps.credits.services import credit_grant, credit_model_create, credit_pool_ensure
 from apps.customers.models import Customer
-from apps.entitlements import counters, selectors, state
-from apps.events import resolve
+from apps.entitlements import counters
 from apps.plans.models import Plan
 from apps.plans.pricing import PricingModel, Rule, Tier
 from apps.plans.services import RuleSpec
@@ -44,13 +43,9 @@ def iso(at: dt.datetime) -> str:
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     """Rows roll back between tests; the per-process caches must forget them too."""
-    for clear in (state.clear_local_cache, selectors.clear_local_cache, resolve.clear_cache):
-        clear()
-    weights.clear_local_cache()
+    memo.clear_all()
     yield
-    for clear in (state.clear_local_cache, selectors.clear_local_cache, resolve.clear_cache):
-        clear()
-    weights.clear_local_cache()
+    memo.clear_all()
 
 
 def rule(

@@ -13,8 +13,7 @@ from django.db import connection
 from django.db.models import BigIntegerField, DecimalField, ExpressionWrapper, F, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 
-from apps.events import resolve
-from apps.pricing import catalog as pricing_catalog
+from apps.core import memo
 from apps.pricing.services import catalog_sync
 
 # A minimal catalog in genai-prices' published shape (USD per million tokens).
@@ -69,18 +68,16 @@ def catalog_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     """Rows roll back between tests; the in-process caches must forget them too."""
-    pricing_catalog.clear_local_caches()
-    resolve.clear_cache()
+    memo.clear_all()
     yield
-    pricing_catalog.clear_local_caches()
-    resolve.clear_cache()
+    memo.clear_all()
 
 
 @pytest.fixture
 def catalog(db: Any, catalog_file: Path) -> None:
     """The small catalog above, loaded through the pricing service."""
     catalog_sync(source=str(catalog_file))
-    pricing_catalog.clear_local_caches()
+    memo.clear_all()
 
 
 def db_rows(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from apps.pricing.catalog import clear_local_caches
+from apps.core import memo
 from apps.pricing.services import catalog_ensure_loaded
 from apps.pricing.source import load_source
 
@@ -27,9 +27,9 @@ def price_catalog(django_db_setup: Any, django_db_blocker: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_pricing_caches(price_catalog: None) -> Iterator[None]:
-    clear_local_caches()
+    memo.clear_all()
     yield
-    clear_local_caches()
+    memo.clear_all()
 
 
 @pytest.fixture

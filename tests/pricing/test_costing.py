@@ -11,6 +11,7 @@ import pytest
 from genai_prices import Usage, calc_price
 from genai_prices.data import providers as bundled_providers
 
+from apps.core import memo
 from apps.core.money import quantize_event_amount
 from apps.pricing.catalog import InvalidUsage
 from apps.pricing.costing import (
@@ -235,9 +236,7 @@ def test_a_date_before_the_catalog_window_of_a_closed_version_is_unpriced():
     PriceVersion.objects.filter(pk=q.price_version_id).update(
         effective_from=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     )
-    from apps.pricing.catalog import clear_local_caches
-
-    clear_local_caches()
+    memo.clear_all()  # forget the cached catalog: the version's window changed
     early = quote("gpt-4o", "openai", at=dt.datetime(2025, 12, 31, tzinfo=dt.UTC))
     assert early.cost_usd is None and early.source == "unpriced"
     assert early.model == "gpt-4o"

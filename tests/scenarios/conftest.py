@@ -9,20 +9,13 @@ from typing import Any
 
 import pytest
 
-from apps.credits import weights
-from apps.entitlements import selectors, state
-from apps.events import resolve
-from apps.pricing import catalog as pricing_catalog
+from apps.core import memo
 
 from .helpers import Life
 
 
 def _clear() -> None:
-    pricing_catalog.clear_local_caches()
-    resolve.clear_cache()
-    weights.clear_local_cache()
-    state.clear_local_cache()
-    selectors.clear_local_cache()
+    memo.clear_all()
 
 
 @pytest.fixture(autouse=True)

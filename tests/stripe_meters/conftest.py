@@ -17,16 +17,13 @@ from django.utils import timezone
 from apps.accounts.audit import Actor
 from apps.accounts.models import Environment
 from apps.billing.services import billing_settings_update
-from apps.credits import weights
+from apps.core import memo
 from apps.credits.models import CreditModel
 from apps.credits.services import credit_grant, credit_model_create, credit_pool_ensure
 from apps.customers.models import Customer
-from apps.entitlements import selectors, state
-from apps.events import resolve
 from apps.plans.models import Plan
 from apps.plans.pricing import PricingModel, Rule, Tier
 from apps.plans.services import RuleSpec
-from apps.stripe_meters import ingestion
 from apps.stripe_meters.services import (
     meter_events_send,
     stripe_plan_provision,
@@ -194,11 +191,7 @@ def batch_event(feature: str = "tokens", units: Any = 1, ref: str = "cus_1", **k
 
 
 def _clear_caches() -> None:
-    state.clear_local_cache()
-    selectors.clear_local_cache()
-    resolve.clear_cache()
-    weights.clear_local_cache()
-    ingestion._modes.clear()
+    memo.clear_all()
 
 
 @pytest.fixture(autouse=True)

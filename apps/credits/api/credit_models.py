@@ -12,7 +12,9 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
+from apps.core.api.fields import MetadataField, StrictCharField
 from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import NotFound, ValidationFailed
@@ -20,7 +22,6 @@ from apps.credits import rendering as R
 from apps.credits import selectors as sel
 from apps.credits import services as svc
 from apps.credits.models import RolloverPolicy
-from apps.customers.api import MetadataField, StrictCharField, environment_of
 
 from .inputs import LooseChoiceField, credits_field, denomination_field
 from .schema import ALLOCATION_OUT, CREDIT_MODEL_OUT, MODEL_PARAM, _path

@@ -11,6 +11,8 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from apps.apikeys.authentication import environment_of
+from apps.core.api.fields import StrictCharField
 from apps.core.errors import NotFound, ValidationFailed
 from apps.credits import selectors as sel
 from apps.credits import services as svc
@@ -21,7 +23,6 @@ from apps.credits.models import (
     CreditPool,
     CreditTransaction,
 )
-from apps.customers.api import StrictCharField, environment_of
 from apps.customers.selectors import customer_get
 
 

@@ -13,13 +13,14 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
+from apps.core.api.fields import MetadataField, StrictCharField
 from apps.core.errors import ValidationFailed
 from apps.credits import rendering as R
 from apps.credits import services as svc
 from apps.credits.amounts import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 from apps.credits.models import CreditTransaction, GrantType
-from apps.customers.api import MetadataField, StrictCharField, environment_of
 
 from .inputs import (
     LooseChoiceField,

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.pagination import page_limit, paginate_newest_first
@@ -19,7 +20,6 @@ from apps.core.errors import InvalidQuery
 from apps.credits import rendering as R
 from apps.credits import selectors as sel
 from apps.credits.models import TransactionType
-from apps.customers.api import environment_of
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_get
 

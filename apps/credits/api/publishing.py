@@ -12,7 +12,9 @@ from rest_framework.response import Response
 
 from apps.accounts.audit import Actor
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
+from apps.core.api.fields import StrictCharField
 from apps.core.api.query import query_bool
 from apps.core.api.schema import OPTIONAL_INSTANT_SCHEMA, many, page
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
@@ -26,7 +28,6 @@ from apps.credits.amounts import (
     WEIGHT_MAX,
     WEIGHT_MAX_DIGITS,
 )
-from apps.customers.api import StrictCharField, environment_of
 from apps.features.selectors import feature_get
 
 from .inputs import _now, denomination_field

@@ -8,12 +8,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.apikeys import scopes as S
+from apps.apikeys.authentication import environment_of
 from apps.apikeys.idempotency import APIView
 from apps.apikeys.permissions import ensure_customer_access
 from apps.core.api.schema import many
 from apps.credits import rendering as R
 from apps.credits import selectors as sel
-from apps.customers.api import environment_of
 from apps.customers.selectors import customer_get
 
 from .inputs import _now

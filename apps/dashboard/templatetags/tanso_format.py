@@ -1,8 +1,8 @@
 """Formatting for the dashboard: money stays Decimal until it becomes text here.
 
-* ``usd``: for people. Amounts of a dollar or more to the cent with thousands
-  separators; smaller amounts keep their significant digits (up to 8 places),
-  because AI costs live in fractions of a cent (``$0.0035``).
+* ``usd``, ``money``, ``usd_text``, ``money_text``: for people, under the one money
+  rule of :mod:`apps.core.money_format` (whole cents at and above a cent, two
+  significant digits below it, exact value on hover).
 * ``dec``: for machines (``data-*`` attributes, chart data): the exact
   decimal string the API would send.
 """
@@ -19,14 +19,13 @@ from django.utils.html import format_html
 from apps.analytics.rendering import latency_ms
 from apps.analytics.selectors import Totals, target_margin
 from apps.core.money import decimal_str
+from apps.core.templatetags import money as money_filters
 from apps.dashboard.margins import Band, band
 
 register = template.Library()
 
 # U+2212: a real minus sign reads better than a hyphen in figures.
 MINUS = "\u2212"
-CENT = Decimal("0.01")
-SMALL = Decimal("0.00000001")
 DASH = "—"
 
 
@@ -46,23 +45,11 @@ def _sign(amount: Decimal, signed: bool) -> str:
     return "+" if signed and amount > 0 else ""
 
 
-@register.filter
-def usd(value: Any, arg: str = "") -> str:
-    """``{{ x|usd }}``; ``{{ x|usd:"signed" }}`` adds "+" to a positive change."""
-    amount = _as_decimal(value)
-    if amount is None:
-        return DASH
-    sign = _sign(amount, arg == "signed")
-    amount = abs(amount)
-    if amount >= 1 or amount == 0:
-        text = f"{amount.quantize(CENT, rounding=ROUND_HALF_EVEN):,}"
-    else:
-        text = decimal_str(amount.quantize(SMALL, rounding=ROUND_HALF_EVEN))
-        if text == "0":
-            return f"{sign}<$0.00000001"
-        whole, _, frac = text.partition(".")
-        text = f"{whole}.{frac.ljust(2, '0')}"
-    return f"{sign}${text}"
+# Money under the one rule of apps.core.money_format, also loadable here ({% load money %}).
+usd = register.filter("usd", money_filters.usd)
+usd_text = register.filter("usd_text", money_filters.usd_text)
+money = register.filter("money", money_filters.money)
+money_text = register.filter("money_text", money_filters.money_text)
 
 
 @register.filter
@@ -192,19 +179,26 @@ def _all_unpriced(totals: Totals) -> bool:
     return totals.events > 0 and totals.unpriced >= totals.events
 
 
+def _bounded(prefix: str, amount: Decimal, arg: str) -> str:
+    # "text": for an attribute (a title), without the money span.
+    if arg == "text":
+        return prefix + usd_text(amount)
+    return format_html("{}{}", prefix, usd(amount))
+
+
 @register.filter
-def cost_of(totals: Totals) -> str:
+def cost_of(totals: Totals, arg: str = "") -> str:
     """The row's cost: "unknown" when no event of it has a price, "≥ $x" when some have
-    none (the known cost is a lower bound), else the cost."""
+    none (the known cost is a lower bound), else the cost. ``"text"``: without markup."""
     if _all_unpriced(totals):
         return "unknown"
-    return (AT_LEAST if totals.unpriced else "") + usd(totals.cost)
+    return _bounded(AT_LEAST if totals.unpriced else "", totals.cost, arg)
 
 
 @register.filter
-def margin_of(totals: Totals) -> str:
+def margin_of(totals: Totals, arg: str = "") -> str:
     """The row's margin: an upper bound "≤ $x" when some cost is unknown."""
-    return (AT_MOST if totals.unpriced else "") + usd(totals.margin)
+    return _bounded(AT_MOST if totals.unpriced else "", totals.margin, arg)
 
 
 @register.filter

@@ -18,9 +18,9 @@ from apps.billing.models import Invoice
 from apps.billing.services import invoice_mark_paid
 from apps.core.errors import TansoError
 from apps.core.money import from_minor_units
+from apps.core.money_format import format_money
 from apps.dashboard.confirm import Confirmation, needs_confirmation
 from apps.dashboard.decorators import tenant_view
-from apps.plans.rendering import money
 
 from .common import can_manage, error_text, get_or_404, page_of, render_page
 
@@ -83,7 +83,7 @@ def invoice_pay(request: HttpRequest, invoice_id: str) -> HttpResponse:
             Confirmation(
                 title=f"Mark invoice {invoice.number} paid?",
                 consequence=(
-                    f"The invoice of {money(invoice_amount(invoice), invoice.currency)} is "
+                    f"The invoice of {format_money(invoice_amount(invoice), invoice.currency)} is "
                     f"recorded as paid{f' (reference: {reference})' if reference else ''} "
                     "and its customer is no longer asked for it; if the subscription was past "
                     "due for it, it becomes active again. A paid invoice cannot be reopened."
