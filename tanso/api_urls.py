@@ -65,7 +65,10 @@ urlpatterns = [
     ),
     path("v1/client/events", events.ClientEventCreate.as_view(), name="api-client-events"),
     path("events/ingest", events.EventsIngest.as_view(), name="api-events-ingest"),
+    path("events/recost", events.EventsRecost.as_view(), name="api-events-recost"),
+    path("events/recost-runs", events.RecostRunList.as_view(), name="api-events-recost-runs"),
     # Newer apps keep their routes in their own urls module.
+    path("", include("apps.accounts.api_urls")),
     path("", include("apps.analytics.urls")),
     path("", include("apps.plans.urls")),
     path("", include("apps.subscriptions.urls")),
