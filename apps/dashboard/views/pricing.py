@@ -58,7 +58,8 @@ def _on_screen(form: OverrideForm, message: str) -> str:
     into the labels this form shows ("Input, USD per 1M tokens")."""
     for api_name in sorted(FORM_FIELD, key=len, reverse=True):
         name = FORM_FIELD[api_name]
-        if api_name in message and name in form.fields:
+        # Only the API's own spellings ("provider" is a word on screen too).
+        if api_name != name and api_name in message and name in form.fields:
             message = message.replace(api_name, f"“{form[name].label}”")
     return message
 

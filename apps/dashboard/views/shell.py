@@ -215,6 +215,9 @@ def key_create(request: HttpRequest) -> HttpResponse:
             .filter(reference_id=data["customer_reference_id"])
             .first()
         )
+        if customer is None and data["customer_reference_id"]:
+            form.add_error("customer_reference_id", "No customer has this reference.")
+            return _keys_page(request, form, status=400)
     budget = data.get("budget_dollars")
     try:
         with transaction.atomic():
