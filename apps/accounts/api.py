@@ -26,6 +26,7 @@ from apps.core.api.pagination import paginate_newest_first
 from apps.core.api.schema import PAGE_PARAMETERS, page
 from apps.core.errors import Forbidden, InvalidQuery, NotFound
 from apps.core.tenancy import get_org_scoped_or_404
+from apps.customers.api import StrictCharField
 
 from .audit import Actor
 from .models import AuditEntry, Environment, Invitation, Membership, Organization, Role
@@ -82,7 +83,8 @@ _ORGANIZATION = inline_serializer(
 
 
 class OrganizationInput(serializers.Serializer):
-    name = serializers.CharField(max_length=150, required=False)
+    # Strict: a JSON number is not a name (DRF's CharField would take 0 as "0").
+    name = StrictCharField(max_length=150, required=False)
     mode = serializers.ChoiceField(choices=Organization.Mode.values, required=False)
 
     def validate_name(self, value: str) -> str:

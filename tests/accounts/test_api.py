@@ -35,7 +35,8 @@ def test_organization_read_and_mode_switch_is_audited(tenant, outsider):
 
 
 @pytest.mark.parametrize(
-    "body", [{"mode": "enterprise"}, {"name": "   "}, {"name": "x" * 151}, {"mode": None}]
+    "body",
+    [{"mode": "enterprise"}, {"name": "   "}, {"name": "x" * 151}, {"mode": None}, {"name": 0}],
 )
 def test_bad_organization_changes_are_400(tenant, body):
     response = tenant.api().patch("/api/organization", body, format="json")
