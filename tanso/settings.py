@@ -412,6 +412,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ReservationStatusEnum": ["held", "settled", "released", "expired"],
         "ApiKeyStatusEnum": ["active", "expired", "revoked"],
+        "MemberRoleEnum": ["owner", "admin", "member", "viewer"],
+        "GrantableRoleEnum": ["admin", "member", "viewer"],
         "PlanChangeStatusEnum": ["PENDING", "COMPLETED", "CANCELLED"],
         "InvoiceStatusEnum": ["PENDING", "DUE", "PAST_DUE", "PAID", "VOID"],
         "PlanStatusEnum": ["DRAFT", "ACTIVE", "ARCHIVED"],

@@ -17,8 +17,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # allauth's login page with lockouts answered 429 (apps/accounts/views.py).
     path("accounts/login/", accounts.login, name="account_login"),
+    path(
+        "accounts/verification/resend/",
+        accounts.resend_verification,
+        name="account_resend_verification",
+    ),
     path("accounts/", include("allauth.urls")),
-    path("invitations/", include("apps.accounts.urls")),
+    path("invitations/", include("apps.accounts.page_urls")),
     path("onboarding/", include("apps.onboarding.page_urls")),
     path("dashboard/stripe/import/", include("apps.stripe_import.page_urls")),
     path("dashboard/", include("apps.dashboard.urls")),

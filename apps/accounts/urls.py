@@ -1,9 +1,21 @@
+"""API routes of apps.accounts (the organization, members, audit log), included under /api/;
+page_urls.py holds its invitation pages."""
+
 from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import api
 
-app_name = "accounts"
-
-urlpatterns = [path("<str:token>/", views.accept_invitation, name="invitation_accept")]
+urlpatterns = [
+    path("organization", api.OrganizationDetail.as_view(), name="api-organization"),
+    path("members", api.MemberList.as_view(), name="api-members"),
+    path("members/<str:membership_id>", api.MemberDetail.as_view(), name="api-member"),
+    path("invitations", api.InvitationCreate.as_view(), name="api-invitations"),
+    path(
+        "invitations/<str:invitation_id>",
+        api.InvitationRevoke.as_view(),
+        name="api-invitation",
+    ),
+    path("audit-log", api.AuditLog.as_view(), name="api-audit-log"),
+]

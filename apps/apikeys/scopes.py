@@ -53,3 +53,23 @@ SIGNUP_DEFAULT: tuple[str, ...] = (USAGE_READ, BILLING_READ)
 CUSTOMER_READ = "read"
 CUSTOMER_PURCHASE = "purchase"
 CUSTOMER_SCOPES: tuple[str, ...] = (CUSTOMER_READ, CUSTOMER_PURCHASE)
+
+# What each scope lets a key do, in words (the dashboard's key form shows them).
+SCOPE_DESCRIPTIONS: dict[str, str] = {
+    EVENTS_WRITE: "record events (single and batch ingestion)",
+    EVENTS_READ: "read raw events and traces",
+    USAGE_READ: "read totals, features, plans and entitlement checks",
+    USAGE_WRITE: "change features, plans, model prices; re-cost events",
+    CUSTOMERS_READ: "read customers and subscriptions",
+    CUSTOMERS_WRITE: "create and change customers, subscriptions, customer keys",
+    BILLING_READ: "read invoices, credits, billing settings, Stripe status",
+    BILLING_WRITE: "grant credits, mark invoices paid, change billing and Stripe",
+    MODELS_READ: "read model prices and per-model figures",
+    ALERTS_READ: "read alerts",
+    ALERTS_WRITE: "create and change alerts",
+    RECOMMENDATIONS_READ: "read recommendations",
+    PROXY_CHAT: "call models through the LLM gateway",
+    ADMIN: "manage API keys, members, the organization and read the audit log",
+    CUSTOMER_READ: "customer keys: read their own customer's records",
+    CUSTOMER_PURCHASE: "customer keys: buy for their own customer",
+}

@@ -22,7 +22,7 @@ class ApiKeyForm(forms.Form):
     kind = forms.ChoiceField(choices=ApiKey.Kind.choices, initial=ApiKey.Kind.OBSERVE)
     name = forms.CharField(max_length=100, required=False)
     scopes = forms.MultipleChoiceField(
-        choices=[(s, s) for s in S.ALL_SCOPES + S.CUSTOMER_SCOPES],
+        choices=[(s, f"{s}: {S.SCOPE_DESCRIPTIONS[s]}") for s in S.ALL_SCOPES + S.CUSTOMER_SCOPES],
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
@@ -53,12 +53,14 @@ def _text(label: str) -> forms.CharField:
 
 
 class EventFilterForm(forms.Form):
-    """Filters of the events page: exact matches, as ``GET /api/events`` takes them."""
+    """Filters of the events page. Customer and feature are searches (part of a reference,
+    email, name or key, any case), the provider is any case, the rest exact matches as
+    ``GET /api/events`` takes them."""
 
     SINCE = (("", "Any time"), ("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"))
 
-    customer = _text("Customer")
-    feature = _text("Feature")
+    customer = _text("Customer (reference, email or name)")
+    feature = _text("Feature (key or name)")
     model = _text("Model")
     provider = _text("Provider")
     trace = _text("Trace id")

@@ -8,19 +8,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.audit import Actor
+from apps.analytics.params import parse_instant
 from apps.apikeys import scopes as S
 from apps.apikeys.authentication import request_key
 from apps.apikeys.idempotency import APIView
-from apps.core.api.schema import decimal_pattern, documented
-from apps.core.errors import PayloadTooLarge, ValidationFailed
+from apps.core.api.pagination import paginate_newest_first
+from apps.core.api.schema import (
+    OPTIONAL_INSTANT_SCHEMA,
+    PAGE_PARAMETERS,
+    decimal_pattern,
+    documented,
+    page,
+)
+from apps.core.errors import InvalidQuery, PayloadTooLarge, ValidationFailed
+from apps.core.tenancy import scoped
 
 from .ingest import MAX_BATCH, event_record, events_ingest
+from .models import RecostRun
 from .rendering import render_recorded
+from .services import events_recost_request
 from .validation import MAX_DURATION_MS, MAX_TOKENS
 
 UNAVAILABLE = OpenApiResponse(
@@ -310,3 +328,103 @@ class EventsIngest(APIView):
                 "No event in the batch is valid.", fields=fields, extra={"errors": result.errors}
             )
         return Response(body, status=207 if result.rejected else status.HTTP_200_OK)
+
+
+# --- Re-costing (the dashboard's "Re-cost unpriced events") ------------------------------
+
+
+def render_recost_run(run: RecostRun) -> dict[str, Any]:
+    return {
+        "id": str(run.pk),
+        "status": run.status,
+        "actor": run.actor,
+        "eventsExamined": run.events_examined,
+        "eventsChanged": run.events_changed,
+        "eventsNewlyPriced": run.events_newly_priced,
+        "costChange": run.cost_change_usd,
+        "error": run.error,
+        "startedAt": run.started_at,
+        "finishedAt": run.finished_at,
+    }
+
+
+_RECOST_RUN = inline_serializer(
+    "EventsRecostRun",
+    fields={
+        "id": serializers.CharField(),
+        "status": serializers.ChoiceField(choices=RecostRun.Status.values),
+        "actor": serializers.CharField(help_text="who asked: api:<key id>, dashboard:<email>"),
+        "eventsExamined": serializers.IntegerField(),
+        "eventsChanged": serializers.IntegerField(),
+        "eventsNewlyPriced": serializers.IntegerField(),
+        "costChange": serializers.DecimalField(
+            max_digits=24, decimal_places=12, help_text="USD, the sum of cost changes"
+        ),
+        "error": serializers.CharField(),
+        "startedAt": serializers.DateTimeField(),
+        "finishedAt": serializers.DateTimeField(allow_null=True),
+    },
+)
+_RECOST_QUEUED = inline_serializer(
+    "EventsRecostQueued",
+    fields={
+        "status": serializers.ChoiceField(choices=["queued"]),
+        "requestedAt": serializers.DateTimeField(
+            help_text="pass as ?since= to GET /api/events/recost-runs to follow the run"
+        ),
+    },
+)
+
+
+class EventsRecost(APIView):
+    """The same service as the dashboard's button: audited, enqueued after the commit."""
+
+    required_scopes = S.USAGE_WRITE
+
+    @extend_schema(
+        summary="Re-price the environment's unpriced events in the background",
+        request=None,
+        responses={202: _RECOST_QUEUED},
+    )
+    def post(self, request: Request) -> Response:
+        key = request_key(request)
+        requested_at = timezone.now()
+        events_recost_request(
+            environment=key.environment, actor=Actor.from_request(request), label=f"api:{key.pk}"
+        )
+        return Response(
+            {"status": "queued", "requestedAt": requested_at}, status=status.HTTP_202_ACCEPTED
+        )
+
+
+class RecostRunList(APIView):
+    required_scopes = S.USAGE_READ
+
+    @extend_schema(
+        summary="Re-costing runs of the environment, newest first",
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "since",
+                OPTIONAL_INSTANT_SCHEMA,
+                description="only runs started at or after this instant (ISO 8601, UTC if naive)",
+            ),
+            *PAGE_PARAMETERS,
+        ],
+        responses={200: page("EventsRecostRuns", _RECOST_RUN)},
+    )
+    def get(self, request: Request) -> Response:
+        environment = request_key(request).environment
+        runs = scoped(RecostRun, environment)
+        raw = request.query_params.get("since")
+        if raw:
+            try:
+                since = parse_instant(raw) if "\x00" not in raw else None
+            except (ValueError, OverflowError):
+                since = None
+            if since is None:
+                raise InvalidQuery(fields={"since": ["An ISO 8601 date-time."]})
+            runs = runs.filter(started_at__gte=since)
+        return Response(
+            paginate_newest_first(runs, request, render_recost_run, time_field="started_at")
+        )

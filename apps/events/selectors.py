@@ -198,9 +198,39 @@ class EventFilters:
     trace_id: str | None = None
     event_name: str | None = None
     cost_source: str | None = None
+    # The dashboard's search boxes: text found anywhere in the customer's reference,
+    # email or name / the feature's key or name, any case ("wayne" finds "cus_wayne").
+    customer_search: str | None = None
+    feature_search: str | None = None
 
 
 COST_SOURCES = tuple(CostSource.values)
+# A search names at most this many customers or features (the most recently created):
+# the events scan then walks their (environment, customer|feature, occurred_at) index.
+SEARCH_MATCH_LIMIT = 200
+
+
+def _customer_ids_matching(environment: Environment, text: str) -> list[Any]:
+    """Ids of the customers whose reference, email or name contains ``text`` (any case);
+    an exact reference first, so the one customer it names is never crowded out."""
+    customers = scoped(Customer, environment)
+    exact = list(customers.filter(reference_id=text).values_list("id", flat=True)[:1])
+    words = Q(reference_id__icontains=text) | Q(email__icontains=text)
+    for word in text.split():
+        words |= Q(first_name__icontains=word) | Q(last_name__icontains=word)
+    found = customers.filter(words).order_by("-created_at").values_list("id", flat=True)
+    return exact + [pk for pk in found[:SEARCH_MATCH_LIMIT] if pk not in exact]
+
+
+def _feature_ids_matching(environment: Environment, text: str) -> list[Any]:
+    features = scoped(Feature, environment)
+    exact = list(features.filter(key=text).values_list("id", flat=True)[:1])
+    found = (
+        features.filter(Q(key__icontains=text) | Q(name__icontains=text))
+        .order_by("-created_at")
+        .values_list("id", flat=True)
+    )
+    return exact + [pk for pk in found[:SEARCH_MATCH_LIMIT] if pk not in exact]
 
 
 def events_matching(environment: Environment, filters: EventFilters) -> QuerySet[Event]:
@@ -231,6 +261,16 @@ def events_matching(environment: Environment, filters: EventFilters) -> QuerySet
         if feature_id is None:
             return events.none()
         events = events.filter(feature_id=feature_id)
+    if filters.customer_search:
+        customer_ids = _customer_ids_matching(environment, filters.customer_search)
+        if not customer_ids:
+            return events.none()
+        events = events.filter(customer_id__in=customer_ids)
+    if filters.feature_search:
+        feature_ids = _feature_ids_matching(environment, filters.feature_search)
+        if not feature_ids:
+            return events.none()
+        events = events.filter(feature_id__in=feature_ids)
     if filters.window is not None:
         events = events.filter(
             occurred_at__gte=filters.window.start, occurred_at__lt=filters.window.end

@@ -37,21 +37,35 @@ def first_event_body(idempotency_key: str) -> dict[str, object]:
     }
 
 
+# Each run of a snippet sends a new idempotency key (a second run records a second event
+# instead of answering 409 duplicate_event): the shell, Python and JavaScript make one.
+_KEY_SLOT = "__idempotency_key__"
+
+
+def _with_fresh_key(body_json: str, expression: str) -> str:
+    return body_json.replace(f'"{_KEY_SLOT}"', expression)
+
+
 def first_event_curl(base_url: str, key: str) -> str:
-    body = first_event_body("first-event-1")
+    # Inside the single-quoted body, '"$(...)"' lets the shell fill in the time and a
+    # random number (bash and zsh; a plain sh still gets the time).
+    body = _with_fresh_key(
+        json.dumps(first_event_body(_KEY_SLOT), indent=2),
+        '"first-event-\'"$(date +%s)-$RANDOM"\'"',
+    )
     return (
         f"curl -X POST {base_url}/api/v1/client/events \\\n"
         '  -H "Content-Type: application/json" \\\n'
         f'  -H "Authorization: Bearer {key}" \\\n'
-        f"  -d '{json.dumps(body, indent=2)}'"
+        f"  -d '{body}'"
     )
 
 
 def first_event_python(base_url: str, key: str) -> str:
     # json.dumps of the body is also a valid Python literal (ints and strings only).
-    body = json.dumps(first_event_body("first-event-python-1"), indent=4)
+    body = _with_fresh_key(json.dumps(first_event_body(_KEY_SLOT), indent=4), "str(uuid.uuid4())")
     return (
-        "import requests\n\n"
+        "import uuid\n\nimport requests\n\n"
         "response = requests.post(\n"
         f'    "{base_url}/api/v1/client/events",\n'
         f'    headers={{"Authorization": "Bearer {key}"}},\n'
@@ -63,7 +77,7 @@ def first_event_python(base_url: str, key: str) -> str:
 
 
 def first_event_fetch(base_url: str, key: str) -> str:
-    body = json.dumps(first_event_body("first-event-js-1"), indent=2)
+    body = _with_fresh_key(json.dumps(first_event_body(_KEY_SLOT), indent=2), "crypto.randomUUID()")
     return (
         f'const response = await fetch("{base_url}/api/v1/client/events", {{\n'
         '  method: "POST",\n'

@@ -138,6 +138,7 @@ def test_observe_pages_render_and_work(page, live_server):
     page.goto("/dashboard/heatmap/")
     screenshot(page, "observe-heatmap")
     page.goto("/dashboard/events/")
+    page.click("[data-testid=more-filters] summary")  # the time filter is folded away
     page.select_option("select[name=since]", "7d")
     page.fill("input[name=customer]", "cus_a")
     page.click("form[data-testid=event-filters] button[type=submit]")

@@ -99,9 +99,14 @@ def test_snippets_run_as_written_against_a_live_server(tenant, catalog, live_ser
         if shutil.which("node") is None:
             pytest.fail("node is not installed")
         command = ["node", "--input-type=module", "-e", first_event_fetch(live_server.url, key)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "201" in result.stdout or '"id"' in result.stdout, result.stdout
-    stored = Event.objects.get(environment=tenant.test)
-    assert stored.cost_source == "catalog"
-    assert stored.model == "gpt-4o"
+    # Run twice, as a person trying it again would: each run sends its own idempotency
+    # key, so the second is a second event, not a 409 duplicate.
+    for _ in range(2):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "201" in result.stdout or '"id"' in result.stdout, result.stdout
+        assert "duplicate" not in result.stdout, result.stdout
+    stored = list(Event.objects.filter(environment=tenant.test))
+    assert len(stored) == 2
+    assert len({event.idempotency_key for event in stored}) == 2
+    assert all(e.cost_source == "catalog" and e.model == "gpt-4o" for e in stored)

@@ -4,9 +4,12 @@ name the organization, see the test key once, and use it."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from django.core import mail
+from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -32,6 +35,13 @@ def test_signup_verify_login_onboard_and_key_shown_once():
     # Email verification is mandatory: the dashboard is not reachable yet.
     assert len(mail.outbox) == 1
     assert browser.get("/dashboard/").status_code == 302
+    # The email names the product and SITE_URL's domain, not Django's example.com.
+    message = mail.outbox[0]
+    domain = urlsplit(settings.SITE_URL).netloc
+    assert "Hello from Tanso!" in message.body
+    assert domain in message.body
+    assert "example.com" not in message.body + message.subject
+    assert message.subject.startswith("[Tanso] ")
 
     confirm_path = _link(mail.outbox[0].body)
     assert browser.get(confirm_path).status_code == 200
@@ -110,3 +120,36 @@ def test_login_is_rate_limited(tenant):
     assert response.status_code in (200, 429)
     assert "too many" in response.content.decode().lower()
     assert browser.get("/dashboard/").status_code == 302
+
+
+def test_the_verify_page_sends_the_link_again_without_revealing_addresses(tenant):
+    browser = Client()
+    browser.post(
+        "/accounts/signup/",
+        {"email": "late@startup.io", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert len(mail.outbox) == 1
+    page = browser.get("/accounts/confirm-email/")
+    assert page.status_code == 200
+    assert b'action="/accounts/verification/resend/"' in page.content
+
+    # The signup email used this address's allowance (one per 3 minutes): nothing new yet.
+    response = browser.post("/accounts/verification/resend/", {"email": "late@startup.io"})
+    assert response.status_code == 302
+    assert len(mail.outbox) == 1
+    cache.clear()  # the 3 minutes have passed
+    answer = browser.post(
+        "/accounts/verification/resend/", {"email": "LATE@startup.io"}, follow=True
+    )
+    assert len(mail.outbox) == 2
+    assert mail.outbox[1].to == ["late@startup.io"]
+    confirm_path = _link(mail.outbox[1].body)
+    assert browser.post(confirm_path).status_code == 302  # the new link verifies
+    said = answer.content.decode()
+
+    # An unknown or already verified address gets the same words and no email.
+    for email in ("nobody@startup.io", tenant.owner.email):
+        other = Client().post("/accounts/verification/resend/", {"email": email}, follow=True)
+        assert len(mail.outbox) == 2
+        assert f"If {email} is waiting for verification" in other.content.decode()
+    assert "If LATE@startup.io is waiting for verification" in said

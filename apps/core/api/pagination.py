@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, Q, QuerySet
 from rest_framework.request import Request
 
@@ -69,9 +70,13 @@ def paginate_newest_first[M: Model](
             when = dt.datetime.fromisoformat(at)
         except ValueError:
             raise InvalidQuery(fields={"cursor": ["Malformed cursor."]}) from None
-        queryset = queryset.filter(
-            Q(**{f"{time_field}__lt": when}) | Q(**{time_field: when, "pk__lt": pk})
-        )
+        try:
+            queryset = queryset.filter(
+                Q(**{f"{time_field}__lt": when}) | Q(**{time_field: when, "pk__lt": pk})
+            )
+        except (ValueError, TypeError, DjangoValidationError):
+            # A forged id of the wrong type (a word where the key is a number).
+            raise InvalidQuery(fields={"cursor": ["Malformed cursor."]}) from None
     rows = list(queryset[: limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]

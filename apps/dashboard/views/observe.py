@@ -399,10 +399,12 @@ def _event_filters(form: EventFilterForm, now: dt.datetime) -> analytics.EventFi
         window = Window(now - SINCE[data["since"]], OPEN_END)
     return analytics.EventFilters(
         window=window,
-        customer_reference_id=data.get("customer") or None,
-        feature_key=data.get("feature") or None,
+        # Customer and feature match partially and in any case, the provider in any case
+        # (stored in lower case); model, trace and event name exactly.
+        customer_search=data.get("customer") or None,
+        feature_search=data.get("feature") or None,
         model=data.get("model") or None,
-        provider=data.get("provider") or None,
+        provider=(data.get("provider") or "").lower() or None,
         trace_id=data.get("trace") or None,
         event_name=data.get("event_name") or None,
     )
@@ -430,9 +432,12 @@ def event_rows(environment: Any, events: list[Event]) -> list[EventRow]:
 def _events_context(
     request: HttpRequest, events: list[Event], form: EventFilterForm
 ) -> dict[str, Any]:
+    params = _filter_params(request)
     return {
         "form": form,
-        "params": _filter_params(request),
+        "params": params,
+        # How many filters besides the customer are set: "More filters" opens for them.
+        "more_filters_set": len([name for name in params if name != "customer"]),
         "rows": event_rows(request.environment, events),  # type: ignore[attr-defined]
     }
 

@@ -54,11 +54,22 @@ def _initial(override: ModelPriceOverride) -> dict[str, Any]:
     }
 
 
+def _on_screen(form: OverrideForm, message: str) -> str:
+    """The service's message with the API's field names (``inputCostPerMillion``) turned
+    into the labels this form shows ("Input, USD per 1M tokens")."""
+    for api_name in sorted(FORM_FIELD, key=len, reverse=True):
+        name = FORM_FIELD[api_name]
+        # Only the API's own spellings ("provider" is a word on screen too).
+        if api_name != name and api_name in message and name in form.fields:
+            message = message.replace(api_name, f"“{form[name].label}”")
+    return message
+
+
 def _add_errors(form: OverrideForm, exc: TansoError) -> None:
     for field, errors in (exc.fields or {"_body": [exc.message]}).items():
         name = FORM_FIELD.get(field)
         for error in errors:
-            form.add_error(name if name in form.fields else None, error)
+            form.add_error(name if name in form.fields else None, _on_screen(form, error))
 
 
 def _since(raw: str | None) -> dt.datetime | None:

@@ -180,6 +180,17 @@ def invitation_cancel(request: HttpRequest, invitation_id: str) -> HttpResponse:
 # --- API keys --------------------------------------------------------------------------
 
 
+# The key service's field names (the API's) -> the key form's fields.
+_KEY_FORM_FIELD = {
+    "kind": "kind",
+    "scopes": "scopes",
+    "customerReferenceId": "customer_reference_id",
+    "budget_cents": "budget_dollars",
+    "budget_period": "budget_period",
+    "expiresAt": "expires_in_days",
+}
+
+
 def _keys_page(
     request: HttpRequest, form: ApiKeyForm, new_key: str | None = None, status: int = 200
 ) -> HttpResponse:
@@ -220,6 +231,9 @@ def key_create(request: HttpRequest) -> HttpResponse:
             .filter(reference_id=data["customer_reference_id"])
             .first()
         )
+        if customer is None and data["customer_reference_id"]:
+            form.add_error("customer_reference_id", "No customer has this reference.")
+            return _keys_page(request, form, status=400)
     budget = data.get("budget_dollars")
     try:
         with transaction.atomic():
@@ -239,9 +253,14 @@ def key_create(request: HttpRequest) -> HttpResponse:
                 ),
             )
     except TansoError as exc:
+        # The service names the API's fields; the form shows its own labels.
         for field, errors in (exc.fields or {"__all__": [exc.message]}).items():
+            name = _KEY_FORM_FIELD.get(field)
             for error in errors:
-                form.add_error(None, f"{field}: {error}" if field != "__all__" else error)
+                if name in form.fields:
+                    form.add_error(name, error)
+                else:
+                    form.add_error(None, error)
         return _keys_page(request, form, status=400)
     response = _keys_page(request, ApiKeyForm(), new_key=issued.plaintext, status=201)
     response["Cache-Control"] = "no-store"
