@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -30,7 +29,7 @@ from apps.customers.api import StrictCharField
 
 from .audit import Actor
 from .models import AuditEntry, Environment, Invitation, Membership, Organization, Role
-from .selectors import audit_log_of, members_of, open_invitations_of
+from .selectors import audit_log_seen_from, members_of, open_invitations_of
 from .services import (
     invitation_create,
     invitation_revoke,
@@ -366,9 +365,7 @@ class AuditLog(APIView):
     )
     def get(self, request: Request) -> Response:
         environment = request_key(request).environment
-        entries = audit_log_of(environment.organization).filter(
-            Q(environment=environment) | Q(environment__isnull=True)
-        )
+        entries = audit_log_seen_from(environment)
         action = _text_param(request, "action", 40)
         target = _text_param(request, "target", 64)
         if action:

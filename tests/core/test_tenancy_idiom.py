@@ -38,6 +38,10 @@ IDIOM = {"apps/core/tenancy.py"}
 
 # ORM sites allowed to name a tenant by hand: (file, function) -> why.
 ORM_ALLOWED: dict[tuple[str, str], str] = {
+    ("apps/accounts/selectors.py", "audit_log_seen_from"): (
+        "the organization's audit log (scoped_to_org), narrowed to one environment's entries"
+        " and the organization-level ones (no environment)"
+    ),
     ("apps/demo/services.py", "demo_load"): (
         "the signed-in user's own membership (user=), found by its organization's fixed name"
     ),
