@@ -25,13 +25,12 @@ the customers' totals).
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 import uuid
 from collections import defaultdict
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
+from apps.core.memo import LocalCache
 from apps.core.money import USD_EVENT
 from apps.events import usage as ledger
 from apps.events.usage import Grain, UsageFilter
@@ -44,10 +43,11 @@ if TYPE_CHECKING:
 ZERO = Decimal(0)
 _PREC = 100
 Slice = tuple[uuid.UUID, str, str]  # feature, model, provider
-CACHE_SECONDS = 30
-CACHE_SIZE = 256
-_cache: dict[tuple, tuple[float, ExtraRevenue]] = {}
-_cache_lock = threading.Lock()
+# A page asks for the same window several times: the attribution is kept for 30 s, keyed
+# by the window and the recognised rows it read (so customer totals are never stale).
+_attributions: LocalCache[tuple[Any, ...], ExtraRevenue] = LocalCache(
+    "analytics.recognised_revenue", ttl=30, max_entries=256
+)
 
 
 def shares(by_units: dict[Any, Decimal], by_cost: dict[Any, Decimal]) -> dict[Any, Decimal]:
@@ -88,18 +88,11 @@ def recognised_extra(
     if not parts:
         return ExtraRevenue()
     key = (environment.pk, start, end, tuple(parts))
-    now = time.monotonic()
-    with _cache_lock:
-        cached = _cache.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    cached = _attributions.get(key)
+    if cached is not None:
+        return cached
     result = _attributed(environment, start, end, parts)
-    with _cache_lock:
-        if len(_cache) >= CACHE_SIZE:
-            stale = [k for k, (until, _r) in _cache.items() if until <= now] or list(_cache)[:1]
-            for k in stale:
-                del _cache[k]
-        _cache[key] = (now + CACHE_SECONDS, result)
+    _attributions.set(key, result)
     return result
 
 
