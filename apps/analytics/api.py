@@ -32,7 +32,12 @@ from apps.apikeys.authentication import request_key
 from apps.apikeys.idempotency import APIView
 from apps.core.api.pagination import page_limit
 from apps.core.api.renderers import DecimalJSONRenderer, dumps
-from apps.core.api.schema import OPTIONAL_INSTANT_SCHEMA, PAGE_PARAMETERS
+from apps.core.api.schema import (
+    OPTIONAL_INSTANT_SCHEMA,
+    PAGE_PARAMETERS,
+    decimal_pattern,
+    documented,
+)
 from apps.core.errors import ValidationFailed
 from apps.events.api import EventOutputDoc
 
@@ -541,12 +546,28 @@ class TraceDetail(ReadView):
 
 
 class MarginSettingsInput(serializers.Serializer):
-    targetMarginPct = serializers.DecimalField(
-        max_digits=5,
-        decimal_places=2,
-        min_value=Decimal(0),
-        max_value=Decimal(100),
-        help_text="percent of revenue kept at or above which a row is healthy",
+    # A decimal string or a number (docs/api.md, "JSON"), 0-100 with at most 2 places.
+    targetMarginPct = documented(
+        serializers.DecimalField(
+            max_digits=5,
+            decimal_places=2,
+            min_value=Decimal(0),
+            max_value=Decimal(100),
+            required=False,
+            help_text="percent of revenue kept at or above which a row is healthy",
+        ),
+        {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "format": "decimal",
+                    "pattern": decimal_pattern(3, 2, minimum=0, maximum=100),
+                },
+                {"type": "number", "minimum": 0, "maximum": 100},
+            ],
+            "description": "percent (0-100, at most 2 decimal places) of revenue kept at or"
+            " above which a row is healthy; absent: unchanged",
+        },
     )
 
 
@@ -589,6 +610,8 @@ class MarginSettingsView(ReadView):
             raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
         body = MarginSettingsInput(data=request.data)
         body.is_valid(raise_exception=True)
+        if "targetMarginPct" not in body.validated_data:  # nothing to change
+            return Response({"targetMarginPct": target_margin(self.environment)})
         saved = margin_settings_update(
             environment=self.environment,
             target_margin_pct=body.validated_data["targetMarginPct"],

@@ -79,6 +79,14 @@ BEYOND_THE_SCHEMA = {
     ("from", "The window may span at most 400 days."),
     ("to", "Must be after from."),
     ("to", "At most 366 days after from."),
+    # A number may carry more decimal places than the field keeps (the schema bounds it).
+    ("targetMarginPct", "Ensure that there are no more than * digits*"),
+    ("targetMarginPct", "Ensure that there are no more than * decimal places."),
+    # A state the request cannot see: the credit model was archived by an earlier call.
+    ("denomination", "This credit model is archived."),
+    # A plan create's rules each name their feature; the rule component they share with the
+    # PUT (where the path names the feature) leaves featureKey optional.
+    ("featureKey", "Required."),
     # One parameter or field requires, or excludes, another.
     ("model", "Required with history=1."),
     ("phone", "Give phoneNumber or phone, not both."),
