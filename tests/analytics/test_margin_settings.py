@@ -27,12 +27,19 @@ def test_default_read_and_write(tenant):
 
 @pytest.mark.parametrize(
     "body",
-    [{"targetMarginPct": "101"}, {"targetMarginPct": "-1"}, {"targetMarginPct": "abc"}, {}, ["x"]],
+    [{"targetMarginPct": "101"}, {"targetMarginPct": "-1"}, {"targetMarginPct": "abc"}, ["x"]],
 )
 def test_bad_values_are_a_400(tenant, body):
     response = tenant.api().patch(URL, body, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "validation_failed"
+    assert target_margin(tenant.test) == Decimal(70)
+
+
+def test_an_empty_patch_changes_nothing(tenant):
+    response = tenant.api().patch(URL, {}, format="json")
+    assert response.status_code == 200
+    assert Decimal(response.json()["targetMarginPct"]) == Decimal(70)
     assert target_margin(tenant.test) == Decimal(70)
 
 

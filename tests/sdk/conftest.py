@@ -166,13 +166,13 @@ def acme(transactional_db: Any) -> Tenant:
 
 @pytest.fixture
 def catalog_loaded(transactional_db: Any, tmp_path: Path) -> None:
-    from apps.pricing import catalog as pricing_catalog
+    from apps.core import memo
     from apps.pricing.services import catalog_sync
 
     path = tmp_path / "prices.json"
     path.write_text(json.dumps(CATALOG))
     catalog_sync(source=str(path))
-    pricing_catalog.clear_local_caches()
+    memo.clear_all()
 
 
 @pytest.fixture
