@@ -422,7 +422,7 @@ class TestWeights:
             credits_per_unit=3,
             effective_from=timezone.now() - dt.timedelta(seconds=1),
         )
-        weight_cache._entries[tenant.test.pk].checked_at -= weight_cache.CHECK_SECONDS
+        weight_cache._entries.get(tenant.test.pk).checked_at -= weight_cache.CHECK_SECONDS
         weight_cache.get_redis().set(weight_cache.stamp_key(tenant.test.pk), b"other")
         new = weight_cache.weight_for(tenant.test.pk, feature.pk, "", timezone.now())
         assert new.credits_per_unit == 3

@@ -90,7 +90,7 @@ def test_dashboard_changes_are_audited_with_the_user(tenant, web, billed):
     edit = f"/dashboard/settings/model-prices/{override_id}/"
     changed = {**new, "input_mtok": "1.5", "output_mtok": "8"}
     assert web.post(edit, changed).status_code == 302
-    assert web.post(f"{edit}delete/").status_code == 302
+    assert web.post(f"{edit}delete/", {"confirm": "yes"}).status_code == 302
     assert web.post("/dashboard/settings/model-prices/recost/").status_code == 302
 
     # A plan: created, a rule linked then changed, another linked then unlinked, activated,
