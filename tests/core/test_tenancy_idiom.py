@@ -29,10 +29,6 @@ from django.apps import apps as django_apps
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
 
-# Files whose "plan in force at t" code is being rewritten on another branch at the same
-# time (issue 15): converted when that lands. The ORM check skips them until then.
-PENDING_REWRITE: set[str] = set()
-
 # The idiom's own definition.
 IDIOM = {"apps/core/tenancy.py"}
 
@@ -169,8 +165,7 @@ def _sources() -> list[tuple[str, str]]:
 def test_orm_queries_on_tenant_rows_go_through_the_idiom() -> None:
     found = []
     for path, source in _sources():
-        if path not in PENDING_REWRITE:
-            found += orm_violations(source, path)
+        found += orm_violations(source, path)
     assert found == [], "tenant filters written by hand (use apps.core.tenancy):\n" + "\n".join(
         found
     )
@@ -194,8 +189,6 @@ def test_every_allowed_site_exists() -> None:
     }
     assert set(ORM_ALLOWED) <= units
     assert set(SQL_ALLOWED) <= units
-    for path in PENDING_REWRITE:
-        assert (ROOT / path).exists(), path
 
 
 PLANTED_ORM = """
