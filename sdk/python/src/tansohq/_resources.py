@@ -282,15 +282,8 @@ class Credits(Resource[R]):
         **extra: Any,
     ) -> R:
         """Grant credits; ``idempotency_key`` makes the grant happen once, however often sent."""
-        body = fields(
-            customer_reference_id=customer_reference_id,
-            amount=amount,
-            denomination=denomination,
-            idempotency_key=idempotency_key,
-            **extra,
-        )
-        return self._call(
-            "POST", "/api/v1/client/credits/grants", body=body, idempotency_key=idempotency_key
+        return self._move(
+            "grants", customer_reference_id, amount, denomination, idempotency_key, extra
         )
 
     def deduct(
@@ -302,6 +295,20 @@ class Credits(Resource[R]):
         idempotency_key: str | None = None,
         **extra: Any,
     ) -> R:
+        """Deduct credits by hand (409 ``insufficient_credits`` when the pool cannot pay)."""
+        return self._move(
+            "deductions", customer_reference_id, amount, denomination, idempotency_key, extra
+        )
+
+    def _move(  # noqa: PLR0917 - the two public methods name every argument
+        self,
+        kind: str,
+        customer_reference_id: str,
+        amount: Amount,
+        denomination: str | None,
+        idempotency_key: str | None,
+        extra: dict[str, Any],
+    ) -> R:
         body = fields(
             customer_reference_id=customer_reference_id,
             amount=amount,
@@ -310,7 +317,7 @@ class Credits(Resource[R]):
             **extra,
         )
         return self._call(
-            "POST", "/api/v1/client/credits/deductions", body=body, idempotency_key=idempotency_key
+            "POST", f"/api/v1/client/credits/{kind}", body=body, idempotency_key=idempotency_key
         )
 
 
