@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
 
 from apps.accounts.models import Role
+from apps.analytics import selectors as analytics
 
 
 def tenant_view(
@@ -26,7 +27,8 @@ def tenant_view(
                 return redirect("onboarding:start")
             if not membership.at_least(min_role):
                 raise PermissionDenied(f"This needs the {min_role} role.")
-            return view(request, *args, **kwargs)
+            with analytics.one_read():  # a page reads each window's invoices once
+                return view(request, *args, **kwargs)
 
         return wrapper
 

@@ -76,7 +76,7 @@ from apps.subscriptions.services import subscription_create
 from .models import DemoHistory
 
 # Bump when the generator changes: the next load replays the window and adds what is new.
-VERSION = 1
+VERSION = 2
 HISTORY_DAYS = 60
 SEED = "tanso-demo"
 ACTOR = Actor.system()
@@ -264,7 +264,10 @@ CUSTOMERS = (
         "Art",
         "Vandelay",
         "starter",
-        11,
+        # Joined on day 25, it renews 28-31 days later: 1-7 days before today, whatever
+        # today is, so the never-paid renewal is still due (inside GRACE_DAYS) while the
+        # first invoice is past due.
+        25,
         7,
         {"translate": 4, "chat": 1},
         pays_after=None,

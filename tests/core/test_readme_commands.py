@@ -110,9 +110,15 @@ def test_the_readme_shows_exactly_the_commands_listed_here():
 
 
 def _shell_env() -> dict[str, str]:
-    """A newcomer's shell: no TANSO_ENV, no SECRET_KEY; this test's data stores."""
+    """A newcomer's shell: no TANSO_ENV, no SECRET_KEY, not inside a make (``make test``
+    exports MAKELEVEL, and a nested make prints "Entering/Leaving directory" around its
+    output); this test's data stores."""
     db = settings.DATABASES["default"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TANSO_", "TEST_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TANSO_", "TEST_", "MAKE")) and k != "MFLAGS"
+    }
     env.pop("SECRET_KEY", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"

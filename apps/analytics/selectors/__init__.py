@@ -76,6 +76,7 @@ from .totals import (
     PCT_QUANTUM,
     ZERO,
     Totals,
+    one_read,
     window_extra,
     window_hours,
 )
@@ -130,6 +131,7 @@ __all__ = [
     "model_table_all",
     "models_grouped",
     "newest_first",
+    "one_read",
     "overview",
     "target_margin",
     "trace_get",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
@@ -139,10 +141,35 @@ def _dicts(cursor: Any) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
+_one_read: ContextVar[dict[tuple[Any, ...], ExtraRevenue] | None] = ContextVar(
+    "analytics_one_read", default=None
+)
+
+
+@contextlib.contextmanager
+def one_read() -> Iterator[None]:
+    """Within it, each window's extra revenue is read once: a page that shows one window
+    several times (totals, series, tops) reads its invoices once and sees the same ones
+    everywhere. Also a decorator; the dashboard wraps every page in it."""
+    token = _one_read.set({})
+    try:
+        yield
+    finally:
+        _one_read.reset(token)
+
+
 def window_extra(environment: Environment, window: Window) -> ExtraRevenue:
     """Revenue beside the events' over the hours the rollups read for ``window`` (the
-    hour buckets from the hour at or after its start to the one at or after its end)."""
-    return extra_revenue(environment, *window_hours(window))
+    hour buckets from the hour at or after its start to the one at or after its end).
+    Read once per window inside :func:`one_read`; the result is shared: read it only."""
+    hours = window_hours(window)
+    memo = _one_read.get()
+    if memo is None:
+        return extra_revenue(environment, *hours)
+    key = (environment.pk, *hours)
+    if key not in memo:
+        memo[key] = extra_revenue(environment, *hours)
+    return memo[key]
 
 
 def _add_days(by_day: dict[dt.date, Totals], extra: ExtraRevenue) -> None:
