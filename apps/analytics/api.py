@@ -154,6 +154,10 @@ class _TotalsDoc(serializers.Serializer):
         help_text="margin / revenue x 100, 2 dp; null without revenue",
     )
     unpricedEvents = serializers.IntegerField(help_text="events whose cost is unknown")
+    estimatedCost = _money(
+        "USD; the part of cost that is an estimate (events whose usageUnits were priced as "
+        "input tokens: costSource estimated)"
+    )
     usageUnits = serializers.DecimalField(max_digits=38, decimal_places=12)
 
 

@@ -105,6 +105,7 @@ TOTALS_HEADER = (
     "margin",
     "marginPct",
     "unpricedEvents",
+    "estimatedCost",
     "usageUnits",
 )
 
@@ -117,6 +118,7 @@ def _totals(totals: Totals) -> list[Any]:
         totals.margin,
         totals.margin_pct,
         totals.unpriced,
+        totals.estimated_cost,
         totals.usage_units,
     ]
 

@@ -34,6 +34,7 @@ def render_totals(totals: Totals) -> dict[str, Any]:
         "margin": totals.margin,
         "marginPct": totals.margin_pct,
         "unpricedEvents": totals.unpriced,
+        "estimatedCost": totals.estimated_cost,
         "usageUnits": totals.usage_units,
     }
 

@@ -165,6 +165,12 @@ class ObserveEventInputDoc(_EventFieldsDoc, _CostInputDoc):
     )
 
 
+class CostEstimateDoc(serializers.Serializer):
+    basis = serializers.ChoiceField(choices=["usage_units_as_input_tokens"])
+    inputTokens = serializers.IntegerField(help_text="the usageUnits priced as input tokens")
+    exactWith = serializers.CharField(help_text="what to send for an exact cost")
+
+
 class EventOutputDoc(serializers.Serializer):
     id = serializers.CharField()
     eventIdempotencyKey = serializers.CharField()
@@ -184,10 +190,21 @@ class EventOutputDoc(serializers.Serializer):
         max_digits=24, decimal_places=12, allow_null=True, help_text="null when unpriced"
     )
     costSource = serializers.ChoiceField(
-        choices=["explicit", "override_rate", "override_discount", "catalog", "unpriced"]
+        choices=[
+            "explicit",
+            "override_rate",
+            "override_discount",
+            "catalog",
+            "estimated",
+            "unpriced",
+        ]
     )
     unpricedReason = serializers.ChoiceField(
         choices=["unknown_model", "no_model", "no_token_counts"], allow_null=True
+    )
+    costEstimate = CostEstimateDoc(
+        allow_null=True,
+        help_text="costSource estimated: how the estimate was made and how to make it exact",
     )
     priceVersionId = serializers.IntegerField(allow_null=True)
     revenueAmount = serializers.DecimalField(max_digits=24, decimal_places=12, allow_null=True)

@@ -117,6 +117,7 @@ def _price(pricer: BatchPricer, event: EventInput) -> Pricing:
         provider=event.provider,
         at=event.occurred_at,
         explicit_cost=event.cost_usd,
+        usage_units=event.usage_units if event.units_given else None,
         input_tokens=event.input_tokens,
         output_tokens=event.output_tokens,
         cache_read_tokens=event.cache_read_tokens,

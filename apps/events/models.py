@@ -46,6 +46,10 @@ class CostSource(models.TextChoices):
     OVERRIDE_RATE = "override_rate", "Environment's negotiated rate"
     OVERRIDE_DISCOUNT = "override_discount", "Catalog price with the environment's discount"
     CATALOG = "catalog", "Model price catalog"
+    # A model and usageUnits but no token counts: usageUnits priced as input tokens (the
+    # catalog's price, or the environment's override), an estimate; token counts make it
+    # exact.
+    ESTIMATED = "estimated", "Estimate: usageUnits priced as input tokens"
     UNPRICED = "unpriced", "Cost unknown"
 
 
@@ -236,6 +240,10 @@ class RollupMeasures(models.Model):
         max_digits=SUM_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, default=0
     )
     unpriced_count = models.BigIntegerField(default=0)
+    # The part of cost_usd that is estimated (cost source "estimated").
+    estimated_cost_usd = models.DecimalField(
+        max_digits=SUM_MAX_DIGITS, decimal_places=EVENT_DECIMAL_PLACES, default=0, db_default=0
+    )
     revenue_count = models.BigIntegerField(default=0)
     # Sum and count of durationMs over events that carried one (for averages).
     duration_ms_sum = models.BigIntegerField(default=0)

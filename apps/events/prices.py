@@ -9,10 +9,14 @@ state. Rules decided here:
 * a model and at least one token count: the pricing engine's quote (source
   ``override_rate`` / ``override_discount`` / ``catalog``), or ``unpriced`` with
   reason ``unknown_model`` when it knows no price; re-costing prices it later.
-* a model without token counts (e.g. only ``usageUnits``): ``unpriced`` with
-  reason ``no_token_counts``. ``usageUnits`` is the caller's own unit; pricing
-  it as input tokens would print a wrong number, and a wrong number is worse
-  than an honest "unknown". Send ``costAmount`` or the token counts instead.
+* a model without token counts and a whole, positive ``usageUnits`` that the caller
+  sent (the public quickstart sends ``usageUnits: response.usage.total_tokens``;
+  the default of 1 is no token count): ``usageUnits``
+  priced as input tokens by the same engine, source ``estimated`` -- an estimate,
+  said so in the event, the API, the pages and the CSV, and counted apart
+  (``estimated_cost_usd``); the token counts make it exact. A model without token
+  counts and any other (or no) ``usageUnits``: ``unpriced`` with reason
+  ``no_token_counts``. Re-costing re-estimates estimates only.
 * no model and no ``costAmount``: ``unpriced`` with reason ``no_model``.
 
 Never a silent zero: an unknown cost is NULL, and counted.
@@ -53,6 +57,19 @@ class Pricing(NamedTuple):
     provider: str
 
 
+def estimated_input_tokens(usage_units: Decimal | None) -> int | None:
+    """``usageUnits`` as input tokens for an estimate: a whole positive count, else None."""
+    if usage_units is None or usage_units <= 0 or usage_units != usage_units.to_integral_value():
+        return None
+    return int(usage_units)
+
+
+def _estimate(pricing: Pricing) -> Pricing:
+    if pricing.cost_usd is None:
+        return pricing
+    return pricing._replace(source=CostSource.ESTIMATED)
+
+
 def price_event(
     *,
     environment_id: uuid.UUID,
@@ -60,6 +77,7 @@ def price_event(
     provider: str,
     at: dt.datetime,
     explicit_cost: Decimal | None,
+    usage_units: Decimal | None = None,
     input_tokens: int | None,
     output_tokens: int | None,
     cache_read_tokens: int | None,
@@ -78,7 +96,23 @@ def price_event(
         return Pricing(None, CostSource.UNPRICED, UnpricedReason.NO_MODEL, None, provider)
     tokens = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
     if all(count is None for count in tokens):
-        return Pricing(None, CostSource.UNPRICED, UnpricedReason.NO_TOKENS, None, provider)
+        estimated = estimated_input_tokens(usage_units)
+        if estimated is None:
+            return Pricing(None, CostSource.UNPRICED, UnpricedReason.NO_TOKENS, None, provider)
+        return _estimate(
+            price_event(
+                environment_id=environment_id,
+                model=model,
+                provider=provider,
+                at=at,
+                explicit_cost=None,
+                input_tokens=estimated,
+                output_tokens=None,
+                cache_read_tokens=None,
+                cache_write_tokens=None,
+                reasoning_tokens=None,
+            )
+        )
     quote = quote_cost(
         environment_id=environment_id,
         model=model,
@@ -174,6 +208,7 @@ class BatchPricer:
         provider: str,
         at: dt.datetime,
         explicit_cost: Decimal | None,
+        usage_units: Decimal | None = None,
         input_tokens: int | None,
         output_tokens: int | None,
         cache_read_tokens: int | None,
@@ -194,7 +229,24 @@ class BatchPricer:
             and cache_write_tokens is None
             and reasoning_tokens is None
         ):
-            return Pricing(None, CostSource.UNPRICED, UnpricedReason.NO_TOKENS, None, plan.provider)
+            estimated = estimated_input_tokens(usage_units)
+            if estimated is None:
+                return Pricing(
+                    None, CostSource.UNPRICED, UnpricedReason.NO_TOKENS, None, plan.provider
+                )
+            return _estimate(
+                self.price(
+                    model=model,
+                    provider=provider,
+                    at=at,
+                    explicit_cost=None,
+                    input_tokens=estimated,
+                    output_tokens=None,
+                    cache_read_tokens=None,
+                    cache_write_tokens=None,
+                    reasoning_tokens=None,
+                )
+            )
         input_tokens = input_tokens or 0
         output_tokens = output_tokens or 0
         cache_read = cache_read_tokens or 0

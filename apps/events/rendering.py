@@ -7,7 +7,7 @@ from typing import Any
 
 from . import flags
 from .ingest import Recorded
-from .models import Event
+from .models import CostSource, Event
 
 
 def _margin(revenue: Decimal | None, cost: Decimal | None) -> Decimal | None:
@@ -15,6 +15,20 @@ def _margin(revenue: Decimal | None, cost: Decimal | None) -> Decimal | None:
     if revenue is None or cost is None:
         return None
     return revenue - cost
+
+
+ESTIMATE_BASIS = "usage_units_as_input_tokens"
+EXACT_WITH = (
+    "This cost is an estimate: usageUnits was priced as input tokens. Send inputTokens and "
+    "outputTokens (and any cache or reasoning tokens) for an exact cost."
+)
+
+
+def cost_estimate(source: str, usage_units: Decimal) -> dict[str, Any] | None:
+    """How an estimated cost was found and how to make it exact (None: not an estimate)."""
+    if source != CostSource.ESTIMATED:
+        return None
+    return {"basis": ESTIMATE_BASIS, "inputTokens": int(usage_units), "exactWith": EXACT_WITH}
 
 
 def render_recorded(recorded: Recorded) -> dict[str, Any]:
@@ -42,6 +56,7 @@ def render_recorded(recorded: Recorded) -> dict[str, Any]:
         "costAmount": pricing.cost_usd,
         "costSource": pricing.source,
         "unpricedReason": pricing.unpriced_reason or None,
+        "costEstimate": cost_estimate(pricing.source, event.usage_units),
         "priceVersionId": pricing.price_version_id,
         "revenueAmount": revenue,
         "revenueSource": (item.revenue_source if item else "explicit" if revenue else "") or None,
@@ -76,6 +91,7 @@ def render_event(event: Event, *, customer_reference_id: str, feature_key: str) 
         "costAmount": event.cost_usd,
         "costSource": event.cost_source,
         "unpricedReason": event.unpriced_reason or None,
+        "costEstimate": cost_estimate(event.cost_source, event.usage_units),
         "priceVersionId": event.price_version_id,
         "revenueAmount": event.revenue_usd,
         "revenueSource": event.revenue_source or None,

@@ -38,7 +38,8 @@ DEFAULT_BATCH = 1000
 
 _SELECT = """
 SELECT id, occurred_at, environment_id, customer_id, feature_id, model, provider, api_key_id,
-       input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+       usage_units, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+       reasoning_tokens,
        cost_usd, cost_source, unpriced_reason, price_version_id
   FROM events_event
  WHERE {where}
@@ -63,27 +64,26 @@ UPDATE events_event AS e
 # rows in primary key order. The rows always exist (their events do); the other
 # measures are listed because PostgreSQL checks NOT NULL on the proposed row
 # before it takes the conflict path.
-_ZERO_MEASURES = ", ".join(f"0 AS {m}" for m in MEASURES if m not in {"cost_usd", "unpriced_count"})
-_OTHER_MEASURES = ", ".join(m for m in MEASURES if m not in {"cost_usd", "unpriced_count"})
+_MOVED = ("cost_usd", "unpriced_count", "estimated_cost_usd")  # what re-costing changes
+_ZERO_MEASURES = ", ".join(f"0 AS {m}" for m in MEASURES if m not in _MOVED)
+_OTHER_MEASURES = ", ".join(m for m in MEASURES if m not in _MOVED)
 
 
 def _move(table: str) -> str:
-    return (
-        f"cost_usd = {table}.cost_usd + EXCLUDED.cost_usd, "
-        f"unpriced_count = {table}.unpriced_count + EXCLUDED.unpriced_count"
-    )
+    return ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in _MOVED)
 
 
 _UPSERT_ROLLUP_DELTAS = f"""
 WITH d AS MATERIALIZED (
     SELECT * FROM unnest(%(env)s::uuid[], %(bucket)s::timestamptz[], %(customer)s::uuid[],
                          %(feature)s::uuid[], %(model)s::text[], %(provider)s::text[],
-                         %(api_key)s::uuid[], %(cost)s::numeric[], %(unpriced)s::bigint[])
+                         %(api_key)s::uuid[], %(cost)s::numeric[], %(unpriced)s::bigint[],
+                         %(estimated)s::numeric[])
         AS d(environment_id, bucket_start, customer_id, feature_id, model, provider, api_key_id,
-             cost_usd, unpriced_count)
+             cost_usd, unpriced_count, estimated_cost_usd)
 ),
 hourly_up AS (
-    INSERT INTO events_hourlyrollup ({HOURLY_KEY}, cost_usd, unpriced_count, {_OTHER_MEASURES})
+    INSERT INTO events_hourlyrollup ({HOURLY_KEY}, {", ".join(_MOVED)}, {_OTHER_MEASURES})
     SELECT d.*, {_ZERO_MEASURES}
       FROM d
      ORDER BY 1, 2, 3, 4, 5, 6, 7
@@ -92,9 +92,10 @@ hourly_up AS (
 ),
 daily_customer_up AS (
     INSERT INTO events_dailycustomerrollup
-        ({DAILY_CUSTOMER_KEY}, last_bucket_start, cost_usd, unpriced_count, {_OTHER_MEASURES})
+        ({DAILY_CUSTOMER_KEY}, last_bucket_start, {", ".join(_MOVED)}, {_OTHER_MEASURES})
     SELECT environment_id, date_trunc('day', bucket_start, 'UTC'), customer_id,
-           max(bucket_start), sum(cost_usd), sum(unpriced_count), {_ZERO_MEASURES}
+           max(bucket_start), sum(cost_usd), sum(unpriced_count), sum(estimated_cost_usd),
+           {_ZERO_MEASURES}
       FROM d
      WHERE (SELECT count(*) FROM hourly_up) >= 0
      GROUP BY 1, 2, 3
@@ -103,15 +104,21 @@ daily_customer_up AS (
     RETURNING 1
 )
 INSERT INTO events_dailyfeaturemodelrollup
-    ({DAILY_FEATURE_KEY}, last_bucket_start, cost_usd, unpriced_count, {_OTHER_MEASURES})
+    ({DAILY_FEATURE_KEY}, last_bucket_start, {", ".join(_MOVED)}, {_OTHER_MEASURES})
 SELECT environment_id, date_trunc('day', bucket_start, 'UTC'), feature_id, model, provider,
-       max(bucket_start), sum(cost_usd), sum(unpriced_count), {_ZERO_MEASURES}
+       max(bucket_start), sum(cost_usd), sum(unpriced_count), sum(estimated_cost_usd),
+           {_ZERO_MEASURES}
   FROM d
  WHERE (SELECT count(*) FROM daily_customer_up) >= 0
  GROUP BY 1, 2, 3, 4, 5
  ORDER BY 1, 2, 3, 4, 5
 ON CONFLICT ({DAILY_FEATURE_KEY}) DO UPDATE SET {_move("events_dailyfeaturemodelrollup")}
 """  # noqa: S608
+
+
+def _estimated(cost: Decimal | None, source: str) -> Decimal:
+    """The part of an event's cost the rollups count as estimated."""
+    return cost if cost is not None and source == CostSource.ESTIMATED else Decimal(0)
 
 
 def _hour(at: dt.datetime) -> dt.datetime:
@@ -170,6 +177,7 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
             model,
             provider,
             api_key_id,
+            usage_units,
             input_tokens,
             output_tokens,
             cache_read,
@@ -187,6 +195,9 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
                     provider=provider,
                     at=occurred_at,
                     explicit_cost=None,
+                    # Only an estimate is re-estimated: whether an older event's units
+                    # were sent as tokens is not known.
+                    usage_units=usage_units if old_source == CostSource.ESTIMATED else None,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
                     cache_read_tokens=cache_read,
@@ -220,6 +231,9 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
             updates["version"].append(pricing.price_version_id)
             cost_delta = (pricing.cost_usd or Decimal(0)) - (old_cost or Decimal(0))
             unpriced_delta = int(pricing.cost_usd is None) - int(old_cost is None)
+            estimated_delta = _estimated(pricing.cost_usd, pricing.source) - _estimated(
+                old_cost, old_source
+            )
             cost_change += cost_delta
             key = (
                 env_id,
@@ -230,9 +244,10 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
                 provider,
                 api_key_id or NO_API_KEY,
             )
-            delta = deltas.setdefault(key, [Decimal(0), 0])
+            delta = deltas.setdefault(key, [Decimal(0), 0, Decimal(0)])
             delta[0] += cost_delta
             delta[1] += unpriced_delta
+            delta[2] += estimated_delta
         if changed:
             cur.execute(_UPDATE_EVENTS, {"run": run.pk, **updates})
             keys = list(deltas)
@@ -248,6 +263,7 @@ def _recost_batch(run: RecostRun, where: str, params: dict[str, Any]) -> tuple[i
                     "api_key": [k[6] for k in keys],
                     "cost": [deltas[k][0] for k in keys],
                     "unpriced": [deltas[k][1] for k in keys],
+                    "estimated": [deltas[k][2] for k in keys],
                 },
             )
             RecostRun.objects.filter(pk=run.pk).update(

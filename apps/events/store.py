@@ -87,6 +87,7 @@ MEASURES = (
     "cost_usd",
     "revenue_usd",
     "unpriced_count",
+    "estimated_cost_usd",
     "revenue_count",
     "duration_ms_sum",
     "duration_count",
@@ -136,7 +137,7 @@ new_events AS (
      WHERE id IN (SELECT event_id FROM new_keys)
     RETURNING occurred_at, customer_id, feature_id, model, provider, usage_units,
               input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-              reasoning_tokens, cost_usd, revenue_usd, duration_ms
+              reasoning_tokens, cost_usd, cost_source, revenue_usd, duration_ms
 ),
 hourly AS MATERIALIZED (
     SELECT date_trunc('hour', occurred_at, 'UTC') AS bucket_start, customer_id, feature_id,
@@ -150,6 +151,8 @@ hourly AS MATERIALIZED (
            coalesce(sum(cost_usd), 0) AS cost_usd,
            coalesce(sum(revenue_usd), 0) AS revenue_usd,
            count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_count,
+           coalesce(sum(cost_usd) FILTER (WHERE cost_source = 'estimated'), 0)
+               AS estimated_cost_usd,
            count(revenue_usd) AS revenue_count,
            coalesce(sum(duration_ms), 0) AS duration_ms_sum,
            count(duration_ms) AS duration_count

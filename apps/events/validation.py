@@ -74,6 +74,8 @@ class EventInput:
     meta_json: str
     # A reservation (entitlement check with reserve) this event settles.
     reservation_id: uuid.UUID | None = None
+    # usageUnits was sent (not the default 1): only then may it estimate a cost as tokens.
+    units_given: bool = True
 
     @property
     def has_tokens(self) -> bool:
@@ -443,6 +445,7 @@ def _parse_plain(
         model=model or "",
         provider=(provider or "").lower(),
         usage_units=usage if usage is not None else Decimal(1),
+        units_given=usage is not None,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_tokens=cache_read,
@@ -567,6 +570,7 @@ def _parse_full(
             meta=meta,
             meta_json=meta_json,
             reservation_id=reservation,
+            units_given=usage_units is not None,
         ),
         {},
     )

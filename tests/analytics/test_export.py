@@ -20,7 +20,16 @@ from tests.factories import make_customer
 
 pytestmark = pytest.mark.django_db
 
-TOTALS = ("events", "cost", "revenue", "margin", "marginPct", "unpricedEvents", "usageUnits")
+TOTALS = (
+    "events",
+    "cost",
+    "revenue",
+    "margin",
+    "marginPct",
+    "unpricedEvents",
+    "estimatedCost",
+    "usageUnits",
+)
 
 
 def cell(value: Any) -> str:

@@ -79,7 +79,9 @@ class TestTotals:
         ingest(
             tenant.api(),
             event(model="no-such-model", inputTokens=5, outputTokens=5),
-            event(model="gpt-4o", modelProvider="openai"),  # no token counts: unpriced
+            # No token counts and usageUnits that are no token count: unpriced (whole units
+            # would be priced as input tokens, an estimate: tests/events/test_estimated_cost.py).
+            event(model="gpt-4o", modelProvider="openai", usageUnits="1.5"),
             event(cost="0.5"),
         )
         body = tenant.api().get(OVERVIEW).json()

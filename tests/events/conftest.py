@@ -104,6 +104,7 @@ _FRESH_MEASURES = """
     coalesce(sum(cost_usd), 0) AS cost_usd,
     coalesce(sum(revenue_usd), 0) AS revenue_usd,
     count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_count,
+    coalesce(sum(cost_usd) FILTER (WHERE cost_source = 'estimated'), 0) AS estimated_cost_usd,
     count(revenue_usd) AS revenue_count,
     coalesce(sum(duration_ms), 0) AS duration_ms_sum,
     count(duration_ms) AS duration_count
@@ -111,7 +112,7 @@ _FRESH_MEASURES = """
 _STORED_MEASURES = """
     event_count, usage_units, input_tokens, output_tokens, cache_read_tokens,
     cache_write_tokens, reasoning_tokens, cost_usd, revenue_usd, unpriced_count,
-    revenue_count, duration_ms_sum, duration_count
+    estimated_cost_usd, revenue_count, duration_ms_sum, duration_count
 """
 # table -> (its key as a fresh GROUP BY expression list, its key columns, extra columns)
 _ROLLUPS = {

@@ -66,8 +66,9 @@ class TestPublicPageSnippets:
         assert error["existingEventId"] == data["id"]
         assert event_count(tenant.test) == 1
 
-    def test_landing_body_without_cost_amount_is_stored_unpriced(self, tenant, catalog):
-        # 000_*: model + provider + usageUnits, no costAmount, no tokens.
+    def test_landing_body_without_cost_amount_is_estimated(self, tenant, catalog):
+        # 000_*: model + provider + usageUnits, no costAmount, no tokens: usageUnits priced
+        # as input tokens, marked as an estimate (tests/events/test_estimated_cost.py).
         body = {
             "eventIdempotencyKey": str(uuid.uuid4()),
             "eventName": "chat_completion",
@@ -79,11 +80,12 @@ class TestPublicPageSnippets:
         response = tenant.api().post(CLIENT_EVENTS, body, format="json")
         assert response.status_code == 201, response.content
         data = response.json()
-        assert data["costAmount"] is None
-        assert data["costSource"] == "unpriced"
-        assert data["unpricedReason"] == "no_token_counts"
+        assert Decimal(data["costAmount"]) == Decimal("0.00375")  # 1,500 x $2.50 / 1M
+        assert data["costSource"] == "estimated"
+        assert data["unpricedReason"] is None
+        assert data["costEstimate"]["basis"] == "usage_units_as_input_tokens"
         event = Event.objects.get(environment=tenant.test)
-        assert event.cost_usd is None and event.cost_source == "unpriced"
+        assert event.cost_usd == Decimal("0.00375") and event.cost_source == "estimated"
 
     def test_in_practice_body_with_revenue_reports_margin(self, tenant, catalog):
         # 002_* "In practice": costAmount computed client-side, revenueAmount 0.05.

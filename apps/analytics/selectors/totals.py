@@ -35,6 +35,7 @@ _MEASURES = (
     Measure.REVENUE_USD,
     Measure.UNPRICED_COUNT,
     Measure.USAGE_UNITS,
+    Measure.ESTIMATED_COST_USD,
 )
 
 
@@ -45,6 +46,8 @@ class Totals:
     revenue: Decimal = ZERO
     unpriced: int = 0
     usage_units: Decimal = ZERO
+    # The part of ``cost`` that is estimated (usageUnits priced as input tokens).
+    estimated_cost: Decimal = ZERO
 
     @classmethod
     def of_measures(cls, measures: ledger.Measures) -> Totals:
@@ -54,6 +57,7 @@ class Totals:
             revenue=measures.revenue_usd,
             unpriced=measures.unpriced_count,
             usage_units=measures.usage_units,
+            estimated_cost=measures.estimated_cost_usd,
         )
 
     @classmethod
@@ -64,6 +68,7 @@ class Totals:
             revenue=row["revenue"] if row["revenue"] is not None else ZERO,
             unpriced=row["unpriced"] or 0,
             usage_units=row["usage_units"] if row["usage_units"] is not None else ZERO,
+            estimated_cost=row.get("estimated_cost") or ZERO,
         )
 
     def add(self, other: Totals) -> None:
@@ -73,6 +78,7 @@ class Totals:
             self.revenue += other.revenue
             self.unpriced += other.unpriced
             self.usage_units += other.usage_units
+            self.estimated_cost += other.estimated_cost
 
     @property
     def margin(self) -> Decimal:
@@ -132,7 +138,8 @@ _MEASURE_SQL = """
     COALESCE(SUM(cost_usd), 0) AS cost,
     COALESCE(SUM(revenue_usd), 0) AS revenue,
     COALESCE(SUM(unpriced_count), 0)::bigint AS unpriced,
-    COALESCE(SUM(usage_units), 0) AS usage_units
+    COALESCE(SUM(usage_units), 0) AS usage_units,
+    COALESCE(SUM(estimated_cost_usd), 0) AS estimated_cost
 """
 
 

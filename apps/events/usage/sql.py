@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .types import Grain, Measure, UsageFilter
+from .types import AMOUNTS, Grain, Measure, UsageFilter
 
 # apps.events.models.NO_API_KEY (the nil UUID): the key of events that no API key wrote.
 NO_API_KEY = "00000000-0000-0000-0000-000000000000"
@@ -171,6 +171,7 @@ _EVENT_MEASURE = {
     Measure.COST_USD: "{p}cost_usd",
     Measure.REVENUE_USD: "{p}revenue_usd",
     Measure.UNPRICED_COUNT: "({p}cost_usd IS NULL)::int",
+    Measure.ESTIMATED_COST_USD: "CASE WHEN {p}cost_source = 'estimated' THEN {p}cost_usd END",
     Measure.REVENUE_COUNT: "({p}revenue_usd IS NOT NULL)::int",
     Measure.DURATION_MS_SUM: "COALESCE({p}duration_ms, 0)",
     Measure.DURATION_COUNT: "({p}duration_ms IS NOT NULL)::int",
@@ -186,11 +187,7 @@ def measure_column(measure: Measure, source: Source, alias: str = "") -> str:
 
 def sum_of(measure: Measure, column: str) -> str:
     """The outer sum of a measure column, zero when nothing matched."""
-    cast = (
-        ""
-        if measure in (Measure.USAGE_UNITS, Measure.COST_USD, Measure.REVENUE_USD)
-        else "::bigint"
-    )
+    cast = "" if measure in AMOUNTS else "::bigint"
     return f"COALESCE(SUM({column}), 0){cast}"
 
 

@@ -105,13 +105,16 @@ class Measure(enum.StrEnum):
     COST_USD = "cost_usd"
     REVENUE_USD = "revenue_usd"
     UNPRICED_COUNT = "unpriced_count"
+    ESTIMATED_COST_USD = "estimated_cost_usd"
     REVENUE_COUNT = "revenue_count"
     DURATION_MS_SUM = "duration_ms_sum"
     DURATION_COUNT = "duration_count"
 
 
 # Measures that are Decimal amounts (the others are integer counts).
-AMOUNTS = frozenset({Measure.USAGE_UNITS, Measure.COST_USD, Measure.REVENUE_USD})
+AMOUNTS = frozenset(
+    {Measure.USAGE_UNITS, Measure.COST_USD, Measure.ESTIMATED_COST_USD, Measure.REVENUE_USD}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +123,10 @@ class Measures:
     units (``usage_units``), exact ``Decimal``; the rest are integer counts.
 
     ``cost_usd`` sums the priced events only: ``unpriced_count`` says how many events
-    it leaves out (cost is never a silent zero). ``revenue_usd`` is the events' own
-    ``revenueAmount`` (``revenue_count`` of them carried one).
+    it leaves out (cost is never a silent zero); ``estimated_cost_usd`` is the part of it
+    that is an estimate (usageUnits priced as input tokens: cost source ``estimated``).
+    ``revenue_usd`` is the events' own ``revenueAmount`` (``revenue_count`` of them
+    carried one).
     """
 
     event_count: int = 0
@@ -134,6 +139,7 @@ class Measures:
     cost_usd: Decimal = ZERO
     revenue_usd: Decimal = ZERO
     unpriced_count: int = 0
+    estimated_cost_usd: Decimal = ZERO
     revenue_count: int = 0
     duration_ms_sum: int = 0
     duration_count: int = 0
