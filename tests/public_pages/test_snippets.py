@@ -119,8 +119,10 @@ def test_observe_landing_event(demo, tmp_path):
     assert call["status"] == 201, call
     event = json.loads(call["body"])
     assert event["usageUnits"] == "1847"
-    # Model without token counts: no cost can be computed, and none is invented.
-    assert event["costAmount"] is None and event["costSource"] == "unpriced"
+    # Model and total tokens without a split: usageUnits priced as input tokens, marked
+    # as an estimate with how to make it exact (tests/events/test_estimated_cost.py).
+    assert event["costSource"] == "estimated" and Decimal(event["costAmount"]) > 0
+    assert event["costEstimate"]["inputTokens"] == 1847
 
 
 def test_one_event_call_and_its_curl(demo, tmp_path):

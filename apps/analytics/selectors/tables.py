@@ -115,9 +115,11 @@ def _grouped_select(
     has only such revenue is a group too, and the sorts see it)."""
     rollups, params = _rows(environment, window, (_KEY_GRAINS[key],), last_bucket=True)
     if extra:
+        # Columns in _rows' order: the key, then _MEASURES (events, cost, revenue, unpriced,
+        # usage units, estimated cost), then the last bucket.
         rollups += """
             UNION ALL
-            SELECT x.key, 0::bigint, 0::numeric, x.revenue, 0::bigint, 0::numeric,
+            SELECT x.key, 0::bigint, 0::numeric, x.revenue, 0::bigint, 0::numeric, 0::numeric,
                    NULL::timestamptz
               FROM unnest(%s::uuid[], %s::numeric[]) AS x(key, revenue)
         """
