@@ -69,7 +69,7 @@ class Process:
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:
         self._log_file = open(self.log, "ab")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
             self.command(),
