@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -33,10 +34,11 @@ from apps.core.api.schema import (
 )
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.selectors import customer_get
+from apps.subscriptions.selectors import subscriptions_in_force
 
 from .attribution import revenue_attribution, summarize
 from .models import Invoice, InvoiceLine, StripeMode
-from .rendering import render_invoice
+from .rendering import render_invoice, render_upcoming
 from .selectors import invoice_get, invoices_search
 from .services import (
     billing_settings_get,
@@ -44,6 +46,7 @@ from .services import (
     invoice_mark_paid,
     invoice_void,
 )
+from .upcoming import Upcoming, upcoming_invoices
 
 EMPTY: dict[str, Any] = {"items": [], "nextCursor": None, "hasMore": False}
 
@@ -232,6 +235,75 @@ class CustomerInvoiceDetail(_CustomerReadable):
         if invoice.customer.reference_id != reference_id:
             raise NotFound("No such invoice.")
         return Response(render_invoice(invoice))
+
+
+_UPCOMING_LINE = inline_serializer(
+    "BillingUpcomingLine",
+    fields={
+        "kind": serializers.ChoiceField(choices=[k.upper() for k in InvoiceLine.Kind.values]),
+        "description": serializers.CharField(),
+        "chargeAmount": decimal(help_text="The rounded amount in major units"),
+        "amountMinor": serializers.IntegerField(),
+        "exactAmount": decimal(help_text="The exact amount before the line's one rounding"),
+        "quantity": decimal(allow_null=True),
+        "featureId": serializers.UUIDField(allow_null=True),
+        "planId": serializers.UUIDField(allow_null=True),
+        "periodStart": serializers.DateTimeField(),
+        "periodEnd": serializers.DateTimeField(),
+        "details": serializers.DictField(),
+    },
+)
+_UPCOMING = inline_serializer(
+    "BillingUpcoming",
+    fields={
+        "customerReferenceId": serializers.CharField(),
+        "issuedAt": serializers.DateTimeField(
+            allow_null=True, help_text="When the billing cycle issues them: the period's end"
+        ),
+        "invoices": many(
+            inline_serializer(
+                "BillingUpcomingInvoice",
+                fields={
+                    "subscription": serializers.UUIDField(),
+                    "type": serializers.CharField(),
+                    "reason": serializers.ChoiceField(choices=Invoice.Reason.values),
+                    "currency": serializers.CharField(),
+                    "invoicePeriodStart": serializers.DateTimeField(),
+                    "invoicePeriodEnd": serializers.DateTimeField(),
+                    "amount": decimal(help_text="The total in major units"),
+                    "amountMinor": serializers.IntegerField(),
+                    "items": many(_UPCOMING_LINE),
+                },
+            )
+        ),
+    },
+)
+
+
+class CustomerUpcomingInvoice(_CustomerReadable):
+    @extend_schema(
+        summary="What the customer's subscriptions will be invoiced at the end of the period",
+        description=(
+            "Drafted by the billing cycle's own code from the usage recorded so far, and "
+            "written nowhere: with no more usage, the invoices the period then produces "
+            "are these, to the cent. One entry per subscription in force (none without)."
+        ),
+        request=None,
+        responses={200: _UPCOMING},
+        parameters=[_REFERENCE_ID],
+    )
+    def get(self, request: Request, reference_id: str) -> Response:
+        ensure_customer_access(request, reference_id)
+        environment = environment_of(request)
+        customer = customer_get(environment, reference_id)
+        now = timezone.now()
+        at: dt.datetime | None = None
+        invoices = []
+        for subscription in subscriptions_in_force(environment, customer):
+            upcoming = upcoming_invoices(subscription, now=now)
+            at = upcoming.at if at is None or (upcoming.at and upcoming.at < at) else at
+            invoices.extend(upcoming.invoices)
+        return Response(render_upcoming(Upcoming(at=at, invoices=invoices), reference_id))
 
 
 class MarkPaidInput(serializers.Serializer):

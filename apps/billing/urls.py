@@ -18,6 +18,11 @@ urlpatterns = [
         api.BillingSettingsView.as_view(),
         name="api-client-billing-settings",
     ),
+    path(
+        "v1/client/billing/upcoming/<str:reference_id>",
+        api.CustomerUpcomingInvoice.as_view(),
+        name="api-client-customer-upcoming-invoice",
+    ),
     # Before the customer routes: "<id>/mark-paid" would otherwise read as "<ref>/<id>".
     path(
         "v1/client/billing/invoices/<str:invoice_id>/mark-paid",

@@ -45,6 +45,17 @@ def with_details(subscriptions: QuerySet[Subscription]) -> QuerySet[Subscription
     )
 
 
+def subscriptions_in_force(environment: Environment, customer: Customer) -> list[Subscription]:
+    """The customer's subscriptions not cancelled (trialing, active, past due), oldest
+    first, with their environment and customer loaded."""
+    return list(
+        subscriptions_for(environment)
+        .filter(customer=customer, status__in=Subscription.LIVE_STATUSES)
+        .select_related("environment", "customer", "plan")
+        .order_by("started_at", "pk")
+    )
+
+
 def subscription_get(environment: Environment, subscription_id: str) -> Subscription:
     """The environment's subscription with this id (a UUID), else 404."""
     try:

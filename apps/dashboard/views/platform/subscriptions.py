@@ -18,6 +18,7 @@ from apps.accounts.audit import Actor
 from apps.accounts.models import Role
 from apps.billing import selectors as billing
 from apps.billing.preview import plan_change_preview
+from apps.billing.upcoming import upcoming_invoices
 from apps.core.errors import NotFound, TansoError
 from apps.customers.selectors import customer_get, customers_for
 from apps.dashboard.confirm import Confirmation, needs_confirmation
@@ -162,6 +163,11 @@ def subscription_detail(request: HttpRequest, subscription_id: str) -> HttpRespo
         ],
         "can_manage": can_manage(request),
         "is_live": subscription.status in Subscription.LIVE_STATUSES,
+        "upcoming": (
+            upcoming_invoices(subscription)
+            if subscription.status in Subscription.LIVE_STATUSES
+            else None
+        ),
     }
     return render(request, "dashboard/platform/subscription.html", context)
 
