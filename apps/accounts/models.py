@@ -212,6 +212,7 @@ class AuditEntry(models.Model):
         SUBSCRIPTION_CHANGE_DROPPED = "subscription.change_dropped"
         INVOICE_MARKED_PAID = "invoice.marked_paid"
         INVOICE_VOIDED = "invoice.voided"
+        INVOICE_ISSUED = "invoice.issued"
         BILLING_SETTINGS_CHANGED = "billing.settings_changed"
         CREDITS_GRANTED = "credits.granted"
         CREDITS_DEDUCTED = "credits.deducted"

@@ -34,15 +34,18 @@ from apps.core.api.schema import (
 )
 from apps.core.errors import InvalidQuery, NotFound, ValidationFailed
 from apps.customers.selectors import customer_get
-from apps.subscriptions.selectors import subscriptions_in_force
+from apps.subscriptions.selectors import subscription_get, subscriptions_in_force
 
 from .attribution import revenue_attribution, summarize
 from .models import Invoice, InvoiceLine, StripeMode
 from .rendering import render_invoice, render_upcoming
 from .selectors import invoice_get, invoices_search
 from .services import (
+    MAX_CHARGES,
+    Charge,
     billing_settings_get,
     billing_settings_update,
+    invoice_issue_charges,
     invoice_mark_paid,
     invoice_void,
 )
@@ -165,8 +168,41 @@ _REFERENCE_ID = OpenApiParameter(
 )
 
 
+class _ChargeInput(serializers.Serializer):
+    description = StrictCharField(max_length=255)
+    amount = serializers.DecimalField(
+        max_digits=20, decimal_places=12, help_text="In the plan's currency, > 0"
+    )
+
+
+class IssueInput(serializers.Serializer):
+    subscriptionId = serializers.UUIDField()
+    items = _ChargeInput(many=True, help_text=f"1 to {MAX_CHARGES} one-off charges")
+
+
 class InvoiceList(APIView):
-    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ}
+    required_scopes = {"GET": S.BILLING_READ, "HEAD": S.BILLING_READ, "POST": S.BILLING_WRITE}
+
+    @extend_schema(
+        summary="Issue an invoice now: one-off charges on a subscription in force",
+        operation_id="billing_invoices_issue",
+        request=IssueInput,
+        responses={201: _INVOICE},
+    )
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
+        body = IssueInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        environment = environment_of(request)
+        subscription = subscription_get(environment, str(data["subscriptionId"]))
+        invoice = invoice_issue_charges(
+            subscription=subscription,
+            charges=[Charge(item["description"], item["amount"]) for item in data["items"]],
+            actor=Actor.from_request(request),
+        )
+        return Response(render_invoice(invoice_get(environment, str(invoice.pk))), status=201)
 
     @extend_schema(
         summary="The environment's invoices, newest first",

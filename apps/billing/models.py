@@ -122,6 +122,7 @@ class Invoice(EnvironmentOwned):
         PLAN_CHANGE = "plan_change", "Proration of a plan change"
         CANCELLATION = "cancellation", "Unused part of a period paid in advance"
         LATE_USAGE = "late_usage", "Usage that arrived after the subscription's last invoice"
+        ONE_OFF = "one_off", "One-off charges issued on demand"
 
     OPEN_STATUSES = (Status.PENDING, Status.DUE, Status.PAST_DUE)
     PERIOD_TYPES = (Type.REGULAR, Type.IN_ADVANCE_INITIAL)
@@ -237,6 +238,7 @@ class InvoiceLine(EnvironmentOwned):
         PRORATION = "proration", "Proration of a plan change"
         LATE_USAGE = "late_usage", "Adjustment for late usage"
         CANCELLATION = "cancellation", "Unused part of the period"
+        CHARGE = "charge", "One-off charge"
 
     id = models.BigAutoField(primary_key=True)
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")

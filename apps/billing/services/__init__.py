@@ -22,12 +22,15 @@ from .cycles import CycleResult, billing_close_periods
 from .issuing import InvoiceDraft, _allocate_numbers
 from .late_usage import LateUsageResult, billing_invoice_late_usage, late_usage_window
 from .mirrored import invoice_create_mirrored, invoice_update_mirrored
+from .one_off import MAX_CHARGES, Charge, invoice_issue_charges
 from .payments import invoice_mark_paid, invoice_void
 from .proration import billing_prorate_changes
 from .statuses import MIRRORED, StatusResult, billing_update_statuses
 
 __all__ = [
+    "MAX_CHARGES",
     "MIRRORED",
+    "Charge",
     "CycleResult",
     "EnvBilling",
     "InvoiceDraft",
@@ -41,6 +44,7 @@ __all__ = [
     "billing_settings_update",
     "billing_update_statuses",
     "invoice_create_mirrored",
+    "invoice_issue_charges",
     "invoice_mark_paid",
     "invoice_update_mirrored",
     "invoice_void",
