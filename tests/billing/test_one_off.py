@@ -100,3 +100,21 @@ def test_outsiders_and_read_only_keys_cannot_charge(tenant, outsider, sub):
     reader = tenant.api(make_key(tenant.test, "obs", scopes=["billing.read"]).plaintext)
     assert charge(reader, sub, ("Setup", "5")).status_code == 403
     assert not Invoice.objects.filter(subscription=sub).exists()
+
+
+def test_the_subscription_page_invoices_a_charge_only_once_confirmed(tenant, web, sub):
+    url = f"/dashboard/subscriptions/{sub.pk}/charge/"
+    form = {"description": "Onboarding workshop", "amount": "250"}
+    asked = web.post(url, form)
+    assert asked.status_code == 200 and "Issue the invoice" in asked.content.decode()
+    assert "$250.00" in asked.content.decode()
+    assert not Invoice.objects.filter(subscription=sub).exists()  # nothing before confirming
+    done = web.post(url, {**form, "confirm": "yes"})
+    assert done.status_code == 302
+    (invoice,) = Invoice.objects.filter(subscription=sub)
+    assert done["Location"] == f"/dashboard/invoices/{invoice.pk}/"
+    assert (invoice.reason, invoice.total_minor) == ("one_off", 25000)
+    # A bad amount is a message on the page, not an invoice and not a 500.
+    bad = web.post(url, {"description": "x", "amount": "lots", "confirm": "yes"}, follow=True)
+    assert bad.status_code == 200 and "Give the amount as a number" in bad.content.decode()
+    assert Invoice.objects.filter(subscription=sub).count() == 1

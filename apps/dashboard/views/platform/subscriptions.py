@@ -6,6 +6,7 @@ cycle writes) and acts only once confirmed."""
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
@@ -18,8 +19,10 @@ from apps.accounts.audit import Actor
 from apps.accounts.models import Role
 from apps.billing import selectors as billing
 from apps.billing.preview import plan_change_preview
+from apps.billing.services import Charge, invoice_issue_charges
 from apps.billing.upcoming import upcoming_invoices
 from apps.core.errors import NotFound, TansoError
+from apps.core.money_format import format_money
 from apps.customers.selectors import customer_get, customers_for
 from apps.dashboard.confirm import Confirmation, needs_confirmation
 from apps.dashboard.decorators import tenant_view
@@ -257,6 +260,8 @@ def subscription_action(request: HttpRequest, subscription_id: str, action: str)
             messages.success(
                 request, f"Plan change to {plan.key}: {change.get_status_display().lower()}."
             )
+        elif action == "charge":
+            return _charge(request, subscription, actor) or back
         elif action == "drop-change":
             subscription_change_cancel(subscription=subscription, actor=actor)
             messages.success(request, "Scheduled plan change dropped.")
@@ -265,6 +270,41 @@ def subscription_action(request: HttpRequest, subscription_id: str, action: str)
     except TansoError as exc:
         messages.error(request, error_text(exc))
     return back
+
+
+def _charge(request: HttpRequest, subscription: Subscription, actor: Actor) -> HttpResponse | None:
+    """A one-off charge invoiced now, after a confirmation that names the amount."""
+    description = request.POST.get("description", "").strip()
+    try:
+        amount = Decimal(request.POST.get("amount", "").strip())
+    except InvalidOperation:
+        messages.error(request, "Give the amount as a number, for example 250.00.")
+        return None
+    if not amount.is_finite():
+        messages.error(request, "Give the amount as a number, for example 250.00.")
+        return None
+    currency = subscription.plan.currency
+    asked = needs_confirmation(
+        request,
+        Confirmation(
+            title=f"Invoice {subscription.customer.reference_id} "
+            f"{format_money(amount, currency)} now?",
+            consequence=(
+                f"An invoice for \u201c{description}\u201d is issued now and is due on the "
+                "environment's payment terms. An issued invoice keeps its number: it can be "
+                "voided, not deleted."
+            ),
+            label="Issue the invoice",
+            back_url=reverse("dashboard:subscription", args=[subscription.pk]),
+        ),
+    )
+    if asked:
+        return asked
+    invoice = invoice_issue_charges(
+        subscription=subscription, charges=[Charge(description, amount)], actor=actor
+    )
+    messages.success(request, f"Invoice {invoice.number} issued.")
+    return redirect("dashboard:invoice", invoice_id=invoice.pk)
 
 
 def _plan_or_none(environment: Any, reference: str) -> Plan | None:
