@@ -281,6 +281,7 @@ def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
         "listCreditTransactions": {"customerReferenceId": "cus_1", "poolId": pool_id},
         "getCreditPrices": {},
         "listInvoices": {},
+        "getUpcomingInvoice": {"customerReferenceId": "cus_1"},
         "createSubscription": {"customerReferenceId": "cus_2", "planId": "max"},
         "changeSubscriptionPlan": {"subscriptionId": str(sub.pk), "newPlanId": "max"},
         "cancelSubscription": {"subscriptionId": str(sub.pk)},

@@ -216,6 +216,7 @@ class TestScopes:
             "listCreditTransactions",
             "getCreditPrices",
             "listInvoices",
+            "getUpcomingInvoice",
         }
         assert "getCustomer" in tools and not tools & WRITE_TOOLS
         assert not mine.is_error and "cus_own" in str(_data(mine))

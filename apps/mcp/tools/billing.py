@@ -49,6 +49,26 @@ def list_invoices(
     return ToolAnswer(page, "\n".join(lines), "/dashboard/invoices/")
 
 
+@tool(ToolSpec("getUpcomingInvoice", "Upcoming invoice", S.BILLING_READ, S.CUSTOMER_READ))
+def get_upcoming_invoice(
+    *,
+    customerReferenceId: Annotated[
+        str | None, Field(description="The customer (a customer key: always its own).")
+    ] = None,
+) -> ToolAnswer:
+    """What the customer's subscriptions will be invoiced at the end of the current period,
+    from the usage recorded so far (drafted by the billing cycle's own code)."""
+    reference = pinned(customerReferenceId)
+    upcoming = call_view(billing_api.CustomerUpcomingInvoice, "get", reference_id=reference)
+    lines = [f"Upcoming invoices of {reference}, issued {upcoming['issuedAt'] or 'never'}:"]
+    lines += [
+        f"{inv['amount']} {inv['currency']} for {inv['invoicePeriodStart']} to "
+        f"{inv['invoicePeriodEnd']} ({len(inv['items'])} lines)"
+        for inv in upcoming["invoices"]
+    ] or ["nothing: no subscription in force"]
+    return ToolAnswer(upcoming, "\n".join(lines), "/dashboard/subscriptions/")
+
+
 @tool(
     ToolSpec(
         "markInvoicePaid",
