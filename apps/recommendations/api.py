@@ -4,6 +4,7 @@ decisions, and the table of comparable models (docs/recommendations.md)."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -51,6 +52,10 @@ from .services import (
 SYNC_MAX_EVENTS = 2_000_000
 
 
+def _cents(amount: Decimal | None) -> str | None:
+    return None if amount is None else f"{amount:.2f}"
+
+
 def render_recommendation(row: Recommendation, now: dt.datetime) -> dict[str, Any]:
     return {
         "id": row.pk,
@@ -67,9 +72,9 @@ def render_recommendation(row: Recommendation, now: dt.datetime) -> dict[str, An
         "assumptions": row.assumptions,
         "evidence": row.evidence,
         "action": row.action,
-        "decidedAtStake": row.decided_at_stake,
+        "decidedAtStake": _cents(row.decided_at_stake),
         "appliedAt": row.applied_at,
-        "appliedAtStake": row.applied_at_stake,
+        "appliedAtStake": _cents(row.applied_at_stake),
         "checks": row.checks,
         "window": {"from": row.window_start, "to": row.window_end},
         "firstSeenAt": row.first_seen_at,

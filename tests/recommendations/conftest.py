@@ -4,8 +4,12 @@ catalog of tests/events: gpt-4o 2.5 in / 1.25 cached / 10 out, gpt-4o-mini 0.15 
 
 from __future__ import annotations
 
+import importlib
 from decimal import Decimal
 from typing import Any
+
+import pytest
+from django.apps import apps as django_apps
 
 from apps.recommendations.models import Recommendation
 from apps.recommendations.services import recommendations_compute
@@ -16,7 +20,19 @@ from tests.events.conftest import (  # noqa: F401  (fixtures)
     catalog_file,
 )
 
+_SHIPPED = importlib.import_module("apps.recommendations.migrations.0002_default_comparable_models")
+
 LIST = "/api/recommendations"
+
+
+@pytest.fixture(autouse=True)
+def _shipped_comparable_models(django_db_blocker: Any) -> None:
+    """The data migration's pairs: a transactional test elsewhere flushes the tables
+    (migration data included), so they are loaded again, as the migration loads them."""
+    with django_db_blocker.unblock():
+        _SHIPPED.load(django_apps, None)
+
+
 COMPUTE = "/api/recommendations/compute"
 
 
