@@ -178,6 +178,7 @@ class RecommendationList(APIView):
 
     @extend_schema(
         summary="Findings ranked by money at stake per month (the largest first)",
+        operation_id="recommendations_list",
         request=None,
         parameters=[
             OpenApiParameter(
@@ -275,7 +276,7 @@ class RecommendationCompute(APIView):
         responses={200: _RUN, 202: _RUN},
     )
     def post(self, request: Request) -> Response:
-        body = ComputeInput(data=request.data if request.data is not None else {})
+        body = ComputeInput(data=request.data)  # a JSON null is a 400, no body is {}
         body.is_valid(raise_exception=True)
         environment = request_key(request).environment
         now = timezone.now()

@@ -32,6 +32,8 @@ class Recommendation(EnvironmentOwned):
         FEATURE_MARGIN = "feature_margin", "Feature under the target margin"
         CHEAPER_MODEL = "cheaper_model", "A cheaper model for the same feature"
         UNPRICED_MODEL = "unpriced_model", "A model without a price"
+        PLAN_PRICE = "plan_price", "A plan price that reaches the target margin"
+        FREE_PLAN_OUTLIER = "free_plan_outlier", "Free-plan customers above the p90 of cost"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

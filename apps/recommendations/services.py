@@ -21,8 +21,10 @@ from apps.core.tenancy import scoped
 
 from .advice.cheaper import cheaper_findings
 from .advice.common import ZERO, AdviceWindow, Finding, advice_window
+from .advice.free_plans import free_plan_findings
 from .advice.ledger import read_window
 from .advice.margins import margin_findings
+from .advice.plans import plan_findings
 from .advice.unpriced import unpriced_findings
 from .errors import RecommendationResolved
 from .models import ComparableModel, ComputeRun, Recommendation, finding_id
@@ -34,8 +36,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Status = Recommendation.Status
-# The steps of a compute, for its progress: read, cheaper models, margins, unpriced, store.
-STEPS = 5
+# The steps of a compute, for its progress: read, cheaper models, margins, unpriced, plans
+# (prices and free-plan outliers), store.
+STEPS = 6
 # Applied findings are checked again this many days after being applied.
 CHECK_AFTER_DAYS = (7, 30)
 # Kinds whose finding is kept even with no money at stake (the cost is unknown).
@@ -92,11 +95,18 @@ def recommendations_compute(
     step(3)
     unpriced = unpriced_findings(environment, window, read)
     step(4)
+    plans = [
+        *plan_findings(environment, window, read),
+        *free_plan_findings(environment, window, read),
+    ]
+    step(5)
     findings = [
-        f for f in (*cheaper, *margins, *unpriced) if f.stake_cents > 0 or f.kind in KEPT_AT_ZERO
+        f
+        for f in (*cheaper, *margins, *unpriced, *plans)
+        if f.stake_cents > 0 or f.kind in KEPT_AT_ZERO
     ]
     result = _store(environment, findings, window, now)
-    step(5)
+    step(STEPS)
     return result
 
 
@@ -396,8 +406,8 @@ def comparable_model_set(
         "to_provider": _norm(to_provider),
         "to_model": _norm(to_model),
     }
-    if (key["from_provider"], key["from_model"]) == (key["to_provider"], key["to_model"]):
-        raise ValidationFailed(fields={"toModel": ["A model is not its own alternative."]})
+    # A model paired with itself is harmless: repricing it saves nothing, so it never
+    # yields a finding.
     row, _created = scoped(ComparableModel, environment).update_or_create(
         **key,
         defaults={"enabled": enabled, "note": note, "updated_at": timezone.now()},

@@ -35,7 +35,7 @@ def test_compute_answers_at_once_and_the_list_ranks_by_money_at_stake(tenant, ca
     client = tenant.api()
     run = _computed(client)
     assert run["status"] == "succeeded"
-    assert (run["stepsDone"], run["stepsTotal"]) == (5, 5)
+    assert (run["stepsDone"], run["stepsTotal"]) == (6, 6)
     # Open findings: two customers and two features (60 + 47) x 2.
     assert run["findings"] == 4
     assert Decimal(run["moneyAtStakeMonthly"]) == Decimal("214.00")
@@ -237,11 +237,19 @@ def test_a_large_environment_computes_in_a_job_with_progress(
     response = client.post(COMPUTE, {"windowDays": 30}, format="json")
     assert response.status_code == 202, response.content
     run = response.json()
-    assert run["status"] == "queued" and run["stepsTotal"] == 5
+    assert run["status"] == "queued" and run["stepsTotal"] == 6
     deadline = time.monotonic() + 30
     while run["status"] in {"queued", "running"} and time.monotonic() < deadline:
         time.sleep(0.2)
         run = client.get(f"{LIST}/compute-runs/{run['id']}").json()
     assert run["status"] == "succeeded", run
-    assert run["stepsDone"] == 5 and run["findings"] == 4
+    assert run["stepsDone"] == 6 and run["findings"] == 4
     assert len(client.get(LIST).json()["items"]) == 4
+
+
+def test_compute_takes_no_body_or_an_object(tenant):
+    client = tenant.api()
+    assert client.post(COMPUTE).status_code == 200
+    response = client.post(COMPUTE, "null", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_failed"

@@ -29,8 +29,10 @@ class Sums:
 
     events: int = 0
     cost: Decimal = ZERO
-    revenue: Decimal = ZERO
+    revenue: Decimal = ZERO  # the events' and the revenue beside them (invoices, imports)
     unpriced: int = 0
+    event_revenue: Decimal = ZERO  # the events' own (explicit or plan-rule priced)
+    units: Decimal = ZERO  # usage units
 
     def add(self, measures: Measures) -> None:
         with localcontext(prec=EXACT_DIGITS):
@@ -38,6 +40,8 @@ class Sums:
             self.cost += measures.cost_usd
             self.revenue += measures.revenue_usd
             self.unpriced += measures.unpriced_count
+            self.event_revenue += measures.revenue_usd
+            self.units += measures.usage_units
 
     def add_revenue(self, amount: Decimal) -> None:
         with localcontext(prec=EXACT_DIGITS):
