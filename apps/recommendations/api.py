@@ -215,8 +215,30 @@ class RecommendationDetail(APIView):
         return Response(render_recommendation(row, timezone.now()))
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` only (DRF also takes 0, 1, "yes"...; the schema says boolean)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only (DRF also takes "5" and true; the schema says integer)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int | Decimal):
+            self.fail("invalid")
+        if isinstance(data, Decimal):
+            if not data.is_finite() or data != data.to_integral_value():
+                self.fail("invalid")
+            data = int(data)
+        return super().to_internal_value(data)
+
+
 class SnoozeInput(serializers.Serializer):
-    days = serializers.IntegerField(
+    days = StrictIntegerField(
         min_value=1, max_value=365, help_text="snoozed for this many days from now"
     )
 
@@ -261,7 +283,7 @@ RecommendationReopen = _decision_view(
 
 
 class ComputeInput(serializers.Serializer):
-    windowDays = serializers.IntegerField(
+    windowDays = StrictIntegerField(
         min_value=1, max_value=400, required=False, help_text="the last N days (default 30)"
     )
 
@@ -348,7 +370,7 @@ class PairInput(serializers.Serializer):
     fromModel = StrictCharField(max_length=200)
     toProvider = StrictCharField(max_length=64)
     toModel = StrictCharField(max_length=200)
-    enabled = serializers.BooleanField(required=False, default=True)
+    enabled = StrictBooleanField(required=False, default=True)
     note = optional_text(300)
 
 
@@ -382,20 +404,10 @@ class ComparableModelList(APIView):
             enabled=data["enabled"],
             note=data.get("note") or "",
         )
-        return Response(render_pair(_pair_of(row)))
-
-
-def _pair_of(row: Any) -> ComparablePair:
-    return ComparablePair(
-        row.from_provider,
-        row.from_model,
-        row.to_provider,
-        row.to_model,
-        enabled=row.enabled,
-        source="environment",
-        note=row.note,
-        row=row,
-    )
+        table = comparable_table(request_key(request).environment)
+        return Response(
+            render_pair(next(p for p in table if p.row is not None and p.row.pk == row.pk))
+        )
 
 
 class ComparableModelDetail(APIView):

@@ -95,6 +95,21 @@ def test_decisions_through_the_api(tenant, catalog):
         ("post", COMPUTE, {"windowDays": 0}),
         ("post", COMPUTE, {"windowDays": "many"}),
         ("post", COMPUTE, {"windowDays": 401}),
+        ("post", COMPUTE, {"windowDays": "5"}),
+        ("post", COMPUTE, {"windowDays": True}),
+        ("post", COMPUTE, {"windowDays": "2.5"}),
+        (
+            "post",
+            PAIRS,
+            {
+                "fromProvider": "a",
+                "fromModel": "b",
+                "toProvider": "c",
+                "toModel": "d",
+                "enabled": 0,
+            },
+        ),
+        ("post", PAIRS, {"fromProvider": "a", "fromModel": "b", "toProvider": "c", "toModel": ""}),
     ],
 )
 def test_bad_input_is_a_400(tenant, method, path, params):
@@ -202,7 +217,10 @@ def test_the_comparable_models_table_is_editable(tenant, outsider, catalog):
     pair = {k: default[k] for k in ("fromProvider", "fromModel", "toProvider", "toModel")}
     hidden = client.post(PAIRS, {**pair, "enabled": False}, format="json")
     assert hidden.status_code == 200, hidden.content
-    assert hidden.json()["enabled"] is False and hidden.json()["source"] == "environment"
+    # Still a shipped pair, hidden by the environment's own row.
+    assert hidden.json()["enabled"] is False and hidden.json()["source"] == "default"
+    assert hidden.json()["id"] is not None
+    assert hidden.json() in client.get(PAIRS).json()["items"]
     _computed(client)
     assert client.get(LIST, {"kind": "cheaper_model"}).json()["items"] == []
     # The outsider still has the default, and cannot remove the tenant's row.
