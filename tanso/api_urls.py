@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("apps.events.urls")),
     path("", include("apps.accounts.urls")),
     path("", include("apps.analytics.urls")),
+    path("", include("apps.recommendations.urls")),
     path("", include("apps.plans.urls")),
     path("", include("apps.subscriptions.urls")),
     path("", include("apps.credits.urls")),

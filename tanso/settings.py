@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "apps.pricing",
     "apps.events",
     "apps.analytics",
+    "apps.recommendations",
     "apps.plans",
     "apps.subscriptions",
     "apps.credits",
@@ -562,6 +563,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "stripe-driven-provisioning": {
         "task": "apps.stripe_meters.tasks.sweep_provisioning",
         "schedule": crontab(minute="3-59/15"),
+    },
+    "compute-recommendations": {
+        "task": "apps.recommendations.tasks.compute_all_recommendations",
+        "schedule": crontab(minute=47, hour=4),
     },
     "stripe-pass-through-push": {
         "task": "apps.stripe_sync.tasks.push_pending_invoices",

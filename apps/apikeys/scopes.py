@@ -14,6 +14,7 @@ MODELS_READ = "models.read"
 ALERTS_READ = "alerts.read"
 ALERTS_WRITE = "alerts.write"
 RECOMMENDATIONS_READ = "recommendations.read"
+RECOMMENDATIONS_WRITE = "recommendations.write"
 PROXY_CHAT = "proxy.chat"
 ADMIN = "admin"
 
@@ -30,6 +31,7 @@ ALL_SCOPES: tuple[str, ...] = (
     ALERTS_READ,
     ALERTS_WRITE,
     RECOMMENDATIONS_READ,
+    RECOMMENDATIONS_WRITE,
     PROXY_CHAT,
     ADMIN,
 )
@@ -67,7 +69,8 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     MODELS_READ: "read model prices and per-model figures",
     ALERTS_READ: "read alerts",
     ALERTS_WRITE: "create and change alerts",
-    RECOMMENDATIONS_READ: "read recommendations",
+    RECOMMENDATIONS_READ: "read and compute recommendations",
+    RECOMMENDATIONS_WRITE: "dismiss, snooze, apply recommendations; edit comparable models",
     PROXY_CHAT: "call models through the LLM gateway",
     ADMIN: "manage API keys, members, the organization and read the audit log",
     CUSTOMER_READ: "customer keys: read their own customer's records",

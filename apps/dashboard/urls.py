@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import observe, platform, pricing, shell, stripe
+from .views import observe, platform, pricing, recommendations, shell, stripe
 
 app_name = "dashboard"
 
@@ -23,6 +23,17 @@ urlpatterns = [
     path("export/models.csv", observe.models_csv, name="models_csv"),
     path("export/events.csv", observe.events_csv, name="events_csv"),
     path("first-event/", observe.first_event, name="first_event"),
+    path("recommendations/", recommendations.recommendations, name="recommendations"),
+    path(
+        "recommendations/compute/",
+        recommendations.recommendations_compute_now,
+        name="recommendations_compute",
+    ),
+    path(
+        "recommendations/<uuid:recommendation_id>/<str:decision>/",
+        recommendations.recommendation_decide,
+        name="recommendation_decide",
+    ),
     # Settings -> model prices.
     path("settings/model-prices/", pricing.overrides, name="overrides"),
     path("settings/model-prices/new/", pricing.override_new, name="override_new"),

@@ -35,6 +35,12 @@ def subscriptions_for(environment: Environment) -> QuerySet[Subscription]:
     return scoped(Subscription, environment)
 
 
+def live_subscribers(environment: Environment) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(customer id, plan id) of every subscription in force (the plan-price advice)."""
+    rows = subscriptions_for(environment).filter(status__in=Subscription.LIVE_STATUSES)
+    return list(rows.values_list("customer_id", "plan_id"))
+
+
 def with_details(subscriptions: QuerySet[Subscription]) -> QuerySet[Subscription]:
     """Customer, plan and the pending change (``pending_changes``) in at most two queries."""
     pending = SubscriptionChange.objects.filter(

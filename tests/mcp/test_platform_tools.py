@@ -291,11 +291,15 @@ def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
             "customerReferenceId": "cus_1",
             "denomination": "AI_CREDITS",
         },
+        "computeRecommendations": {},
+        "listRecommendations": {},
     }
 
     async def body(client: Client) -> dict[str, Any]:
         listed = {t.name for t in (await client.list_tools()).tools}
-        assert listed - {"markInvoicePaid"} == set(calls), listed ^ set(calls)
+        # Left out: they need an object's id (tests/recommendations/test_mcp.py dismisses).
+        left_out = {"markInvoicePaid", "dismissRecommendation"}
+        assert listed - left_out == set(calls), listed ^ set(calls)
         return {name: await client.call_tool(name, args) for name, args in calls.items()}
 
     make_customer(tenant.test, "cus_2")

@@ -31,6 +31,8 @@ WRITE_TOOLS = {
     "grantCredits",
     "purchaseCredits",
     "markInvoicePaid",
+    "computeRecommendations",
+    "dismissRecommendation",
 }
 
 
