@@ -125,6 +125,7 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.demo",
     "apps.mcp",
+    "apps.gateway",
     "djstripe",
     "apps.stripe_sync",
     "apps.stripe_meters",
@@ -478,6 +479,12 @@ API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 20)
 # (counted from the end of its APIKEY_CACHE_SECONDS) is still trusted; others cannot be
 # verified (docs/api.md, "Outages"). 0: never trust an unverifiable key.
 APIKEY_STALE_SECONDS = env_int("APIKEY_STALE_SECONDS", 300)
+
+# --- LLM gateway (docs/gateway.md) ----------------------------------------------------
+# Fernet keys for provider credentials, newest first (rotation: prepend a new key, run
+# `manage.py gateway_rotate_credentials`, then drop the old one). Empty: one derived
+# from SECRET_KEY.
+GATEWAY_CREDENTIAL_KEYS = env_list("GATEWAY_CREDENTIAL_KEYS", [])
 
 # --- Model prices ---------------------------------------------------------------------
 # Where the price catalog is loaded from: empty = the data bundled with genai-prices;

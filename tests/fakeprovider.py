@@ -70,6 +70,12 @@ class Script:
     usage: Usage = field(default_factory=Usage)
     send_usage: bool = True
     text: str = "hello"
+    # Answer this status (in the format's error shape) before the first byte, for the
+    # next ``fail_times`` calls (429, 500, Anthropic's 529...).
+    fail_status: int | None = None
+    fail_times: int = 0
+    # Close the stream after this many events (no usage, no end marker).
+    close_after: int | None = None
 
 
 class FakeProvider:
@@ -136,12 +142,30 @@ class FakeProvider:
             "/v1/responses": self._responses,
             "/v1/embeddings": self._embeddings,
             "/v1/messages": self._messages,
+            "/v1/messages/count_tokens": self._count_tokens,
+            "/v1/models": self._models,
         }
         route = routes.get(path)
         if route is None:
             self._json(handler, 404, {"error": {"message": f"no route {path}"}})
             return
+        if self._failing(handler, path):
+            return
         route(handler, body or {})
+
+    def _failing(self, handler: BaseHTTPRequestHandler, path: str) -> bool:
+        with self._lock:
+            status = self.script.fail_status
+            if status is None or self.script.fail_times == 0:
+                return False
+            self.script.fail_times -= 1
+        if path.startswith("/v1/messages"):
+            kind = "overloaded_error" if status == 529 else "api_error"
+            body: Any = {"type": "error", "error": {"type": kind, "message": "fake failure"}}
+        else:
+            body = {"error": {"message": "fake failure", "type": "server_error", "code": None}}
+        self._json(handler, status, body)
+        return True
 
     def _json(self, handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -157,8 +181,11 @@ class FakeProvider:
         handler.send_header("Connection", "close")
         handler.end_headers()
         handler.close_connection = True
+        close_after = self.script.close_after
         try:
-            for name, data in events:
+            for index, (name, data) in enumerate(events):
+                if close_after is not None and index >= close_after:
+                    break
                 text = data if isinstance(data, str) else json.dumps(data)
                 prefix = f"event: {name}\n" if name else ""
                 handler.wfile.write(f"{prefix}data: {text}\n\n".encode())
@@ -349,3 +376,10 @@ class FakeProvider:
         events.append(("message_delta", delta))
         events.append(("message_stop", {"type": "message_stop"}))
         self._sse(handler, events)
+
+    def _count_tokens(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        self._json(handler, 200, {"input_tokens": self.script.usage.input_tokens})
+
+    def _models(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        models = [{"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "fake"}]
+        self._json(handler, 200, {"object": "list", "data": models})

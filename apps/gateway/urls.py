@@ -1,0 +1,16 @@
+"""API routes of apps.gateway, included under /api/ (the proxy itself is ASGI: asgi.py)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("v1/gateway/credentials", api.CredentialListSet.as_view(), name="api-gateway-credentials"),
+    path(
+        "v1/gateway/credentials/<uuid:credential_id>",
+        api.CredentialDetail.as_view(),
+        name="api-gateway-credential",
+    ),
+]
