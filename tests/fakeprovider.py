@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -167,6 +167,22 @@ class FakeProvider:
         self._json(handler, status, body)
         return True
 
+    def _usage(self, body: dict[str, Any]) -> Usage:
+        """The script's usage, its output cut to the request's max tokens (as a provider
+        stops at them)."""
+        usage = self.script.usage
+        asked = [
+            body[name]
+            for name in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+            if isinstance(body.get(name), int)
+        ]
+        if not asked or min(asked) >= usage.output_tokens:
+            return usage
+        output = min(asked)
+        return replace(
+            usage, output_tokens=output, reasoning_tokens=min(usage.reasoning_tokens, output)
+        )
+
     def _json(self, handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
         handler.send_response(status)
@@ -211,7 +227,7 @@ class FakeProvider:
                 ],
             }
             if script.send_usage:
-                answer["usage"] = script.usage.openai_chat()
+                answer["usage"] = self._usage(body).openai_chat()
             self._json(handler, 200, answer)
             return
         chunk = {**base, "object": "chat.completion.chunk"}
@@ -235,7 +251,8 @@ class FakeProvider:
             )
         include = (body.get("stream_options") or {}).get("include_usage")
         if include and script.send_usage:
-            events.append((None, {**chunk, "choices": [], "usage": script.usage.openai_chat()}))
+            usage = self._usage(body).openai_chat()
+            events.append((None, {**chunk, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
         self._sse(handler, events)
 
@@ -322,7 +339,7 @@ class FakeProvider:
 
     def _messages(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         script, model = self.script, body.get("model", "claude-sonnet-4-20250514")
-        usage = script.usage
+        usage = self._usage(body)
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model}
         if not body.get("stream"):
             answer: dict[str, Any] = {

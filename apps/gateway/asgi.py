@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx2
+from django.db import close_old_connections
 from django.utils import timezone
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -160,6 +161,14 @@ def _max_tokens(call: Call) -> tuple[str | None, int | None]:
 def _reserve(call: Call, request_bytes: int) -> None:
     """Hold the call's worst case against the key's budget; lower its max tokens to fit
     the headroom when needed (blocking: run in a thread)."""
+    close_old_connections()
+    try:
+        _reserve_now(call, request_bytes)
+    finally:
+        close_old_connections()
+
+
+def _reserve_now(call: Call, request_bytes: int) -> None:
     key = call.resolved.key
     model = str(call.body.get("model") or "")
     quote = metering.quote(key=key, model=model, provider=call.provider, input_tokens=request_bytes)
@@ -222,7 +231,7 @@ async def _finish(call: Call, up: relay.Upcall) -> None:
                 model=up.collector.model or str(call.body.get("model") or ""),
                 occurred_at=call.occurred_at,
                 duration_ms=round((time.perf_counter() - call.received) * 1000),
-                status="completed" if up.complete else "incomplete",
+                status=_status(up),
                 upstream_status=head.status,
                 tokens=tokens,
                 estimated=estimated or not up.complete,
@@ -234,6 +243,12 @@ async def _finish(call: Call, up: relay.Upcall) -> None:
             await relay.in_thread(metering.release, call.reservation, call.resolved.key)
     finally:
         call.recorded.set()
+
+
+def _status(up: relay.Upcall) -> str:
+    if not up.complete:
+        return "incomplete"  # cut at the process's bounds, or the provider broke off
+    return "client_disconnected" if up.detached else "completed"
 
 
 def _overhead_ms(call: Call, up: relay.Upcall) -> str:

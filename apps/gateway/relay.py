@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import httpx2
 
@@ -237,5 +238,15 @@ async def wait_running() -> None:
         await asyncio.gather(*mine, return_exceptions=True)
 
 
+# Threads for the gateway's blocking work (budget reservations, event writes), per
+# event loop: each holds at most one PostgreSQL connection.
+BLOCKING_THREADS = 16
+_limiters: dict[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = {}
+
+
 def in_thread[T](func: Callable[..., T], *args: Any) -> Awaitable[T]:
-    return anyio.to_thread.run_sync(func, *args)
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(BLOCKING_THREADS)
+    return anyio.to_thread.run_sync(func, *args, limiter=limiter)
