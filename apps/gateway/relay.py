@@ -178,6 +178,7 @@ async def run(
     except TimeoutError:
         logger.warning("gateway: a detached stream was cut at its bound; billed on partial usage")
     except httpx2.HTTPError as exc:
+        logger.warning("gateway: %s upstream error: %r", up.url, exc)
         up.error = exc
     except Exception as exc:  # the relay must always finish and bill
         logger.exception("gateway: relay failed")
