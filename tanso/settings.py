@@ -522,6 +522,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # The one beat schedule. Each entry names a task that is idempotent.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "reap-gateway-reservations": {
+        "task": "apps.gateway.tasks.reap_budget_reservations",
+        "schedule": 300,
+    },
     "purge-idempotency-records": {
         "task": "apps.apikeys.tasks.purge_idempotency_records",
         "schedule": crontab(minute=17),

@@ -8,7 +8,6 @@ work (a budget reservation, the event's write) runs in threads.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import math
@@ -44,6 +43,10 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 # The smallest answer worth forwarding when the budget is nearly spent.
 MIN_OUTPUT_TOKENS = 16
 MAX_FIELD = 255
+STREAMING = frozenset({"chat", "responses", "messages"})
+# Upstream answers after which the next target of a route is tried (before any byte
+# reached the client): timeouts, rate limits, server errors, Anthropic's overload.
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
 
 # surface -> (provider, path under the provider's base, the body's max-tokens field)
 SURFACES: dict[str, tuple[str, str, str | None]] = {
@@ -68,8 +71,10 @@ class Call:
     occurred_at: dt.datetime = field(default_factory=timezone.now)
     reservation: budgets.Reservation | None = None
     changed: bool = False  # the body differs from the client's: re-encode it
+    injected_usage: bool = False  # stream_options.include_usage added by the gateway
     outcome: Outcome | None = None
-    recorded: asyncio.Event = field(default_factory=asyncio.Event)
+    targets: tuple[str, ...] = ()  # the models to try, in order (an alias's route)
+    attempt: int = 1
 
 
 def _raw_key(request: Request) -> str | None:
@@ -168,14 +173,27 @@ def _reserve(call: Call, request_bytes: int) -> None:
         close_old_connections()
 
 
+def _dearest(call: Call, request_bytes: int) -> metering.Quote:
+    """The worst case over the call's targets (a fallback may land on any of them)."""
+    key, worst_input, worst_output = call.resolved.key, Decimal(0), Decimal(0)
+    for model in call.targets:
+        quote = metering.quote(
+            key=key, model=model, provider=call.provider, input_tokens=request_bytes
+        )
+        if quote.input_usd is None or quote.per_output_token_usd is None:
+            raise GatewayError(
+                400,
+                "model_unpriced",
+                f"No price is known for {model!r}; this key has a hard budget.",
+            )
+        worst_input = max(worst_input, quote.input_usd)
+        worst_output = max(worst_output, quote.per_output_token_usd)
+    return metering.Quote(worst_input, worst_output)
+
+
 def _reserve_now(call: Call, request_bytes: int) -> None:
     key = call.resolved.key
-    model = str(call.body.get("model") or "")
-    quote = metering.quote(key=key, model=model, provider=call.provider, input_tokens=request_bytes)
-    if not quote.priced:
-        raise GatewayError(
-            400, "model_unpriced", f"No price is known for {model!r}; this key has a hard budget."
-        )
+    quote = _dearest(call, request_bytes)
     name, asked = _max_tokens(call)
     cap = asked if asked is not None else DEFAULT_MAX_OUTPUT_TOKENS
     if name is None:
@@ -217,7 +235,8 @@ def _prepare(call: Call) -> bool:
 
 
 async def _finish(call: Call, up: relay.Upcall) -> None:
-    """The relay's last step: the call's event (if the provider answered and billed)."""
+    """The relay's last step: the call's event, if the provider answered and billed (a
+    failed attempt is not billed: the handler tries the next target or releases)."""
     try:
         head = up.head
         billed = head is not None and head.status < 400 and call.surface != "count_tokens"
@@ -237,12 +256,11 @@ async def _finish(call: Call, up: relay.Upcall) -> None:
                 estimated=estimated or not up.complete,
                 raw_usage=up.collector.raw,
                 reservation=call.reservation,
+                attempt=call.attempt,
             )
             call.outcome = await relay.in_thread(metering.record_call, record)
-        elif call.reservation is not None:
-            await relay.in_thread(metering.release, call.reservation, call.resolved.key)
     finally:
-        call.recorded.set()
+        up.finished.set()
 
 
 def _status(up: relay.Upcall) -> str:
@@ -334,45 +352,69 @@ class Gateway:
             attribution=attribution_of(request, resolved.pinned_customer),
             received=received,
         )
-        call.changed = _prepare(call)
+        call.injected_usage = call.changed = _prepare(call)
+        model = str(call.body.get("model") or "")
+        call.targets = resolved.routes.get(model) or (model,)
         if resolved.key.budget_cents is not None and surface != "count_tokens":
             await relay.in_thread(_reserve, call, len(raw))
         return call
 
-    async def _proxy(self, request: Request, surface: str, received: float) -> Response:
-        call = await self._start(request, surface, received)
+    def _attempt(self, request: Request, call: Call, target: str, raw: bytes) -> relay.Upcall:
+        """Start one attempt at ``target`` in its relay task."""
         upstream = call.resolved.upstream
         assert upstream is not None
-        raw = await request.body()
-        stream = bool(call.body.get("stream")) and surface in {"chat", "responses", "messages"}
+        if target != call.body.get("model"):
+            call.body["model"], call.changed = target, True
         up = relay.Upcall(
-            url=(upstream.base_url or DEFAULT_BASE[call.provider]) + SURFACES[surface][1],
+            url=(upstream.base_url or DEFAULT_BASE[call.provider]) + SURFACES[call.surface][1],
             headers=_upstream_headers(request, call),
             body=json.dumps(call.body).encode() if call.changed else raw,
-            stream=stream,
-            collector=Collector(surface, len(raw)),
-            drop_usage_chunk=surface == "chat" and call.changed,
+            stream=bool(call.body.get("stream")) and call.surface in STREAMING,
+            collector=Collector(call.surface, len(raw)),
+            drop_usage_chunk=call.injected_usage,
         )
 
         async def finish(done: relay.Upcall) -> None:
             await _finish(call, done)
 
         relay.start(up, self.client(call.provider), finish)
-        await up.ready.wait()
+        return up
+
+    async def _attempts(self, request: Request, call: Call) -> tuple[relay.Upcall, list[str]]:
+        """Try the call's targets in order until one answers other than with a retryable
+        failure (before any byte reached the client); the last attempt and the list."""
+        raw = await request.body()
+        tried: list[str] = []
+        for index, target in enumerate(call.targets, start=1):
+            call.attempt = index
+            up = self._attempt(request, call, target, raw)
+            await up.ready.wait()
+            status = up.head.status if up.head is not None else None
+            tried.append(f"{target}={status or 'unreachable'}")
+            if status is not None and status not in RETRYABLE:
+                break
+        return up, tried
+
+    async def _proxy(self, request: Request, surface: str, received: float) -> Response:
+        call = await self._start(request, surface, received)
+        up, tried = await self._attempts(request, call)
         head = up.head
+        billed = head is not None and head.status < 400
+        if not billed and call.reservation is not None:
+            await relay.in_thread(metering.release, call.reservation, call.resolved.key)
+        attempts = {"x-tanso-attempts": ", ".join(tried)} if len(call.targets) > 1 else {}
         if head is None:
-            await call.recorded.wait()
             raise GatewayError(
-                502, "upstream_unreachable", f"{call.provider} could not be reached."
+                502, "upstream_unreachable", f"{call.provider} could not be reached.", attempts
             )
-        if stream and head.status < 400:
+        if up.stream and billed:
             headers = {**dict(head.headers), **_tanso_headers(call, up, streamed=True)}
             return StreamingResponse(
-                relay.client_stream(up), status_code=head.status, headers=headers
+                relay.client_stream(up), status_code=head.status, headers=headers | attempts
             )
-        await call.recorded.wait()  # the event is written before the answer goes out
+        await up.finished.wait()  # the event is written before the answer goes out
         headers = {**dict(head.headers), **_tanso_headers(call, up, streamed=False)}
-        return Response(up.answer, status_code=head.status, headers=headers)
+        return Response(up.answer, status_code=head.status, headers=headers | attempts)
 
     async def models(self, request: Request) -> Response:
         """``GET /openai/v1/models``: the provider's list, through the environment's key."""

@@ -21,7 +21,7 @@ from apps.apikeys.models import ApiKey
 from apps.core.memo import LocalCache
 
 from . import crypto
-from .selectors import credential_for
+from .selectors import credential_for, routes_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,8 @@ class Resolved:
     upstream: Upstream | None
     # The reference of the customer a ck_ key is pinned to (it wins over headers).
     pinned_customer: str | None
+    # The environment's aliases for the provider: alias -> models tried in order.
+    routes: dict[str, tuple[str, ...]]
 
 
 _resolved: LocalCache[tuple[str, str], Resolved] = LocalCache(
@@ -62,7 +64,8 @@ def _load(raw: str, ip: str, provider: str) -> Resolved:
                 base_url=credential.base_url,
             )
         pinned = key.customer.reference_id if key.customer is not None else None
-        return Resolved(key=key, upstream=upstream, pinned_customer=pinned)
+        routes = routes_for(key.environment_id, provider)
+        return Resolved(key=key, upstream=upstream, pinned_customer=pinned, routes=routes)
     finally:
         close_old_connections()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -43,6 +44,28 @@ class ProviderCredential(EnvironmentOwned):
 
     def __str__(self) -> str:
         return f"{self.provider} …{self.hint}"
+
+
+class ModelRoute(EnvironmentOwned):
+    """An alias model name that routes to an ordered list of the provider's models: the
+    next is tried when one fails before its first byte (connect error, 408, 429, 5xx,
+    529)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    alias = models.CharField(max_length=255)
+    targets = ArrayField(models.CharField(max_length=255))
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "provider", "alias"], name="gateway_route_alias"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.alias} -> {', '.join(self.targets)}"
 
 
 class BudgetReservation(models.Model):

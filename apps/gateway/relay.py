@@ -89,6 +89,7 @@ class Upcall:
     upstream_seconds: float = 0.0
     queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # metered, or not billed
     deadline: asyncio.Timeout | None = None
     detached: bool = False
 
@@ -219,13 +220,28 @@ def _undetach(up: Upcall) -> None:
         _detached["count"] -= 1
 
 
+# The stream's last event in each format ([DONE], message_stop, response.completed).
+_TERMINAL = (b"data: [DONE]", b"event: message_stop", b"event: response.completed")
+
+
 async def client_stream(up: Upcall) -> AsyncIterator[bytes]:
-    """The events the client receives; on its disconnect the relay goes on alone."""
+    """The events the client receives; on its disconnect the relay goes on alone.
+
+    The stream's terminal event is held until the call's event is written: a client
+    that saw its stream complete has its call recorded.
+    """
+    held: list[bytes] = []
     try:
         while True:
             block = await up.queue.get()
             if block is None:
-                return
+                break
+            if block.startswith(_TERMINAL):
+                held.append(block)
+                continue
+            yield block
+        await up.finished.wait()
+        for block in held:
             yield block
     finally:
         if not up.complete:

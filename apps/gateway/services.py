@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.core.errors import ValidationFailed
 
 from . import cache, crypto
-from .models import Provider, ProviderCredential
+from .models import ModelRoute, Provider, ProviderCredential
 
 if TYPE_CHECKING:
     from apps.accounts.models import Environment
@@ -70,3 +70,30 @@ def credentials_rotate() -> int:
         ProviderCredential.objects.filter(pk=credential.pk).update(secret_encrypted=rotated)
         count += 1
     return count
+
+
+MAX_TARGETS = 5
+
+
+@transaction.atomic
+def route_set(
+    *, environment: Environment, provider: str, alias: str, targets: list[str]
+) -> ModelRoute:
+    """Route ``alias`` to ``targets`` (tried in order), replacing its previous route."""
+    if provider not in Provider.values:
+        raise ValidationFailed(fields={"provider": ["Choose openai or anthropic."]})
+    if not 1 <= len(targets) <= MAX_TARGETS:
+        raise ValidationFailed(fields={"targets": [f"1-{MAX_TARGETS} model names, in order."]})
+    route, _ = ModelRoute.objects.update_or_create(
+        environment=environment,
+        provider=provider,
+        alias=alias,
+        defaults={"targets": targets},
+    )
+    transaction.on_commit(cache.forget_all)
+    return route
+
+
+def route_delete(*, route: ModelRoute) -> None:
+    route.delete()
+    cache.forget_all()

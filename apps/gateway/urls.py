@@ -13,4 +13,6 @@ urlpatterns = [
         api.CredentialDetail.as_view(),
         name="api-gateway-credential",
     ),
+    path("v1/gateway/routes", api.RouteListSet.as_view(), name="api-gateway-routes"),
+    path("v1/gateway/routes/<uuid:route_id>", api.RouteDetail.as_view(), name="api-gateway-route"),
 ]

@@ -73,6 +73,8 @@ def test_managing_credentials_needs_admin(tenant: Tenant) -> None:
     [
         {"provider": "mistral", "apiKey": SECRET},
         {"provider": "openai", "apiKey": "short"},
+        {"provider": "openai", "apiKey": "has a space in it"},
+        {"provider": "openai", "apiKey": 12345678901},
         {"provider": "openai"},
         {"provider": "openai", "apiKey": SECRET, "baseUrl": "not a url"},
     ],
