@@ -58,6 +58,7 @@ _CREDENTIAL_LIST = inline_serializer("GatewayCredentialList", fields={"items": m
 
 
 SECRET_PATTERN = r"^[!-~]{8,}$"
+BASE_URL_PATTERN = r"^https?://[!-.0-~]+(/[!-~]*)?$"
 
 
 class CredentialInput(serializers.Serializer):
@@ -69,11 +70,13 @@ class CredentialInput(serializers.Serializer):
         validators=[RegexValidator(SECRET_PATTERN, "8 or more printable characters, no spaces.")],
         help_text="The provider's API key (write-only; shown afterwards by its hint)",
     )
-    baseUrl = serializers.URLField(
+    baseUrl = StrictCharField(
         max_length=500,
         required=False,
         allow_blank=True,
         allow_null=True,
+        trim_whitespace=False,
+        validators=[RegexValidator(BASE_URL_PATTERN, "An http:// or https:// URL.")],
         help_text="A compatible endpoint instead of the provider's own API",
     )
 
