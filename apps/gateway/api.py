@@ -49,7 +49,7 @@ _CREDENTIAL = inline_serializer(
         "id": serializers.UUIDField(),
         "provider": serializers.ChoiceField(choices=Provider.values),
         "hint": serializers.CharField(help_text="The key's last four characters"),
-        "baseUrl": serializers.URLField(allow_null=True),
+        "baseUrl": serializers.CharField(allow_null=True),
         "createdAt": serializers.DateTimeField(),
         "updatedAt": serializers.DateTimeField(),
     },

@@ -43,6 +43,7 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 # The smallest answer worth forwarding when the budget is nearly spent.
 MIN_OUTPUT_TOKENS = 16
 MAX_FIELD = 255
+MAX_META_BYTES = 8 * 1024  # the event's meta holds 16 KB, the raw usage included
 STREAMING = frozenset({"chat", "responses", "messages"})
 # Upstream answers after which the next target of a route is tried (before any byte
 # reached the client): timeouts, rate limits, server errors, Anthropic's overload.
@@ -122,6 +123,8 @@ def attribution_of(request: Request, pinned: str | None) -> Attribution:
     customer = headers.get("x-tanso-customer") or headers.get("x-tolvyn-end-customer") or ""
     meta: dict[str, Any] = {}
     if raw_meta := headers.get("x-tanso-meta"):
+        if len(raw_meta) > MAX_META_BYTES:
+            raise GatewayError(400, "invalid_request", "X-Tanso-Meta: at most 8 KB.")
         try:
             meta = json.loads(raw_meta)
         except ValueError:
@@ -258,7 +261,7 @@ async def _finish(call: Call, up: relay.Upcall) -> None:
                 reservation=call.reservation,
                 attempt=call.attempt,
             )
-            call.outcome = await relay.in_thread(metering.record_call, record)
+            call.outcome = await relay.in_thread(metering.record_call_or_log, record)
     finally:
         up.finished.set()
 

@@ -10,6 +10,7 @@ the Redis side of the budget is settled after it commits.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -111,6 +112,21 @@ def record_call(call: CallRecord) -> Outcome:
         return _record(call)
     finally:
         close_old_connections()
+
+
+def record_call_or_log(call: CallRecord) -> Outcome:
+    """``record_call``; when it fails (PostgreSQL down, an event the ledger refuses), the
+    event is logged whole at ERROR (a JSON line ``gateway-unrecorded-event``) so that it
+    can be replayed through ``POST /api/events/ingest``, and its reservation is left to
+    expire (the budget errs on the side of refusing)."""
+    try:
+        return record_call(call)
+    except Exception:
+        logger.exception(
+            "gateway-unrecorded-event %s",
+            json.dumps({"apiKeyId": str(call.key.pk), "event": event_body(call)}),
+        )
+        return Outcome(event_id=None, cost_usd=None, remaining_usd=None)
 
 
 def _record(call: CallRecord) -> Outcome:

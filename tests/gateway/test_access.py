@@ -66,12 +66,20 @@ def test_an_outsider_never_reaches_the_tenants_provider_key_or_events(gw: Setup)
     assert len(events_of(gw.tenant, count=1)) == 1
 
 
-def test_a_bad_meta_header_is_400_and_nothing_is_forwarded(gw: Setup) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Tanso-Meta": "[1, 2]"},
+        {"X-Tanso-Meta": "{not json"},
+        {"X-Tanso-Meta": '{"a": "' + "x" * 9000 + '"}'},
+        {"X-Tanso-Customer": "c" * 256},
+    ],
+)
+def test_a_bad_attribution_header_is_400_and_nothing_is_forwarded(
+    gw: Setup, headers: dict[str, str]
+) -> None:
     sdk = openai.OpenAI(
-        base_url=gw.openai_url,
-        api_key=gw.key,
-        max_retries=0,
-        default_headers={"X-Tanso-Meta": "[1, 2]"},
+        base_url=gw.openai_url, api_key=gw.key, max_retries=0, default_headers=headers
     )
     with pytest.raises(openai.BadRequestError):
         sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
