@@ -172,6 +172,20 @@ def _rss_of(pid: int) -> int:
     return 0
 
 
+def _wait_for(port: int, seconds: float = 60) -> None:
+    import httpx2
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the ASGI process did not start")
+
+
 def _report(name: str, values: list[float]) -> str:
     return f"{name}: p50 {percentile(values, 0.5):.2f} ms, p99 {percentile(values, 0.99):.2f} ms"
 
@@ -194,7 +208,7 @@ def main() -> None:
            "--log-level", "warning", "--no-access-log"]  # fmt: skip
     gateway = subprocess.Popen(cmd, cwd=ROOT, env=harness.bench_env())
     try:
-        time.sleep(4)
+        _wait_for(gateway_port)
         gw_url = f"http://127.0.0.1:{gateway_port}/gateway/openai/v1/chat/completions"
         direct_url = provider_url + "/chat/completions"
         asyncio.run(_calls(gw_url, key, 200, 50))  # warm up: the key, the catalog, pools
