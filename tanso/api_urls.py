@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("apps.billing.urls")),
     path("", include("apps.stripe_sync.urls")),
     path("", include("apps.stripe_import.urls")),
+    path("", include("apps.alerts.urls")),
 ]

@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "apps.stripe_sync",
     "apps.stripe_meters",
     "apps.stripe_import",
+    "apps.alerts",
 ]
 
 # The ingestion pipeline's steps beyond the ledger's own (apps/events/pipeline.py), in the
@@ -139,6 +140,8 @@ INGESTION_STEPS = [
     # Stripe-driven environments: the units credits did not cover, to the meter outbox
     # (reads the entitlements step's credit charges).
     "apps.stripe_meters.ingestion.MeterEventsStep",
+    # Alerts: a key budget rule is evaluated as the key spends (debounced task).
+    "apps.alerts.ingestion.AlertsStep",
 ]
 
 MIDDLEWARE = [
@@ -515,6 +518,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # The one beat schedule. Each entry names a task that is idempotent.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "evaluate-alerts": {"task": "apps.alerts.tasks.evaluate_alerts", "schedule": 60.0},
     "purge-idempotency-records": {
         "task": "apps.apikeys.tasks.purge_idempotency_records",
         "schedule": crontab(minute=17),
