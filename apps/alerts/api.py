@@ -116,9 +116,26 @@ _RULE_LIST = page("AlertRuleList", _RULE)
 
 
 def _value(**kwargs: Any) -> serializers.DecimalField:
+    # 16 whole digits: MAX_VALUE itself fits.
     return serializers.DecimalField(
-        max_digits=27, decimal_places=12, min_value=-MAX_VALUE, max_value=MAX_VALUE, **kwargs
+        max_digits=28, decimal_places=12, min_value=-MAX_VALUE, max_value=MAX_VALUE, **kwargs
     )
+
+
+def _stored_amount() -> serializers.DecimalField:
+    """An amount kept in a numeric(24, 12) column: at most 12 whole digits."""
+    return serializers.DecimalField(
+        max_digits=24, decimal_places=12, min_value=Decimal(0), required=False
+    )
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON ``true``/``false`` (DRF's own also takes 1, "yes", "on"...)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
 
 
 class ThresholdInput(serializers.Serializer):
@@ -139,14 +156,8 @@ class RuleInput(serializers.Serializer):
     channels = serializers.ListField(
         child=serializers.ChoiceField(choices=Channel.choices), required=False, max_length=3
     )
-    enabled = serializers.BooleanField(required=False)
-    recoveryMargin = serializers.DecimalField(
-        max_digits=27,
-        decimal_places=12,
-        min_value=Decimal(0),
-        max_value=MAX_VALUE,
-        required=False,
-    )
+    enabled = StrictBooleanField(required=False)
+    recoveryMargin = _stored_amount()
     renotifyMinutes = serializers.IntegerField(
         min_value=1, max_value=525600, required=False, allow_null=True
     )
@@ -154,13 +165,7 @@ class RuleInput(serializers.Serializer):
     featureKey = StrictCharField(max_length=128, required=False, allow_null=True)
     model = StrictCharField(max_length=200, required=False, allow_null=True)
     apiKeyId = serializers.UUIDField(required=False, allow_null=True)
-    spikeFloor = serializers.DecimalField(
-        max_digits=27,
-        decimal_places=12,
-        min_value=Decimal(0),
-        max_value=MAX_VALUE,
-        required=False,
-    )
+    spikeFloor = _stored_amount()
     spikeMinWindows = serializers.IntegerField(min_value=1, max_value=28, required=False)
 
 
@@ -417,7 +422,7 @@ _ENDPOINT_WITH_SECRET = inline_serializer(
 class EndpointInput(serializers.Serializer):
     url = serializers.URLField(max_length=2000)
     description = StrictCharField(max_length=200, required=False, allow_blank=True)
-    enabled = serializers.BooleanField(required=False)
+    enabled = StrictBooleanField(required=False)
 
     def validate_url(self, value: str) -> str:
         try:

@@ -13,10 +13,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.core import crypto
+from apps.core.tenancy import scoped
 
 from . import signing
 from .models import (
     AlertRule,
+    AlertState,
     Channel,
     Delivery,
     Metric,
@@ -114,11 +116,34 @@ def rule_create(*, environment: Environment, **fields: Any) -> AlertRule:
     )
 
 
+# Changing what a rule watches starts its states afresh (an old threshold's firing state
+# would otherwise never be evaluated again, nor resolve).
+REDEFINING = frozenset(
+    {
+        "metric",
+        "scope",
+        "window",
+        "operator",
+        "thresholds",
+        "customer",
+        "feature",
+        "model",
+        "api_key",
+    }
+)
+
+
 def rule_update(*, rule: AlertRule, changes: dict[str, Any]) -> AlertRule:
-    for name, value in changes.items():
-        setattr(rule, name, value)
-    rule.updated_at = timezone.now()
-    rule.save()
+    with transaction.atomic():
+        redefined = any(
+            getattr(rule, name) != value for name, value in changes.items() if name in REDEFINING
+        )
+        for name, value in changes.items():
+            setattr(rule, name, value)
+        rule.updated_at = timezone.now()
+        rule.save()
+        if redefined:
+            scoped(AlertState, rule.environment_id).filter(rule=rule).delete()
     return rule
 
 

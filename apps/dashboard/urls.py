@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import observe, platform, pricing, shell, stripe
+from .views import alerts, observe, platform, pricing, shell, stripe
 
 app_name = "dashboard"
 
@@ -23,6 +23,10 @@ urlpatterns = [
     path("export/models.csv", observe.models_csv, name="models_csv"),
     path("export/events.csv", observe.events_csv, name="events_csv"),
     path("first-event/", observe.first_event, name="first_event"),
+    path("alerts/", alerts.inbox, name="alerts"),
+    path(
+        "alerts/<uuid:notification_id>/acknowledge/", alerts.acknowledge, name="alert_acknowledge"
+    ),
     # Settings -> model prices.
     path("settings/model-prices/", pricing.overrides, name="overrides"),
     path("settings/model-prices/new/", pricing.override_new, name="override_new"),

@@ -22,10 +22,19 @@ from apps.core.errors import Unauthorized
 from apps.mcp import resources
 from apps.mcp.calls import Caller, calling_as
 from apps.mcp.registry import REGISTRY, visible_names
-from apps.mcp.tools import analytics, billing, catalog, credits, entitlements, events, subscriptions
+from apps.mcp.tools import (
+    alerts,
+    analytics,
+    billing,
+    catalog,
+    credits,
+    entitlements,
+    events,
+    subscriptions,
+)
 
 # The tool modules register their tools on import (``calls.tool``).
-TOOL_MODULES = (analytics, events, catalog, entitlements, subscriptions, credits, billing)
+TOOL_MODULES = (analytics, events, catalog, entitlements, subscriptions, credits, billing, alerts)
 
 INSTRUCTIONS = """\
 Tanso: cost, revenue and margin of AI usage per customer, feature and model; plans,

@@ -11,7 +11,7 @@ import pytest
 
 from apps.alerts.evaluator import environment_evaluate, rule_evaluate
 from apps.alerts.models import AlertRule, AlertState, Metric, Notification, Operator, Scope, Window
-from apps.alerts.services import defaults_ensure, rule_create
+from apps.alerts.services import defaults_ensure, rule_create, rule_update
 from apps.core.tenancy import scoped
 from tests.alerts.helpers import ingest, ingest_daily
 from tests.factories import make_key
@@ -196,3 +196,41 @@ def test_another_organizations_rules_never_fire_on_this_ones_data(tenant, outsid
     assert rule_evaluate(rule=mine, now=NOON) == []  # the other environment of the tenant
     assert environment_evaluate(environment_id=outsider.test.pk, now=NOON) == 0
     assert notes(outsider.test) == [] and notes(tenant.live) == []
+
+
+def test_a_firing_alert_is_notified_again_after_its_renotify_interval(tenant):
+    env = tenant.test
+    rule = rule_create(
+        environment=env,
+        name="cost",
+        metric=Metric.COST,
+        window=Window.WEEK,
+        operator=Operator.GT,
+        thresholds=[{"value": "1", "severity": "warning"}],
+        renotify_minutes=30,
+    )
+    ingest(env, cost="2", at=NOON - dt.timedelta(hours=1))
+    assert len(rule_evaluate(rule=rule, now=NOON)) == 1
+    assert rule_evaluate(rule=rule, now=NOON + dt.timedelta(minutes=20)) == []
+    again = rule_evaluate(rule=rule, now=NOON + dt.timedelta(minutes=31))
+    assert [n.kind for n in again] == ["alert.triggered"]
+    assert rule_evaluate(rule=rule, now=NOON + dt.timedelta(minutes=40)) == []
+    state = scoped(AlertState, env).get()
+    assert state.transitions == 1  # a reminder is not a transition
+
+
+def test_changing_a_rules_thresholds_starts_its_states_afresh(tenant):
+    env = tenant.test
+    rule = rule_create(
+        environment=env,
+        name="cost",
+        metric=Metric.COST,
+        window=Window.WEEK,
+        operator=Operator.GT,
+        thresholds=[{"value": "1", "severity": "warning"}],
+    )
+    ingest(env, cost="2", at=NOON - dt.timedelta(hours=1))
+    assert len(rule_evaluate(rule=rule, now=NOON)) == 1
+    rule_update(rule=rule, changes={"thresholds": [{"value": "5", "severity": "warning"}]})
+    assert not scoped(AlertState, env).exists()
+    assert rule_evaluate(rule=rule, now=NOON) == []
