@@ -123,6 +123,8 @@ BEYOND_THE_SCHEMA = {
     # Alert webhooks: https (plain http only to loopback outside production).
     ("url", "the URL must *"),
     ("url", "the URL may not carry credentials"),
+    # DNS limits (253 characters, 63 a label) that the uri format does not state.
+    ("url", "Enter a valid URL."),
     ("_body", "Give either custom rates or discountPercent, not both."),
     ("reasoningTokens", "Reasoning tokens are part of outputTokens: they may not exceed it."),
     ("planId", "Required (a plan id or key)."),

@@ -31,6 +31,7 @@ WRITE_TOOLS = {
     "grantCredits",
     "purchaseCredits",
     "markInvoicePaid",
+    "acknowledgeAlert",
 }
 
 

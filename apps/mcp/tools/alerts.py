@@ -48,9 +48,7 @@ def list_fired_alerts(
     unacknowledged: Annotated[
         bool | None, Field(description="Only those not acknowledged yet.")
     ] = None,
-    type: Annotated[
-        str | None, Field(description="alert.triggered or alert.resolved")
-    ] = None,
+    type: Annotated[str | None, Field(description="alert.triggered or alert.resolved")] = None,
     severity: Annotated[str | None, Field(description="info, warning or critical")] = None,
     limit: Limit = None,
     cursor: Cursor = None,
