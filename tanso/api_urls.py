@@ -23,4 +23,5 @@ urlpatterns = [
     path("", include("apps.stripe_sync.urls")),
     path("", include("apps.stripe_import.urls")),
     path("", include("apps.gateway.urls")),
+    path("", include("apps.alerts.urls")),
 ]

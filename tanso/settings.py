@@ -131,6 +131,7 @@ INSTALLED_APPS = [
     "apps.stripe_sync",
     "apps.stripe_meters",
     "apps.stripe_import",
+    "apps.alerts",
 ]
 
 # The ingestion pipeline's steps beyond the ledger's own (apps/events/pipeline.py), in the
@@ -141,6 +142,8 @@ INGESTION_STEPS = [
     # Stripe-driven environments: the units credits did not cover, to the meter outbox
     # (reads the entitlements step's credit charges).
     "apps.stripe_meters.ingestion.MeterEventsStep",
+    # Alerts: a key budget rule is evaluated as the key spends (debounced task).
+    "apps.alerts.ingestion.AlertsStep",
 ]
 
 MIDDLEWARE = [
@@ -527,6 +530,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "apps.gateway.tasks.reap_budget_reservations",
         "schedule": 300,
     },
+    "evaluate-alerts": {"task": "apps.alerts.tasks.evaluate_alerts", "schedule": 60.0},
     "purge-idempotency-records": {
         "task": "apps.apikeys.tasks.purge_idempotency_records",
         "schedule": crontab(minute=17),

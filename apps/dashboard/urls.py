@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import observe, platform, pricing, recommendations, shell, stripe
+from .views import alerts, observe, platform, pricing, recommendations, shell, stripe
 
 app_name = "dashboard"
 
@@ -33,6 +33,10 @@ urlpatterns = [
         "recommendations/<uuid:recommendation_id>/<str:decision>/",
         recommendations.recommendation_decide,
         name="recommendation_decide",
+    ),
+    path("alerts/", alerts.inbox, name="alerts"),
+    path(
+        "alerts/<uuid:notification_id>/acknowledge/", alerts.acknowledge, name="alert_acknowledge"
     ),
     # Settings -> model prices.
     path("settings/model-prices/", pricing.overrides, name="overrides"),

@@ -172,7 +172,7 @@ def event_record(
             item: pipeline.Item | None = None
             if steps:
                 item = pipeline.new_item(0, event, key, customer_id, feature_id)
-                batch = pipeline.Batch(environment, [item], now)
+                batch = pipeline.Batch(environment, [item], now, api_key_id=api_key_id)
                 pipeline.run_before_store(steps, batch)
             row = _row(event, key, str(customer_id), str(feature_id), pricing, item=item)
             stored = store_events(
@@ -256,7 +256,12 @@ def events_ingest(
                     )
                     item.duplicate_in_batch = index in in_batch_duplicates
                     step_items[position] = item
-                batch = pipeline.Batch(environment, [i for i in step_items if i is not None], now)
+                batch = pipeline.Batch(
+                    environment,
+                    [i for i in step_items if i is not None],
+                    now,
+                    api_key_id=api_key_id,
+                )
                 pipeline.run_before_store(steps, batch)
             customer_ids = {ref: str(pk) for ref, pk in customers.items()}
             feature_ids = {key: str(pk) for key, pk in features.items()}

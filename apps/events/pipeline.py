@@ -113,6 +113,7 @@ class Batch:
     received_at: dt.datetime
     # Steps keep what they need between their hooks here, under their own name.
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    api_key_id: uuid.UUID | None = None  # the key that wrote the batch (None: the product)
 
     @property
     def stored(self) -> list[Item]:

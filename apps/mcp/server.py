@@ -23,6 +23,7 @@ from apps.mcp import resources
 from apps.mcp.calls import Caller, calling_as
 from apps.mcp.registry import REGISTRY, visible_names
 from apps.mcp.tools import (
+    alerts,
     analytics,
     billing,
     catalog,
@@ -43,6 +44,7 @@ TOOL_MODULES = (
     credits,
     billing,
     recommendations,
+    alerts,
 )
 
 INSTRUCTIONS = """\

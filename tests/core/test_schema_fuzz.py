@@ -29,6 +29,9 @@ from django.utils import timezone
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.openapi.checks import RejectedPositiveData
 
+from apps.alerts.evaluator import rule_evaluate as alert_rule_evaluate
+from apps.alerts.services import endpoint_create as alert_endpoint_create
+from apps.alerts.services import rule_create as alert_rule_create
 from apps.apikeys import scopes as S
 from apps.apikeys.services import apikey_create
 from apps.billing.models import Invoice
@@ -108,6 +111,20 @@ BEYOND_THE_SCHEMA = {
     ("overagePricePerUnit", "An overage price needs a maxUsage cap to start from."),
     ("pricePerUnit", "Not used by the included model."),
     ("model", "Custom rates are for one model."),
+    # Alert rules: a metric's scope and window, one threshold form, subjects that exist.
+    ("metric", "key_budget_percent needs scope api_key, window budget_period."),
+    ("window", "budget_period is for key_budget_percent."),
+    ("window", "A cost spike needs a rolling window."),
+    ("thresholds", "Give at least one threshold."),
+    ("threshold", "Give threshold or thresholds, not both."),
+    ("customerReferenceId", "No such object in this environment."),
+    ("featureKey", "No such object in this environment."),
+    ("apiKeyId", "No such object in this environment."),
+    # Alert webhooks: https (plain http only to loopback outside production).
+    ("url", "the URL must *"),
+    ("url", "the URL may not carry credentials"),
+    # DNS limits (253 characters, 63 a label) that the uri format does not state.
+    ("url", "Enter a valid URL."),
     ("_body", "Give either custom rates or discountPercent, not both."),
     ("reasoningTokens", "Reasoning tokens are part of outputTokens: they may not exceed it."),
     ("planId", "Required (a plan id or key)."),
@@ -244,6 +261,7 @@ def _world() -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
         environment=env, kind="ck", actor=SYSTEM, customer=customer, scopes=["read"]
     ).key
     invoice = Invoice.objects.filter(environment=env).first()
+    alerts = _alerts_world(env)
     parameters = {
         "path.reference_id": customer.reference_id,
         "path.feature_key": feature.key,
@@ -254,6 +272,7 @@ def _world() -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
         "path.allocation_id": str(getattr(allocation, "pk", allocation)),
         "path.model_id": str(model.pk),
         "path.trace_id": "trace_fuzz",
+        **alerts,
     }
     if invoice is not None:
         parameters["path.invoice_id"] = str(invoice.pk)
@@ -265,6 +284,27 @@ def _world() -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
         },
     ]
     return tenant.sk_test, parameters, per_operation
+
+
+def _alerts_world(env: Any) -> dict[str, str]:
+    """A fired alert, a webhook endpoint (loopback, nobody listening) and a delivery."""
+    rule = alert_rule_create(
+        environment=env,
+        name="fuzz",
+        metric="cost",
+        operator="gt",
+        thresholds=[{"value": "0", "severity": "info"}],
+        channels=["dashboard", "webhook"],
+    )
+    endpoint = alert_endpoint_create(environment=env, url="http://127.0.0.1:9/fuzz").endpoint
+    (fired,) = alert_rule_evaluate(rule=rule)
+    delivery = fired.deliveries.get()
+    return {
+        "path.alert_id": str(rule.pk),
+        "path.endpoint_id": str(endpoint.pk),
+        "path.notification_id": str(fired.pk),
+        "path.delivery_id": str(delivery.pk),
+    }
 
 
 def _describe(recorder: Any, case_id: str, failure: Any) -> str:

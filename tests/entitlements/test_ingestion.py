@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from apps.alerts.ingestion import AlertsStep
 from apps.core.redis import get_redis
 from apps.entitlements import state
 from apps.entitlements.ingestion import EntitlementsStep
@@ -25,7 +26,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_steps_run_in_the_settings_order_and_the_ledger_does_not_import_us():
-    assert [type(step) for step in pipeline.steps()] == [EntitlementsStep, MeterEventsStep]
+    assert [type(step) for step in pipeline.steps()] == [
+        EntitlementsStep,
+        MeterEventsStep,
+        AlertsStep,
+    ]
     import apps.events.ingest as ingest_module
     import apps.events.pipeline as pipeline_module
 

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.db import connection
 from mcp import Client, StdioServerParameters
 
+from apps.alerts.evaluator import rule_evaluate
+from apps.alerts.services import rule_create
 from apps.billing.models import Invoice
 from apps.billing.services import billing_close_periods
 from apps.credits.models import CreditPool, CreditPrice
@@ -224,6 +226,34 @@ def test_procfile_asgi_process_serves_mcp(tenant: Tenant) -> None:
             proc.wait()
 
 
+def _fired_alert(tenant: Tenant) -> str:
+    """A fired alert (a real rule evaluated over a real event)."""
+    rule = rule_create(
+        environment=tenant.test,
+        name="any cost",
+        metric="cost",
+        operator="gt",
+        thresholds=[{"value": "0", "severity": "info"}],
+        channels=["dashboard"],
+    )
+    tenant.api().post(
+        "/api/events/ingest",
+        {
+            "events": [
+                {
+                    "eventName": "x",
+                    "customerReferenceId": "cus_1",
+                    "featureKey": "tokens",
+                    "costAmount": "0.5",
+                }
+            ]
+        },
+        format="json",
+    )
+    (notification,) = rule_evaluate(rule=rule)
+    return str(notification.pk)
+
+
 def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
     """Each tool once on a tenant holding a plan, a subscription, a credit pool, an event
     and a price: an answer, never an internal error (writes previewed)."""
@@ -245,6 +275,7 @@ def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
         format="json",
     )
     pool_id = granted.json()["creditPoolId"]
+    fired = _fired_alert(tenant)
     event = {
         "eventIdempotencyKey": "e1",
         "eventName": "llm.call",
@@ -282,6 +313,9 @@ def test_every_tool_answers_without_an_internal_error(tenant: Tenant) -> None:
         "getCreditPrices": {},
         "listInvoices": {},
         "getUpcomingInvoice": {"customerReferenceId": "cus_1"},
+        "listAlertRules": {},
+        "listFiredAlerts": {"unacknowledged": True},
+        "acknowledgeAlert": {"firedAlertId": fired},
         "createSubscription": {"customerReferenceId": "cus_2", "planId": "max"},
         "changeSubscriptionPlan": {"subscriptionId": str(sub.pk), "newPlanId": "max"},
         "cancelSubscription": {"subscriptionId": str(sub.pk)},

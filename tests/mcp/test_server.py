@@ -33,6 +33,7 @@ WRITE_TOOLS = {
     "markInvoicePaid",
     "computeRecommendations",
     "dismissRecommendation",
+    "acknowledgeAlert",
 }
 
 
