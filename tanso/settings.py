@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "apps.credits",
     "apps.entitlements",
     "apps.billing",
+    "apps.simulations",
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",

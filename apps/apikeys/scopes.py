@@ -14,6 +14,8 @@ MODELS_READ = "models.read"
 ALERTS_READ = "alerts.read"
 ALERTS_WRITE = "alerts.write"
 RECOMMENDATIONS_READ = "recommendations.read"
+SIMULATIONS_READ = "simulations.read"
+SIMULATIONS_WRITE = "simulations.write"
 PROXY_CHAT = "proxy.chat"
 ADMIN = "admin"
 
@@ -30,6 +32,8 @@ ALL_SCOPES: tuple[str, ...] = (
     ALERTS_READ,
     ALERTS_WRITE,
     RECOMMENDATIONS_READ,
+    SIMULATIONS_READ,
+    SIMULATIONS_WRITE,
     PROXY_CHAT,
     ADMIN,
 )
@@ -68,6 +72,8 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     ALERTS_READ: "read alerts",
     ALERTS_WRITE: "create and change alerts",
     RECOMMENDATIONS_READ: "read recommendations",
+    SIMULATIONS_READ: "read pricing simulations and their results",
+    SIMULATIONS_WRITE: "run, preview and cancel pricing simulations",
     PROXY_CHAT: "call models through the LLM gateway",
     ADMIN: "manage API keys, members, the organization and read the audit log",
     CUSTOMER_READ: "customer keys: read their own customer's records",
