@@ -39,7 +39,7 @@ Daily = dict[dt.datetime, dict[tuple[Any, str], Decimal]]
 
 @dataclasses.dataclass
 class CreditFigures:
-    consumed: Decimal = ZERO
+    consumed: Decimal = ZERO  # credits drawn (under a hard limit, at most the pool)
     exhausted_on: dt.datetime | None = None
     uncovered: dict[Any, Decimal] = dataclasses.field(default_factory=dict)
 
@@ -89,22 +89,24 @@ def draw(
                 if key not in weights:
                     weights[key] = weight_of(base, catalog, rule, model, at)
                 credits = quantize_credits(units * weights[key])
-                out.consumed += credits
                 by_denomination[rule.credit_denomination].append((feature_id, units, credits))
             for denomination, parts in by_denomination.items():
-                if denomination not in remaining:
-                    continue  # no plan pool: nothing to draw down here
                 need = sum((credits for *_rest, credits in parts), ZERO)
-                left = remaining[denomination]
-                if need <= left:
-                    remaining[denomination] = left - need
+                left = remaining.get(denomination)
+                if left is None or need <= left:  # no plan pool: nothing to draw down
+                    out.consumed += need
+                    if left is not None:
+                        remaining[denomination] = left - need
                     continue
                 if out.exhausted_on is None:
                     out.exhausted_on = day
                 remaining[denomination] = ZERO
-                if pools[denomination][1]:  # hard limit: the rest is not covered
-                    share = ZERO if need == 0 else (need - max(left, ZERO)) / need
-                    for feature_id, units, _credits in parts:
-                        uncovered[feature_id] += units * share
+                if not pools[denomination][1]:  # soft: the pool goes negative
+                    out.consumed += need
+                    continue
+                out.consumed += left  # hard: what was left; the rest is not covered
+                share = (need - left) / need
+                for feature_id, units, _credits in parts:
+                    uncovered[feature_id] += units * share
     out.uncovered = {key: value.quantize(UNIT_QUANTUM) for key, value in uncovered.items()}
     return out

@@ -38,6 +38,11 @@ def _s(value: Decimal | None) -> str | None:
     return None if value is None else decimal_str(value)
 
 
+def _m(value: Decimal | None) -> str | None:
+    """A bill amount: sums of lines rounded to the minor unit keep its places (``149.00``)."""
+    return None if value is None else str(value)
+
+
 def _day(at: dt.datetime | None) -> str | None:
     return None if at is None else at.date().isoformat()
 
@@ -67,7 +72,7 @@ class Side:
                 "periodStart": start.isoformat(),
                 "periodEnd": end.isoformat(),
                 "planKey": figures.plan_key,
-                "bill": _s(figures.bill),
+                "bill": _m(figures.bill),
                 "cost": _s(figures.cost),
             }
         )
@@ -82,7 +87,7 @@ class Side:
 
     def render(self, target: Decimal) -> dict[str, Any]:
         return {
-            "bill": _s(self.bill),
+            "bill": _m(self.bill),
             "cost": _s(self.cost),
             "unpricedEvents": self.unpriced,
             "margin": _s(self.margin),
@@ -147,7 +152,7 @@ def _customer_after(
     change = after.bill - before.bill
     return {
         **after.render(target),
-        "change": _s(change),
+        "change": _m(change),
         "changePct": _s(_pct(change, before.bill)),
         "flags": _flags(before, after, target, shock),
     }
@@ -174,9 +179,9 @@ def _scenario_summary(
     return {
         "name": name,
         "totals": {
-            "billBefore": _s(before),
-            "billAfter": _s(after),
-            "change": _s(after - before),
+            "billBefore": _m(before),
+            "billAfter": _m(after),
+            "change": _m(after - before),
             "changePct": _s(_pct(after - before, before)),
             "costBefore": _s(cost_before),
             "costAfter": _s(cost_after),
@@ -185,21 +190,21 @@ def _scenario_summary(
             "marginPctBefore": _s(_pct(before - cost_before, before)),
             "marginPctAfter": _s(_pct(after - cost_after, after)),
         },
-        "distribution": {f"p{p}": _s(_percentile(amounts, p)) for p in (10, 50, 90, 99)},
+        "distribution": {f"p{p}": _m(_percentile(amounts, p)) for p in (10, 50, 90, 99)},
         "customers": {
             "up": sum(1 for c in amounts if c > 0),
             "down": sum(1 for c in amounts if c < 0),
             "unchanged": sum(1 for c in amounts if c == 0),
         },
         "topWinners": [
-            {"customerReferenceId": ref, "change": _s(c)} for c, ref in ranked[:TOP] if c < 0
+            {"customerReferenceId": ref, "change": _m(c)} for c, ref in ranked[:TOP] if c < 0
         ],
         "topLosers": [
-            {"customerReferenceId": ref, "change": _s(c)}
+            {"customerReferenceId": ref, "change": _m(c)}
             for c, ref in reversed(ranked[-TOP:])
             if c > 0
         ],
-        "revenueAtRisk": _s(at_risk),
+        "revenueAtRisk": _m(at_risk),
         "flags": dict(sorted(flags.items())),
     }
 
@@ -224,10 +229,10 @@ def reconciliation(
                 "customerReferenceId": sp.subscription.customer.reference_id,
                 "subscriptionId": str(sp.subscription.pk),
                 "periodStart": sp.period.start.isoformat(),
-                "simulated": _s(simulated),
-                "invoiced": _s(invoiced),
-                "difference": _s(simulated - invoiced),
-                "lateUsageBilled": _s(late),
+                "simulated": _m(simulated),
+                "invoiced": _m(invoiced),
+                "difference": _m(simulated - invoiced),
+                "lateUsageBilled": _m(late),
                 "reason": "late usage" if simulated == invoiced + late else "differs",
             }
         )

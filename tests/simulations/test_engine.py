@@ -12,6 +12,7 @@ import pytest
 from apps.billing.models import Invoice, InvoiceLine
 from apps.billing.services import billing_close_periods
 from apps.core import memo
+from apps.credits.services import credit_model_create, plan_allocation_set
 from apps.events.ingest import events_ingest
 from apps.events.models import Event
 from apps.plans.pricing import PricingModel, Rule
@@ -19,55 +20,12 @@ from apps.plans.services import RuleSpec
 from apps.pricing.costing import TokenUsage, quote_cost
 from apps.simulations.request import parse_request
 from apps.simulations.services import simulation_compute
-from tests.billing.helpers import _small_catalog, plan, subscribe, tiers, usage, utc
+from tests.billing.helpers import SYSTEM, _small_catalog, plan, subscribe, usage, utc
+from tests.simulations.conftest import APRIL_CLOSE, INCLUDED, MARCH, RAISE, WINDOW
 
 pytestmark = pytest.mark.django_db
 
-MARCH = utc(2026, 3, 1, 9)
-APRIL_CLOSE = utc(2026, 4, 1, 0, 5)
-WINDOW = {"from": "2026-03-15T00:00:00Z", "to": "2026-04-15T00:00:00Z"}
-INCLUDED = RuleSpec(
-    rule=Rule(model=PricingModel.GRADUATED, tiers=tiers(("1000", "0"), (None, "0.01")))
-)
-RAISE = {
-    "name": "Pro at $59, $0.015 per unit",
-    "changes": [
-        {"type": "plan_base_price", "planKey": "pro", "amount": "59.00"},
-        {
-            "type": "pricing_rule",
-            "planKey": "pro",
-            "featureKey": "tokens",
-            "rule": {
-                "model": "graduated",
-                "tiers": [
-                    {"upTo": "1000", "pricePerUnit": "0"},
-                    {"upTo": None, "pricePerUnit": "0.015"},
-                ],
-            },
-        },
-    ],
-}
 _keys = itertools.count()
-
-
-@pytest.fixture
-def three(tenant):
-    """cus_a uses 500 units (cost $5), cus_b 3,000 (two events, $30 each), cus_c 11,000
-    ($160): March is invoiced at $49.00, $69.00 and $149.00."""
-    pro = plan(tenant.test, "pro", price=49, features={"tokens": INCLUDED})
-    for ref in ("cus_a", "cus_b", "cus_c"):
-        subscribe(tenant.test, pro, at=MARCH, reference=ref)
-    usage(tenant.test, (utc(2026, 3, 3, 12), 500), reference="cus_a", cost="5")
-    usage(
-        tenant.test,
-        (utc(2026, 3, 4, 12), 1500),
-        (utc(2026, 3, 20, 12), 1500),
-        reference="cus_b",
-        cost="30",
-    )
-    usage(tenant.test, (utc(2026, 3, 5, 12), 11000), reference="cus_c", cost="160")
-    billing_close_periods(now=APRIL_CLOSE)
-    return pro
 
 
 def run(tenant, *scenarios: dict[str, Any], **body: Any) -> dict[str, Any]:
@@ -257,3 +215,51 @@ def test_an_unknown_plan_or_model_is_a_400_naming_the_change(tenant, three):
             },
         )
     assert "scenarios.0.changes.0.planKey" in caught.value.fields
+
+
+def test_a_credit_weight_change_moves_pool_exhaustion_as_computed(tenant):
+    """agent: $0.01 a unit paid with AGENT credits (2 a unit); the plan grants 1,000 hard-limit
+    credits a period. 200 units on March 3rd, 10th and 20th draw 400 credits each: the pool
+    runs dry on the 20th with 100 units uncovered ($1.00 on the invoice)."""
+    agent = RuleSpec(
+        rule=Rule(PricingModel.PER_UNIT, unit_price=D("0.01")),
+        credit_denomination="AGENT",
+        credits_per_unit=D(2),
+    )
+    the_plan = plan(tenant.test, "cred", price=10, features={"agent": agent})
+    model = credit_model_create(
+        environment=tenant.test, name="Agent credits", denomination="AGENT", actor=SYSTEM
+    )
+    plan_allocation_set(
+        environment=tenant.test,
+        plan_key="cred",
+        credit_model=model,
+        credit_amount=D(1000),
+        actor=SYSTEM,
+    )
+    subscribe(tenant.test, the_plan, at=MARCH, reference="cus_k")
+    billing_close_periods(now=utc(2026, 3, 1, 10))  # grants March's credits
+    for day in (3, 10, 20):
+        usage(tenant.test, (utc(2026, 3, day, 12), 200), feature="agent", reference="cus_k")
+    billing_close_periods(now=APRIL_CLOSE)
+    weights = [
+        {
+            "name": f"weight {w}",
+            "changes": [{"type": "credit_weight", "featureKey": "agent", "weight": w}],
+        }
+        for w in ("1.5", "3")
+    ]
+    result = run(tenant, *weights)
+    assert result["reconciliation"]["mismatchCount"] == 0
+    (row,) = result["customers"]
+    before, lighter, heavier = row["before"], *row["scenarios"]
+    assert (before["poolExhaustedOn"], D(before["creditsConsumed"])) == ("2026-03-20", 1000)
+    assert D(before["bill"]) == D("11.00")
+    # 1.5 a unit: 900 credits, never dry; every unit covered.
+    assert (lighter["poolExhaustedOn"], D(lighter["creditsConsumed"])) == (None, 900)
+    assert D(lighter["bill"]) == D("10.00")
+    # 3 a unit: 600 on the 3rd, 600 more on the 10th with 400 left: dry on the 10th;
+    # a third of that day's 200 units and all of the 20th's uncovered: 266.666666666667 units
+    # at $0.01 = 6.00 charged less 3.33 of credits applied.
+    assert (heavier["poolExhaustedOn"], D(heavier["creditsConsumed"])) == ("2026-03-10", 1000)
+    assert D(heavier["bill"]) == D("12.67")
