@@ -35,12 +35,12 @@ from apps.core.errors import Conflict, ValidationFailed
 
 from .models import Simulation
 from .request import parse_request
+from .schema import SimulationPreviewInput, SimulationRequestInput
 from .selectors import simulation_get, simulations_list
 from .services import simulation_cancel, simulation_create, simulation_preview
 
 CUSTOMERS_SHOWN = 100
 
-_REQUEST = OpenApiTypes.OBJECT
 _SIMULATION = inline_serializer(
     "Simulation",
     fields={
@@ -122,7 +122,7 @@ class SimulationListCreate(APIView):
     @extend_schema(
         summary="Run a simulation: answered at once for a small cohort (201), else a job (202)",
         operation_id="simulations_create",
-        request=_REQUEST,
+        request=SimulationRequestInput,
         responses={201: _SIMULATION, 202: _SIMULATION, **_ERRORS},
     )
     def post(self, request: Request) -> Response:
@@ -278,10 +278,6 @@ class SimulationCustomersCSV(APIView):
         return super().handle_exception(exc)
 
 
-class PreviewInput(serializers.Serializer):
-    customerReferenceId = serializers.CharField(max_length=255)
-
-
 class SimulationPreview(APIView):
     required_scopes = S.SIMULATIONS_WRITE
     renderer_classes = [DecimalJSONRenderer]
@@ -289,7 +285,7 @@ class SimulationPreview(APIView):
     @extend_schema(
         summary="One customer's bill and margin before and after, computed at once (not stored)",
         operation_id="simulations_preview",
-        request=_REQUEST,
+        request=SimulationPreviewInput,
         responses={200: OpenApiTypes.OBJECT, **_ERRORS},
     )
     def post(self, request: Request) -> Response:

@@ -12,12 +12,14 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from apps.core.api.schema import decimal_pattern
 from apps.core.errors import ValidationFailed
 from apps.core.money import decimal_str, parse_decimal
 from apps.plans.api import parse_rule
@@ -33,6 +35,10 @@ DEFAULT_SHOCK_PCT = Decimal(20)
 BANDS = ("loss", "thin", "healthy", "unknown")
 COHORT_TYPES = ("all", "plan", "customers", "band")
 HUNDRED = Decimal(100)
+# The decimal strings each kind of amount takes (the schema states the same patterns).
+MONEY_PATTERN = decimal_pattern(12, 12, minimum=0)
+POSITIVE_PATTERN = decimal_pattern(12, 12, minimum=1)
+PERCENT_PATTERN = decimal_pattern(3, 12, minimum=0, maximum=100)
 
 
 class _Errors:
@@ -42,26 +48,52 @@ class _Errors:
     def add(self, field: str, message: str) -> None:
         self.fields.setdefault(field, []).append(message)
 
-    def text(self, data: dict, name: str, path: str, *, required: bool = True) -> str:
-        value = data.get(name)
-        if value is None or value == "":
+    def text(
+        self, data: dict, name: str, path: str, *, required: bool = True, blank: bool = False
+    ) -> str:
+        field = f"{path}.{name}"
+        if name not in data:
             if required:
-                self.add(f"{path}.{name}", "Required.")
+                self.add(field, "Required.")
             return ""
-        if not isinstance(value, str) or len(value) > 255 or "\x00" in value:
-            self.add(f"{path}.{name}", "Must be a string of at most 255 characters.")
+        value = data[name]
+        if value is None:
+            self.add(field, "Required." if required else "May not be null.")
+            return ""
+        if not isinstance(value, str) or len(value) > 255:
+            self.add(field, "Must be a string of at most 255 characters.")
+            return ""
+        if not value and not blank:
+            self.add(field, "This field may not be blank.")
+            return ""
+        if "\x00" in value:
+            self.add(field, "NUL characters are not allowed.")
             return ""
         return value
 
     def amount(
-        self, data: dict, name: str, path: str, *, required: bool = True, positive: bool = False
+        self,
+        data: dict,
+        name: str,
+        path: str,
+        *,
+        required: bool = True,
+        positive: bool = False,
+        percent: bool = False,
     ) -> Decimal | None:
-        if data.get(name) is None:
+        if name not in data:
             if required:
                 self.add(f"{path}.{name}", "Required.")
             return None
+        raw = data[name]
         try:
-            value = parse_decimal(data[name])
+            pattern = (
+                POSITIVE_PATTERN if positive else PERCENT_PATTERN if percent else MONEY_PATTERN
+            )
+            # Decimal strings only (no float ever gets here), in the schema's pattern.
+            if not isinstance(raw, str) or not re.fullmatch(pattern, raw):
+                raise ValueError(raw)
+            value = parse_decimal(raw)
         except ValueError:
             self.add(f"{path}.{name}", "Must be a decimal string.")
             return None
@@ -202,7 +234,7 @@ def _change(raw: Any, path: str, errors: _Errors) -> Change | None:
         errors.add(path, "Must be an object.")
         return None
     kind = raw.get("type")
-    if kind not in CHANGE_FIELDS:
+    if not isinstance(kind, str) or kind not in CHANGE_FIELDS:
         errors.add(f"{path}.type", f"One of {', '.join(CHANGE_FIELDS)}.")
         return None
     spec = CHANGE_FIELDS[kind]
@@ -213,7 +245,12 @@ def _change(raw: Any, path: str, errors: _Errors) -> Change | None:
             fields[name] = errors.text(raw, name, path, required=how == _TEXT) or None
         else:
             fields[name] = errors.amount(
-                raw, name, path, required=how != _OPTIONAL_AMOUNT, positive=how == _POSITIVE
+                raw,
+                name,
+                path,
+                required=how != _OPTIONAL_AMOUNT,
+                positive=how == _POSITIVE,
+                percent=kind == "discount",
             )
     if kind == "discount" and fields["percent"] is not None and fields["percent"] > HUNDRED:
         errors.add(f"{path}.percent", "At most 100.")
@@ -228,10 +265,16 @@ def _rule(raw: Any, path: str, errors: _Errors) -> RuleSpec | None:
     if not isinstance(raw, dict):
         errors.add(path, "Must be an object (the body the plans API takes for a rule).")
         return None
+    if not isinstance(raw.get("model", ""), str | None):
+        errors.add(f"{path}.model", "Must be a string.")
+        return None
     try:
         spec = parse_rule(raw, prefix=f"{path}.")
     except ValidationFailed as exc:
         errors.fields.update(exc.fields or {})
+        return None
+    except (TypeError, AttributeError):  # a value of a type the plans parser does not expect
+        errors.add(path, "Not a rule the plans API takes.")
         return None
     for name, messages in spec_errors(spec).items():
         for message in messages:
@@ -250,7 +293,8 @@ def _scenarios(raw: Any, errors: _Errors) -> tuple[Scenario, ...]:
             errors.add(path, "Must be an object.")
             continue
         errors.known(item, {"name", "changes"}, path)
-        name = errors.text(item, "name", path, required=False) or f"Scenario {index + 1}"
+        name = errors.text(item, "name", path, required=False, blank=True)
+        name = name or f"Scenario {index + 1}"
         changes_raw = item.get("changes", [])
         if not isinstance(changes_raw, list) or len(changes_raw) > MAX_CHANGES:
             errors.add(f"{path}.changes", f"A list of at most {MAX_CHANGES} changes.")
@@ -264,8 +308,6 @@ def _scenarios(raw: Any, errors: _Errors) -> tuple[Scenario, ...]:
 
 
 def _cohort(raw: Any, errors: _Errors) -> Cohort:
-    if raw is None:
-        return Cohort()
     if not isinstance(raw, dict) or raw.get("type") not in COHORT_TYPES:
         errors.add("cohort.type", f"One of {', '.join(COHORT_TYPES)}.")
         return Cohort()
@@ -294,30 +336,43 @@ def _cohort(raw: Any, errors: _Errors) -> Cohort:
     return Cohort()
 
 
+def _parse_instant(raw: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(raw.upper())  # RFC 3339 allows "t" and "z"
+    except ValueError:
+        try:
+            return parse_datetime(raw)
+        except ValueError:
+            return None
+
+
 def _instant(raw: Any, path: str, errors: _Errors) -> dt.datetime | None:
-    parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    parsed = _parse_instant(raw) if isinstance(raw, str) else None
     if parsed is None or parsed.tzinfo is None:
         errors.add(path, "An ISO 8601 instant with its time zone.")
         return None
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        errors.add(path, "Out of the supported range.")
+        return None
 
 
 def _window(raw: Any, now: dt.datetime, errors: _Errors) -> tuple[dt.datetime, dt.datetime]:
     end, start = now, now - DEFAULT_WINDOW
-    if raw is None:
-        return start, end
     if not isinstance(raw, dict):
         errors.add("window", "Must be an object with from and to.")
         return start, end
     errors.known(raw, {"from", "to"}, "window")
     given_end = _instant(raw["to"], "window.to", errors) if "to" in raw else now
-    given_start = (
-        _instant(raw["from"], "window.from", errors)
-        if "from" in raw
-        else (given_end - DEFAULT_WINDOW if given_end else None)
-    )
-    if given_start is None or given_end is None:
+    given_start = _instant(raw["from"], "window.from", errors) if "from" in raw else None
+    if given_end is None or ("from" in raw and given_start is None):
         return start, end
+    if given_start is None:
+        if given_end < dt.datetime.min.replace(tzinfo=dt.UTC) + DEFAULT_WINDOW:
+            errors.add("window.to", "Out of the supported range.")
+            return start, end
+        given_start = given_end - DEFAULT_WINDOW
     if not given_start < given_end:
         errors.add("window.to", "Must be after window.from.")
     elif given_end - given_start > MAX_WINDOW:
@@ -332,9 +387,11 @@ def parse_request(body: Any, *, now: dt.datetime | None = None) -> SimulationInp
     if not isinstance(body, dict):
         raise ValidationFailed(fields={"_body": ["Expected a JSON object."]})
     errors.known(body, {"name", "window", "cohort", "scenarios", "billShockThresholdPct"}, "")
-    name = errors.text(body, "name", "", required=False)
-    start, end = _window(body.get("window"), now, errors)
-    cohort = _cohort(body.get("cohort"), errors)
+    name = errors.text(body, "name", "", required=False, blank=True)
+    start, end = (
+        _window(body["window"], now, errors) if "window" in body else (now - DEFAULT_WINDOW, now)
+    )
+    cohort = _cohort(body["cohort"], errors) if "cohort" in body else Cohort()
     scenarios = _scenarios(body.get("scenarios"), errors)
     shock = errors.amount(body, "billShockThresholdPct", "", required=False)
     if errors.fields:

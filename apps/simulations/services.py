@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,8 @@ from .models import Simulation
 from .request import Cohort, SimulationInput, parse_request
 from .results import build_result
 from .selectors import cohort_periods, invoiced
+
+logger = logging.getLogger(__name__)
 
 # Cohorts of at most this many subscription periods are answered at once; larger ones run
 # as a Celery job.
@@ -157,7 +160,11 @@ def simulation_run(*, simulation_id: str) -> Simulation | None:
         plan = _Plan(simulation.environment, inputs, simulation.created_at)
         result = plan.compute(_progress(simulation))
     except ValidationFailed as exc:
+        # The catalog changed since the request (a plan it names was deleted).
         result, error = None, f"{exc.message} {exc.fields or ''}".strip()
+    except Exception:
+        logger.exception("simulation %s failed", simulation_id)
+        result, error = None, "The simulation could not be computed."
     else:
         error = ""
     with transaction.atomic():

@@ -134,6 +134,25 @@ def test_preview_one_customer(tenant, three):
             "scenarios.0.changes.0.rule.pricePerUnit",
         ),
         ({"surprise": 1}, "surprise"),
+        ({"billShockThresholdPct": 20}, "billShockThresholdPct"),  # a number, not a string
+        ({"name": None}, "name"),
+        (
+            {
+                "scenarios": [
+                    {
+                        "changes": [
+                            {
+                                "type": "pricing_rule",
+                                "planKey": "pro",
+                                "featureKey": "tokens",
+                                "rule": {"model": [None]},
+                            }
+                        ]
+                    }
+                ]
+            },
+            "scenarios.0.changes.0.rule.model",
+        ),
     ],
 )
 def test_bad_bodies_are_400_naming_the_field(tenant, three, body, field):
