@@ -155,6 +155,7 @@ BEYOND_THE_SCHEMA = {
     # pricing_rule change takes the plans API's rule body).
     ("*", "At least one tier is required."),
     ("*", "Required with creditsPerUnit."),
+    ("packageSize", "Must be at least 1."),  # the rule schema allows 0
     ("*", "Only the last tier may be unbounded."),
     ("*", 'The last tier must be unbounded (upTo null or "inf").'),
     ("*", "Must be greater than the previous tier's upTo."),
@@ -197,9 +198,11 @@ def _refused_for_a_rule_beyond_the_schema(
         fields = response.json()["error"].get("fields") or {}
     except (ValueError, KeyError, TypeError):
         return True
-    # A field inside a list is named with its position: events.0.occurredAt.
+    # A field inside a list is named with its position: events.0.occurredAt; one deeper
+    # in a body by its path (scenarios.0.changes.1.rule.maxUsage), its last name counts.
     explained = bool(fields) and all(
         _beyond_the_schema(re.sub(r"^\w+\.\d+\.", "", name), problem)
+        or _beyond_the_schema(name.rsplit(".", 1)[-1], problem)
         for name, problems in fields.items()
         for problem in problems
     )
