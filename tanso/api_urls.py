@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("apps.subscriptions.urls")),
     path("", include("apps.credits.urls")),
     path("", include("apps.billing.urls")),
+    path("", include("apps.simulations.urls")),
     path("", include("apps.stripe_sync.urls")),
     path("", include("apps.stripe_import.urls")),
     path("", include("apps.gateway.urls")),

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "apps.credits",
     "apps.entitlements",
     "apps.billing",
+    "apps.simulations",
     "apps.onboarding",
     "apps.dashboard",
     "apps.demo",

@@ -15,6 +15,8 @@ ALERTS_READ = "alerts.read"
 ALERTS_WRITE = "alerts.write"
 RECOMMENDATIONS_READ = "recommendations.read"
 RECOMMENDATIONS_WRITE = "recommendations.write"
+SIMULATIONS_READ = "simulations.read"
+SIMULATIONS_WRITE = "simulations.write"
 PROXY_CHAT = "proxy.chat"
 ADMIN = "admin"
 
@@ -32,6 +34,8 @@ ALL_SCOPES: tuple[str, ...] = (
     ALERTS_WRITE,
     RECOMMENDATIONS_READ,
     RECOMMENDATIONS_WRITE,
+    SIMULATIONS_READ,
+    SIMULATIONS_WRITE,
     PROXY_CHAT,
     ADMIN,
 )
@@ -71,6 +75,8 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     ALERTS_WRITE: "create and change alerts",
     RECOMMENDATIONS_READ: "read and compute recommendations",
     RECOMMENDATIONS_WRITE: "dismiss, snooze, apply recommendations; edit comparable models",
+    SIMULATIONS_READ: "read pricing simulations and their results",
+    SIMULATIONS_WRITE: "run, preview and cancel pricing simulations",
     PROXY_CHAT: "call models through the LLM gateway",
     ADMIN: "manage API keys, members, the organization and read the audit log",
     CUSTOMER_READ: "customer keys: read their own customer's records",

@@ -159,6 +159,23 @@ BEYOND_THE_SCHEMA = {
     ("*", "Not used by the * model."),
     ("*", "Required for the * model."),
     ("creditsPerUnit", "Required with a creditDenomination."),
+    # Simulations: a window's order and length, and changes naming what the environment
+    # does not have (apps/simulations/request.py, catalog.py).
+    ("window.to", "Must be after window.from."),
+    ("window", "At most 366 days."),
+    ("*", "Out of the supported range."),
+    ("*", "No plan with this key."),
+    ("*", "No feature with this key."),
+    ("*", "No credit model with this name or denomination."),
+    ("*", "The catalog has no price for this model (set one first)."),
+    # A plan rule's tiers, as the chosen pricing model needs them (a simulation's
+    # pricing_rule change takes the plans API's rule body).
+    ("*", "At least one tier is required."),
+    ("*", "Required with creditsPerUnit."),
+    ("packageSize", "Must be at least 1."),  # the rule schema allows 0
+    ("*", "Only the last tier may be unbounded."),
+    ("*", 'The last tier must be unbounded (upTo null or "inf").'),
+    ("*", "Must be greater than the previous tier's upTo."),
     # Relative to the clock.
     ("expiresAt", "Must be in the future."),
     ("occurredAt", "May not be more than 5 minutes in the future."),
@@ -198,9 +215,11 @@ def _refused_for_a_rule_beyond_the_schema(
         fields = response.json()["error"].get("fields") or {}
     except (ValueError, KeyError, TypeError):
         return True
-    # A field inside a list is named with its position: events.0.occurredAt.
+    # A field inside a list is named with its position: events.0.occurredAt; one deeper
+    # in a body by its path (scenarios.0.changes.1.rule.maxUsage), its last name counts.
     explained = bool(fields) and all(
         _beyond_the_schema(re.sub(r"^\w+\.\d+\.", "", name), problem)
+        or _beyond_the_schema(name.rsplit(".", 1)[-1], problem)
         for name, problems in fields.items()
         for problem in problems
     )

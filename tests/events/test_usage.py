@@ -325,5 +325,5 @@ def test_grains_are_checked():
         usage.rows_sql(
             "env", start=timezone.now(), end=timezone.now(), group_by=(Grain.DAY, Grain.DAY)
         )
-    with pytest.raises(ValueError, match="amounts"):
-        usage.customer_window_sums("env", [], measures=(Measure.EVENT_COUNT,))
+    with pytest.raises(ValueError, match="at least one measure"):
+        usage.customer_window_sums("env", [], measures=())

@@ -23,7 +23,6 @@ from .sql import (
     sum_of,
 )
 from .types import (
-    AMOUNTS,
     EXACT_DIGITS,
     NO_FILTER,
     ZERO,
@@ -182,8 +181,9 @@ def customer_window_sums(
     measures: Sequence[Measure] = (Measure.USAGE_UNITS,),
     feature_ids: Iterable[uuid.UUID] | None = None,
 ) -> dict[Any, WindowSums]:
-    """Amount sums (``usage_units``, ``cost_usd``, ``revenue_usd``) of each customer
-    window per group, exact at the edges: ``{window.key: {UsageKey: {measure: sum}}}``.
+    """Sums of ``measures`` of each customer window per group, exact at the edges:
+    ``{window.key: {UsageKey: {measure: sum}}}`` (amounts as ``Decimal``, token and event
+    counts as ``int``).
 
     Many windows cost one statement per ``CHUNK`` of them whatever their periods: the
     windows are bound as arrays and joined to the hourly rollup (whole hours) and the
@@ -191,8 +191,8 @@ def customer_window_sums(
     the same key add up. ``feature_ids``: only these features (None: all).
     """
     grains = _check_grains(group_by)
-    if not measures or any(Measure(m) not in AMOUNTS for m in measures):
-        raise ValueError(f"only amounts can be summed per window, not {measures!r}")
+    if not measures:
+        raise ValueError("name at least one measure to sum")
     measures = [Measure(m) for m in measures]
     if Grain.CUSTOMER in grains:
         raise ValueError("each window is one customer's; group by something else")
