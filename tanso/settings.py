@@ -434,6 +434,7 @@ SPECTACULAR_SETTINGS = {
             "PRORATION",
             "LATE_USAGE",
             "CANCELLATION",
+            "CHARGE",
         ],
         "ApiKeyKindEnum": ["sk", "obs", "ck"],
         "BudgetPeriodEnum": ["day", "month"],
