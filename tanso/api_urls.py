@@ -23,6 +23,5 @@ urlpatterns = [
     path("", include("apps.simulations.urls")),
     path("", include("apps.stripe_sync.urls")),
     path("", include("apps.stripe_import.urls")),
-    path("", include("apps.gateway.urls")),
     path("", include("apps.alerts.urls")),
 ]

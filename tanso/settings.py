@@ -127,7 +127,6 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.demo",
     "apps.mcp",
-    "apps.gateway",
     "djstripe",
     "apps.stripe_sync",
     "apps.stripe_meters",
@@ -486,12 +485,6 @@ API_AUTH_FAILURES_PER_MINUTE = env_int("API_AUTH_FAILURES_PER_MINUTE", 20)
 # verified (docs/api.md, "Outages"). 0: never trust an unverifiable key.
 APIKEY_STALE_SECONDS = env_int("APIKEY_STALE_SECONDS", 300)
 
-# --- LLM gateway (docs/gateway.md) ----------------------------------------------------
-# Fernet keys for provider credentials, newest first (rotation: prepend a new key, run
-# `manage.py gateway_rotate_credentials`, then drop the old one). Empty: one derived
-# from SECRET_KEY.
-GATEWAY_CREDENTIAL_KEYS = env_list("GATEWAY_CREDENTIAL_KEYS", [])
-
 # --- Model prices ---------------------------------------------------------------------
 # Where the price catalog is loaded from: empty = the data bundled with genai-prices;
 # else a local JSON file (path or file:// URL) in the shape genai-prices publishes.
@@ -528,10 +521,6 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # The one beat schedule. Each entry names a task that is idempotent.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "reap-gateway-reservations": {
-        "task": "apps.gateway.tasks.reap_budget_reservations",
-        "schedule": 300,
-    },
     "evaluate-alerts": {"task": "apps.alerts.tasks.evaluate_alerts", "schedule": 60.0},
     "purge-idempotency-records": {
         "task": "apps.apikeys.tasks.purge_idempotency_records",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -70,12 +70,6 @@ class Script:
     usage: Usage = field(default_factory=Usage)
     send_usage: bool = True
     text: str = "hello"
-    # Answer this status (in the format's error shape) before the first byte, for the
-    # next ``fail_times`` calls (429, 500, Anthropic's 529...).
-    fail_status: int | None = None
-    fail_times: int = 0
-    # Close the stream after this many events (no usage, no end marker).
-    close_after: int | None = None
 
 
 class FakeProvider:
@@ -97,10 +91,7 @@ class FakeProvider:
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 1024  # bursts of concurrent calls (the default is 5)
-
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -145,46 +136,12 @@ class FakeProvider:
             "/v1/responses": self._responses,
             "/v1/embeddings": self._embeddings,
             "/v1/messages": self._messages,
-            "/v1/messages/count_tokens": self._count_tokens,
-            "/v1/models": self._models,
         }
         route = routes.get(path)
         if route is None:
             self._json(handler, 404, {"error": {"message": f"no route {path}"}})
             return
-        if self._failing(handler, path):
-            return
         route(handler, body or {})
-
-    def _failing(self, handler: BaseHTTPRequestHandler, path: str) -> bool:
-        with self._lock:
-            status = self.script.fail_status
-            if status is None or self.script.fail_times == 0:
-                return False
-            self.script.fail_times -= 1
-        if path.startswith("/v1/messages"):
-            kind = "overloaded_error" if status == 529 else "api_error"
-            body: Any = {"type": "error", "error": {"type": kind, "message": "fake failure"}}
-        else:
-            body = {"error": {"message": "fake failure", "type": "server_error", "code": None}}
-        self._json(handler, status, body)
-        return True
-
-    def _usage(self, body: dict[str, Any]) -> Usage:
-        """The script's usage, its output cut to the request's max tokens (as a provider
-        stops at them)."""
-        usage = self.script.usage
-        asked = [
-            body[name]
-            for name in ("max_tokens", "max_completion_tokens", "max_output_tokens")
-            if isinstance(body.get(name), int)
-        ]
-        if not asked or min(asked) >= usage.output_tokens:
-            return usage
-        output = min(asked)
-        return replace(
-            usage, output_tokens=output, reasoning_tokens=min(usage.reasoning_tokens, output)
-        )
 
     def _json(self, handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -200,11 +157,8 @@ class FakeProvider:
         handler.send_header("Connection", "close")
         handler.end_headers()
         handler.close_connection = True
-        close_after = self.script.close_after
         try:
-            for index, (name, data) in enumerate(events):
-                if close_after is not None and index >= close_after:
-                    break
+            for name, data in events:
                 text = data if isinstance(data, str) else json.dumps(data)
                 prefix = f"event: {name}\n" if name else ""
                 handler.wfile.write(f"{prefix}data: {text}\n\n".encode())
@@ -230,7 +184,7 @@ class FakeProvider:
                 ],
             }
             if script.send_usage:
-                answer["usage"] = self._usage(body).openai_chat()
+                answer["usage"] = script.usage.openai_chat()
             self._json(handler, 200, answer)
             return
         chunk = {**base, "object": "chat.completion.chunk"}
@@ -254,8 +208,7 @@ class FakeProvider:
             )
         include = (body.get("stream_options") or {}).get("include_usage")
         if include and script.send_usage:
-            usage = self._usage(body).openai_chat()
-            events.append((None, {**chunk, "choices": [], "usage": usage}))
+            events.append((None, {**chunk, "choices": [], "usage": script.usage.openai_chat()}))
         events.append((None, "[DONE]"))
         self._sse(handler, events)
 
@@ -342,7 +295,7 @@ class FakeProvider:
 
     def _messages(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         script, model = self.script, body.get("model", "claude-sonnet-4-20250514")
-        usage = self._usage(body)
+        usage = script.usage
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model}
         if not body.get("stream"):
             answer: dict[str, Any] = {
@@ -396,10 +349,3 @@ class FakeProvider:
         events.append(("message_delta", delta))
         events.append(("message_stop", {"type": "message_stop"}))
         self._sse(handler, events)
-
-    def _count_tokens(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        self._json(handler, 200, {"input_tokens": self.script.usage.input_tokens})
-
-    def _models(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        models = [{"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "fake"}]
-        self._json(handler, 200, {"object": "list", "data": models})
