@@ -176,6 +176,8 @@ BEYOND_THE_SCHEMA = {
     ("*", "Only the last tier may be unbounded."),
     ("*", 'The last tier must be unbounded (upTo null or "inf").'),
     ("*", "Must be greater than the previous tier's upTo."),
+    # A rule's amounts keep at most 12 integer digits (the shared decimal pattern allows more).
+    ("*", "At most 12 digits before the decimal point."),
     # Relative to the clock.
     ("expiresAt", "Must be in the future."),
     ("occurredAt", "May not be more than 5 minutes in the future."),
