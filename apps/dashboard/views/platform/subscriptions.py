@@ -278,8 +278,7 @@ def _charge(request: HttpRequest, subscription: Subscription, actor: Actor) -> H
     try:
         amount = Decimal(request.POST.get("amount", "").strip())
     except InvalidOperation:
-        messages.error(request, "Give the amount as a number, for example 250.00.")
-        return None
+        amount = Decimal("NaN")
     if not amount.is_finite():
         messages.error(request, "Give the amount as a number, for example 250.00.")
         return None
